@@ -1,0 +1,301 @@
+"""The command line: `up`, `down`, `status`, `plan`. Errors become exit codes here, once.
+
+Heavy modules (the Docker SDK, httpx, the scheduler) are imported inside the commands
+that need them, so `--help` and plan errors answer fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import ValidationError
+
+from ollamatopo import __version__
+from ollamatopo._errors import (
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_OK,
+    OllamatopoError,
+    UsageError,
+)
+from ollamatopo._settings import Settings
+
+if TYPE_CHECKING:
+    from ollamatopo._engine import Engine
+    from ollamatopo._loader import LoadedPlan
+
+T = TypeVar("T")
+
+DESCRIPTION = """\
+ollamatopo brings up a phased multi-container topology on a Docker engine:
+every service starts as soon as its own dependencies hold, readiness is probed
+by ollamatopo itself, and a failed `up` rolls back what it created.
+
+exit codes: 0 success, 1 a required service failed, 2 invalid plan or usage,
+3 the Docker engine cannot be reached, 130 interrupted."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ollamatopo", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"ollamatopo {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--plan", "-f", type=Path, metavar="FILE",
+                        help="plan file (default config/topology.yaml; env OLLAMATOPO_PLAN)")
+    common.add_argument("--project", "-p", metavar="NAME",
+                        help="project name (default: the plan's `project`)")
+    common.add_argument("--log-format", choices=["auto", "json", "console"],
+                        help="log lines: JSON, readable, or auto (JSON unless stdout is a TTY)")
+    common.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    up = commands.add_parser("up", parents=[common], help="create and start the topology",
+                             description="Create what is missing, recreate what changed, start "
+                                         "every service once its dependencies hold, and wait "
+                                         "until all are ready.")
+    up.add_argument("--keep-on-failure", action="store_true",
+                    help="leave what this run created in place when it fails")
+    up.add_argument("--report", type=Path, metavar="FILE",
+                    help="where to write the JSON report (default: in the state directory)")
+    up.add_argument("--keep-orphans", action="store_true",
+                    help="do not remove the project's containers of services not in the plan")
+
+    down = commands.add_parser("down", parents=[common],
+                               help="stop and remove the topology's containers and networks")
+    down.add_argument("--volumes", "-v", action="store_true",
+                      help="also remove the project's named volumes (their data is lost)")
+
+    status = commands.add_parser("status", parents=[common],
+                                 help="show each service's container, readiness and ports")
+    status.add_argument("--json", action="store_true", help="print JSON")
+
+    plan = commands.add_parser("plan", parents=[common],
+                               help="validate the plan; show phases, graph, critical path, "
+                                    "resources")
+    plan.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    try:
+        settings = _settings(arguments)
+        from ollamatopo._logging import configure_logging
+
+        configure_logging(settings.log_format, settings.log_level)
+        command: Callable[[argparse.Namespace, Settings], int] = COMMANDS[arguments.command]
+        return command(arguments, settings)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BaseExceptionGroup as group:
+        error = _first_error(group)
+        if error is None:
+            raise
+        return _report_error(error)
+    except OllamatopoError as error:
+        return _report_error(error)
+
+
+def _first_error(group: BaseExceptionGroup[Any]) -> OllamatopoError | None:
+    for error in group.exceptions:
+        if isinstance(error, OllamatopoError):
+            return error
+        if isinstance(error, BaseExceptionGroup):
+            found = _first_error(error)
+            if found is not None:
+                return found
+    return None
+
+
+def _report_error(error: OllamatopoError) -> int:
+    print(f"ollamatopo: {error}", file=sys.stderr)
+    return error.exit_code
+
+
+def _settings(arguments: argparse.Namespace) -> Settings:
+    overrides = {key: value for key in ("plan", "project", "log_format", "log_level")
+                 if (value := getattr(arguments, key, None)) is not None}
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        problems = "; ".join(f"OLLAMATOPO_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                             for e in error.errors(include_url=False))
+        raise UsageError(f"invalid settings: {problems}") from None
+
+
+def _load(settings: Settings) -> LoadedPlan:
+    import structlog
+
+    from ollamatopo._loader import load_plan
+
+    loaded = load_plan(settings.plan, project=settings.project)
+    log = structlog.get_logger("ollamatopo")
+    for warning in loaded.warnings:
+        log.warning("plan warning", detail=warning)
+    return loaded
+
+
+def _run_async(function: Callable[[], Awaitable[T]]) -> T:
+    """Run `function` under anyio; SIGINT and SIGTERM cancel it (cleanup runs shielded)."""
+    import anyio
+
+    async def guarded() -> T:
+        result: list[T] = []
+        async with anyio.create_task_group() as group:
+
+            async def watch_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for received in signals:
+                        print(f"ollamatopo: {signal.Signals(received).name} received, "
+                              "stopping", file=sys.stderr)
+                        group.cancel_scope.cancel()
+                        return
+
+            async def work() -> None:
+                result.append(await function())
+                group.cancel_scope.cancel()
+
+            group.start_soon(watch_signals)
+            group.start_soon(work)
+        if not result:
+            raise KeyboardInterrupt
+        return result[0]
+
+    return anyio.run(guarded)
+
+
+async def _connect(settings: Settings) -> Engine:
+    from ollamatopo._engine import Engine
+
+    return await Engine.connect(settings.docker_host, settings.api_concurrency)
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def command_up(arguments: argparse.Namespace, settings: Settings) -> int:
+    from ollamatopo._logging import wants_json
+    from ollamatopo._probes import Backoff
+    from ollamatopo._report import RunRecorder, runs_dir, write_report
+    from ollamatopo._scheduler import UpOptions, new_run_id, up
+
+    loaded = _load(settings)
+    plan = loaded.plan
+    run_id = new_run_id()
+    recorder = RunRecorder(run_id=run_id, project=plan.project, plan_path=str(loaded.path),
+                           phases={name: plan.phase_of(name) for name in plan.services},
+                           phase_order=[phase.name for phase in plan.phases])
+    options = UpOptions(
+        keep_on_failure=arguments.keep_on_failure,
+        default_timeout_s=settings.probe_timeout,
+        backoff=Backoff(settings.probe_initial_backoff, settings.probe_max_backoff),
+        remove_orphans=not arguments.keep_orphans,
+    )
+    report_path = arguments.report or (
+        runs_dir(settings.state_dir, plan.project)
+        / f"{recorder.started_at.replace(':', '').replace('-', '')[:15]}-{run_id}.json")
+
+    async def run() -> None:
+        engine = await _connect(settings)
+        try:
+            await up(engine, loaded, options, recorder)
+        finally:
+            engine.close()
+
+    try:
+        _run_async(run)
+    finally:
+        if recorder.outcome != "running":
+            written = _write_report_quietly(write_report, recorder.report(), report_path)
+            if not wants_json(settings.log_format):
+                print(recorder.table())
+            if written:
+                recorder.emit("report written", path=str(written))
+    return EXIT_OK
+
+
+def _write_report_quietly(write: Callable[[Any, Path], Path], report: Any,
+                          path: Path) -> Path | None:
+    try:
+        return write(report, path)
+    except OSError as error:
+        print(f"ollamatopo: cannot write the report to {path}: {error.strerror}; choose "
+              "another place with --report or OLLAMATOPO_STATE_DIR", file=sys.stderr)
+        return None
+
+
+def command_down(arguments: argparse.Namespace, settings: Settings) -> int:
+    from ollamatopo._loader import read_project_name
+    from ollamatopo._report import RunRecorder
+    from ollamatopo._scheduler import down, new_run_id
+
+    project = settings.project or read_project_name(settings.plan)
+    if not project:
+        raise UsageError(f"cannot tell the project from {settings.plan}: pass --project NAME "
+                         "or --plan FILE")
+    recorder = RunRecorder(run_id=new_run_id(), project=project, plan_path=str(settings.plan),
+                           phases={}, phase_order=[], command="down")
+
+    async def run() -> None:
+        engine = await _connect(settings)
+        try:
+            result = await down(engine, project, volumes=arguments.volumes, recorder=recorder)
+        finally:
+            engine.close()
+        kept = "" if arguments.volumes else "; named volumes kept (remove them with --volumes)"
+        recorder.emit("down completed", containers=len(result.containers),
+                      networks=len(result.networks), volumes=result.volumes,
+                      total_s=recorder.elapsed(), note=kept.lstrip("; ") or None)
+
+    _run_async(run)
+    return EXIT_OK
+
+
+def command_status(arguments: argparse.Namespace, settings: Settings) -> int:
+    from ollamatopo._status import collect_status, format_status
+
+    loaded = _load(settings)
+
+    async def run() -> list[dict[str, Any]]:
+        engine = await _connect(settings)
+        try:
+            return await collect_status(engine, loaded)
+        finally:
+            engine.close()
+
+    rows = _run_async(run)
+    if arguments.json:
+        print(json.dumps({"project": loaded.plan.project, "services": rows}, indent=2))
+    else:
+        print(format_status(loaded.plan.project, rows))
+    return EXIT_OK
+
+
+def command_plan(arguments: argparse.Namespace, settings: Settings) -> int:
+    from ollamatopo._plan_view import describe_plan, format_plan
+    from ollamatopo._report import latest_durations
+
+    loaded = _load(settings)
+    durations = latest_durations(settings.state_dir, loaded.plan.project)
+    view = describe_plan(loaded, durations)
+    print(json.dumps(view, indent=2) if arguments.json else format_plan(view))
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "up": command_up,
+    "down": command_down,
+    "status": command_status,
+    "plan": command_plan,
+}
+
+__all__ = ["main", "build_parser", "EXIT_INVALID"]

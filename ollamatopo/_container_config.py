@@ -1,0 +1,200 @@
+"""What the engine is asked to create for each part of a plan, and its config hash.
+
+Pure translation of plan specs into Engine API payloads (names, labels, host
+config, endpoints). The hash is taken over exactly what is sent, so anything that
+would change the container changes the hash and makes `up` recreate it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ollamatopo._plan import NetworkSpec, Plan, ServiceSpec, VolumeSpec
+
+LABEL_PROJECT = "ollamatopo.project"
+LABEL_SERVICE = "ollamatopo.service"
+LABEL_HASH = "ollamatopo.config-hash"
+LABEL_DEPENDS = "ollamatopo.depends-on"
+LABEL_NETWORK = "ollamatopo.network"
+LABEL_VOLUME = "ollamatopo.volume"
+LABEL_RUN = "ollamatopo.run"  # the `up` that created it; not part of the hash
+
+DEFAULT_NETWORK = "default"
+CPU_SHARES_PER_CPU = 1024
+
+
+def container_name(project: str, service: str) -> str:
+    return f"{project}-{service}"
+
+
+def network_name(project: str, network: str) -> str:
+    return f"{project}_{network}"
+
+
+def volume_name(project: str, volume: str) -> str:
+    return f"{project}_{volume}"
+
+
+def config_hash(payload: Any) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    network: str  # engine name
+    aliases: tuple[str, ...]
+    ipv4_address: str | None = None
+
+
+@dataclass(frozen=True)
+class ContainerConfig:
+    """Everything needed to create one service's container."""
+
+    service: str
+    name: str
+    image: str
+    create_kwargs: dict[str, Any]
+    endpoints: tuple[Endpoint, ...]  # the first is given at create, the rest connected after
+    labels: dict[str, str]
+    config_hash: str
+    stop_timeout: float
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    key: str  # name in the plan
+    name: str
+    create_kwargs: dict[str, Any]
+    config_hash: str
+
+
+@dataclass(frozen=True)
+class VolumeConfig:
+    key: str
+    name: str
+    create_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def service_networks(spec: ServiceSpec) -> list[str]:
+    """The plan networks a service joins; none declared means the project's default one."""
+    return list(spec.networks) or [DEFAULT_NETWORK]
+
+
+def plan_networks(plan: Plan) -> dict[str, NetworkSpec]:
+    networks = dict(plan.networks)
+    if any(not spec.networks for spec in plan.services.values()):
+        networks.setdefault(DEFAULT_NETWORK, NetworkSpec())
+    return networks
+
+
+def network_config(project: str, key: str, spec: NetworkSpec) -> NetworkConfig:
+    options = dict(spec.driver_opts)
+    if spec.mtu is not None:
+        options["com.docker.network.driver.mtu"] = str(spec.mtu)
+    ipam = None
+    if spec.subnet:
+        pool: dict[str, str] = {"Subnet": spec.subnet}
+        if spec.gateway:
+            pool["Gateway"] = spec.gateway
+        ipam = {"Driver": "default", "Config": [pool], "Options": {}}
+    kwargs: dict[str, Any] = {
+        "driver": spec.driver,
+        "options": options,
+        "ipam": ipam,
+        "internal": spec.internal,
+        "labels": dict(spec.labels),
+    }
+    digest = config_hash(kwargs)
+    kwargs["labels"] = {**spec.labels, LABEL_PROJECT: project, LABEL_NETWORK: key,
+                        LABEL_HASH: digest}
+    return NetworkConfig(key, network_name(project, key), kwargs, digest)
+
+
+def volume_config(project: str, key: str, spec: VolumeSpec) -> VolumeConfig:
+    labels = {**spec.labels, LABEL_PROJECT: project, LABEL_VOLUME: key}
+    kwargs = {"driver": spec.driver, "driver_opts": dict(spec.driver_opts), "labels": labels}
+    return VolumeConfig(key, volume_name(project, key), kwargs)
+
+
+def container_config(plan: Plan, service: str, base_dir: Path) -> ContainerConfig:
+    """The create payload of one service: compose's keys mapped to the Engine API."""
+    spec = plan.services[service]
+    project = plan.project
+    host_config = _host_config(project, spec, base_dir)
+    endpoints = tuple(
+        Endpoint(network_name(project, key),
+                 (service, *(spec.networks[key].aliases if key in spec.networks else ())),
+                 spec.networks[key].ipv4_address if key in spec.networks else None)
+        for key in service_networks(spec)
+    )
+    host_config["NetworkMode"] = endpoints[0].network
+    kwargs: dict[str, Any] = {
+        "image": spec.image,
+        "command": spec.command,
+        "entrypoint": spec.entrypoint,
+        "environment": [f"{key}={value}" for key, value in sorted(spec.environment.items())],
+        "hostname": spec.hostname,
+        "user": spec.user,
+        "working_dir": spec.working_dir,
+        "ports": [(port.container_port, port.protocol) for port in spec.ports],
+        "stop_timeout": max(1, round(spec.stop_grace_period)),
+        "host_config": host_config,
+    }
+    digest = config_hash({"kwargs": kwargs, "labels": spec.labels,
+                          "endpoints": [e.__dict__ for e in endpoints]})
+    dependencies = ",".join(sorted(plan.dependencies(service)))
+    labels = {**spec.labels, LABEL_PROJECT: project, LABEL_SERVICE: service,
+              LABEL_HASH: digest, LABEL_DEPENDS: dependencies}
+    return ContainerConfig(service, container_name(project, service), spec.image, kwargs,
+                           endpoints, labels, digest, spec.stop_grace_period)
+
+
+def _host_config(project: str, spec: ServiceSpec, base_dir: Path) -> dict[str, Any]:
+    bindings: dict[str, list[dict[str, str]]] = {}
+    for port in spec.ports:
+        bindings.setdefault(port.container_key, []).append(
+            {"HostIp": port.host_ip, "HostPort": str(port.host_port or "")})
+    mounts = []
+    for mount in spec.volumes:
+        if mount.named:
+            mounts.append({"Type": "volume", "Source": volume_name(project, mount.source),
+                           "Target": mount.target, "ReadOnly": mount.read_only})
+        else:
+            source = (base_dir / Path(mount.source).expanduser()).resolve()
+            mounts.append({"Type": "bind", "Source": str(source), "Target": mount.target,
+                           "ReadOnly": mount.read_only})
+    name, _, count = spec.restart.partition(":")
+    limits, reservations = spec.deploy.resources.limits, spec.deploy.resources.reservations
+    config: dict[str, Any] = {
+        "PortBindings": bindings,
+        "Mounts": mounts,
+        "RestartPolicy": {"Name": "" if name == "no" else name,
+                          "MaximumRetryCount": int(count or 0)},
+        "CapAdd": list(spec.cap_add) or None,
+        "CapDrop": list(spec.cap_drop) or None,
+        "SecurityOpt": list(spec.security_opt) or None,
+        "ReadonlyRootfs": spec.read_only,
+        "Init": spec.init or None,
+        "Tmpfs": dict(_tmpfs(entry) for entry in spec.tmpfs) or None,
+        "ExtraHosts": list(spec.extra_hosts) or None,
+    }
+    if limits.cpus is not None:
+        config["NanoCpus"] = int(limits.cpus * 1e9)
+    if limits.memory is not None:
+        config["Memory"] = limits.memory
+    if reservations.memory is not None:
+        config["MemoryReservation"] = reservations.memory
+    if reservations.cpus is not None:
+        # One engine has no CPU reservation; the reservation becomes the CPU weight.
+        config["CpuShares"] = max(2, int(reservations.cpus * CPU_SHARES_PER_CPU))
+    return {key: value for key, value in config.items() if value is not None}
+
+
+def _tmpfs(entry: str) -> tuple[str, str]:
+    path, _, options = entry.partition(":")
+    return path, options

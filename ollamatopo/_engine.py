@@ -1,0 +1,336 @@
+"""The Docker engine facade: the only module that imports `docker`.
+
+Async methods over the blocking SDK: each call runs in a worker thread under one
+CapacityLimiter (the bound on concurrent API calls), and every SDK or transport
+exception becomes an `EngineError` or `EngineUnreachable` right here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
+import anyio.to_thread
+import docker
+import docker.errors
+import requests.exceptions
+
+from ollamatopo._container_config import (
+    LABEL_DEPENDS,
+    LABEL_HASH,
+    LABEL_NETWORK,
+    LABEL_PROJECT,
+    LABEL_RUN,
+    LABEL_SERVICE,
+    ContainerConfig,
+    NetworkConfig,
+    VolumeConfig,
+)
+from ollamatopo._errors import EngineError, EngineUnreachable
+from ollamatopo._reconcile import ObservedContainer, ObservedNetwork, Snapshot
+
+T = TypeVar("T")
+
+HOW_TO_REACH = (
+    "start the engine (`sudo systemctl start docker`, or `dockerd &`), or point DOCKER_HOST / "
+    "OLLAMATOPO_DOCKER_HOST at it"
+)
+
+
+class NotFound(EngineError):
+    """The object named does not exist on the engine."""
+
+
+@dataclass(frozen=True)
+class PublishedPort:
+    host_ip: str
+    host_port: int
+
+
+@dataclass(frozen=True)
+class ContainerState:
+    id: str
+    status: str  # created, running, exited, ...
+    exit_code: int
+    oom_killed: bool
+    error: str
+    health: str | None  # starting, healthy, unhealthy; None without a HEALTHCHECK
+    ports: dict[str, list[PublishedPort]] = field(default_factory=dict)  # "8080/tcp" -> bindings
+    addresses: dict[str, str] = field(default_factory=dict)  # network name -> IPv4
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+@dataclass(frozen=True)
+class ContainerEvent:
+    container_id: str
+    action: str  # start, die, oom, health_status: healthy, ...
+    exit_code: int | None
+    service: str | None
+
+
+class Engine:
+    """One connection to the Docker engine, shared by every task of a run."""
+
+    def __init__(self, client: docker.APIClient, concurrency: int) -> None:
+        self._client = client
+        self._limiter = anyio.CapacityLimiter(concurrency)
+        self.base_url = str(client.base_url)
+
+    @classmethod
+    async def connect(cls, base_url: str | None, concurrency: int) -> Engine:
+        def open_client() -> docker.APIClient:
+            kwargs = docker.utils.kwargs_from_env()
+            if base_url:
+                kwargs["base_url"] = base_url
+            kwargs.setdefault("base_url", "unix:///var/run/docker.sock")
+            client = docker.APIClient(version="auto", max_pool_size=concurrency + 8, **kwargs)
+            client.ping()
+            return client
+
+        where = base_url or "the default socket"
+        try:
+            client = await anyio.to_thread.run_sync(open_client)
+        except (docker.errors.DockerException, requests.exceptions.RequestException,
+                OSError) as error:
+            raise EngineUnreachable(f"cannot reach the Docker engine at {where}: "
+                                    f"{_reason(error)}; {HOW_TO_REACH}") from None
+        return cls(client, concurrency)
+
+    def close(self) -> None:
+        self._client.close()
+
+    async def _call(self, what: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return await anyio.to_thread.run_sync(partial(function, *args, **kwargs),
+                                                  limiter=self._limiter)
+        except docker.errors.NotFound as error:
+            raise NotFound(f"{what}: {_reason(error)}") from None
+        except docker.errors.APIError as error:
+            raise EngineError(f"{what}: {_reason(error)}") from None
+        except (requests.exceptions.ConnectionError, ConnectionError) as error:
+            raise EngineUnreachable(f"{what}: lost the Docker engine at {self.base_url}: "
+                                    f"{_reason(error)}; {HOW_TO_REACH}") from None
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+            raise EngineError(f"{what}: {_reason(error)}") from None
+
+    # --- observe ----------------------------------------------------------------------------
+
+    async def snapshot(self, project: str, images: list[str] | tuple[str, ...] = ()) -> Snapshot:
+        label = {"label": [f"{LABEL_PROJECT}={project}"]}
+        raw_containers = await self._call("list containers", self._client.containers,
+                                          all=True, filters=label)
+        raw_networks = await self._call("list networks", self._client.networks, filters=label)
+        raw_volumes = await self._call("list volumes", self._client.volumes, filters=label)
+        containers = tuple(_observed_container(raw) for raw in raw_containers)
+        networks = tuple(_observed_network(raw) for raw in raw_networks)
+        volumes = tuple(v["Name"] for v in (raw_volumes or {}).get("Volumes") or [])
+        image_ids = {}
+        for image in images:
+            image_id = await self.image_id(image)
+            if image_id:
+                image_ids[image] = image_id
+        return Snapshot(project, containers, networks, volumes, image_ids)
+
+    async def objects_of_run(self, project: str, run_id: str) -> tuple[list[str], list[str]]:
+        """Ids of the containers and networks that one `up` created (by its run label)."""
+        label = {"label": [f"{LABEL_PROJECT}={project}", f"{LABEL_RUN}={run_id}"]}
+        containers = await self._call("list containers", self._client.containers, all=True,
+                                      filters=label)
+        networks = await self._call("list networks", self._client.networks, filters=label)
+        return [str(c["Id"]) for c in containers], [str(n["Id"]) for n in networks]
+
+    async def image_id(self, image: str) -> str | None:
+        try:
+            raw = await self._call(f"inspect image {image}", self._client.inspect_image, image)
+        except NotFound:
+            return None
+        return str(raw["Id"])
+
+    async def inspect(self, container_id: str) -> ContainerState:
+        raw = await self._call(f"inspect container {container_id[:12]}",
+                               self._client.inspect_container, container_id)
+        return _container_state(raw)
+
+    async def logs(self, container_id: str, tail: int | str = "all") -> str:
+        raw = await self._call("read logs", self._client.logs, container_id, stdout=True,
+                               stderr=True, tail=tail)
+        return bytes(raw).decode("utf-8", errors="replace")
+
+    # --- act --------------------------------------------------------------------------------
+
+    async def pull(self, image: str) -> None:
+        repository, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (
+            image, "", "latest")
+        await self._call(f"pull image {image}", self._client.pull, repository, tag=tag)
+
+    async def create_network(self, config: NetworkConfig, run_id: str) -> str:
+        labels = {**config.create_kwargs["labels"], LABEL_RUN: run_id}
+        raw = await self._call(f"create network {config.name}", self._client.create_network,
+                               config.name, **{**config.create_kwargs, "labels": labels})
+        return str(raw["Id"])
+
+    async def remove_network(self, name_or_id: str) -> None:
+        try:
+            await self._call(f"remove network {name_or_id}", self._client.remove_network,
+                             name_or_id)
+        except NotFound:
+            pass
+
+    async def create_volume(self, config: VolumeConfig) -> None:
+        await self._call(f"create volume {config.name}", self._client.create_volume,
+                         config.name, **config.create_kwargs)
+
+    async def remove_volume(self, name: str) -> None:
+        try:
+            await self._call(f"remove volume {name}", self._client.remove_volume, name)
+        except NotFound:
+            pass
+
+    async def create_container(self, config: ContainerConfig, run_id: str) -> str:
+        """Create the container on its first network, then connect it to the others."""
+        first, *others = config.endpoints
+        kwargs = dict(config.create_kwargs)
+        kwargs["networking_config"] = {"EndpointsConfig": {first.network: _endpoint(first)}}
+        kwargs["labels"] = {**config.labels, LABEL_RUN: run_id}
+        raw = await self._call(f"create container {config.name}", self._client.create_container,
+                               name=config.name, **kwargs)
+        container_id = str(raw["Id"])
+        for endpoint in others:
+            await self._call(f"connect {config.name} to {endpoint.network}",
+                             self._client.connect_container_to_network, container_id,
+                             endpoint.network, aliases=list(endpoint.aliases),
+                             ipv4_address=endpoint.ipv4_address)
+        return container_id
+
+    async def start(self, container_id: str) -> None:
+        await self._call(f"start container {container_id[:12]}", self._client.start,
+                         container_id)
+
+    async def stop(self, container_id: str, timeout: float | None = None) -> None:
+        """Graceful stop (SIGTERM), then SIGKILL after `timeout` (the container's own if None)."""
+        seconds = None if timeout is None else max(0, round(timeout))
+        try:
+            await self._call(f"stop container {container_id[:12]}", self._client.stop,
+                             container_id, timeout=seconds)
+        except NotFound:
+            pass
+
+    async def remove_container(self, container_id: str) -> None:
+        try:
+            await self._call(f"remove container {container_id[:12]}",
+                             self._client.remove_container, container_id, force=True, v=False)
+        except NotFound:
+            pass
+
+    async def exec(self, container_id: str, argv: list[str]) -> tuple[int, str]:
+        """Run a command in the container; its exit code and its output."""
+        def run() -> tuple[int, str]:
+            exec_id = self._client.exec_create(container_id, argv)["Id"]
+            output = self._client.exec_start(exec_id)
+            code = self._client.exec_inspect(exec_id).get("ExitCode")
+            return (-1 if code is None else int(code)), bytes(output).decode(errors="replace")
+
+        return await self._call(f"exec {argv[0]}", run)
+
+    # --- events -----------------------------------------------------------------------------
+
+    @contextmanager
+    def event_stream(self, project: str) -> Iterator[Callable[[], Iterator[ContainerEvent]]]:
+        """Subscribe to the project's container events now; iterate them in a thread.
+
+        The subscription is made before the block runs, so no event of containers
+        created inside it is missed. Leaving the block closes the stream, which ends
+        the iteration in its thread.
+        """
+        filters = {"type": ["container"], "label": [f"{LABEL_PROJECT}={project}"]}
+        try:
+            stream = self._client.events(filters=filters, decode=True)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+            raise EngineUnreachable(f"subscribe to events: {_reason(error)}") from None
+        closed = threading.Event()
+
+        def iterate() -> Iterator[ContainerEvent]:
+            try:
+                for raw in stream:
+                    yield _container_event(raw)
+            except (requests.exceptions.RequestException, OSError, AttributeError, ValueError):
+                if not closed.is_set():
+                    raise
+        try:
+            yield iterate
+        finally:
+            closed.set()
+            stream.close()
+
+
+def _endpoint(endpoint: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {"Aliases": list(endpoint.aliases)}
+    if endpoint.ipv4_address:
+        config["IPAMConfig"] = {"IPv4Address": endpoint.ipv4_address}
+    return config
+
+
+def _reason(error: BaseException) -> str:
+    explanation = getattr(error, "explanation", None)
+    if explanation:
+        return str(explanation.decode() if isinstance(explanation, bytes) else explanation)
+    text = str(error) or type(error).__name__
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _observed_container(raw: dict[str, Any]) -> ObservedContainer:
+    labels = raw.get("Labels") or {}
+    status = str(raw.get("Status", ""))
+    exit_code = 0
+    if status.startswith("Exited ("):
+        exit_code = int(status[len("Exited ("):].split(")")[0] or 0)
+    depends = tuple(filter(None, labels.get(LABEL_DEPENDS, "").split(",")))
+    names = raw.get("Names") or ["/"]
+    return ObservedContainer(
+        id=str(raw["Id"]), name=str(names[0]).lstrip("/"),
+        service=labels.get(LABEL_SERVICE, ""), config_hash=labels.get(LABEL_HASH, ""),
+        state=str(raw.get("State", "")), exit_code=exit_code, image_id=str(raw.get("ImageID", "")),
+        depends_on=depends)
+
+
+def _observed_network(raw: dict[str, Any]) -> ObservedNetwork:
+    labels = raw.get("Labels") or {}
+    return ObservedNetwork(id=str(raw["Id"]), name=str(raw["Name"]),
+                           key=labels.get(LABEL_NETWORK, ""),
+                           config_hash=labels.get(LABEL_HASH, ""),
+                           containers=tuple((raw.get("Containers") or {}).keys()))
+
+
+def _container_state(raw: dict[str, Any]) -> ContainerState:
+    state = raw.get("State") or {}
+    health = (state.get("Health") or {}).get("Status")
+    settings = raw.get("NetworkSettings") or {}
+    ports: dict[str, list[PublishedPort]] = {}
+    for key, bindings in (settings.get("Ports") or {}).items():
+        ports[key] = [PublishedPort(b.get("HostIp", ""), int(b["HostPort"]))
+                      for b in bindings or [] if b.get("HostPort")]
+    addresses = {name: str(net.get("IPAddress", ""))
+                 for name, net in (settings.get("Networks") or {}).items()}
+    return ContainerState(
+        id=str(raw["Id"]), status=str(state.get("Status", "")),
+        exit_code=int(state.get("ExitCode") or 0), oom_killed=bool(state.get("OOMKilled")),
+        error=str(state.get("Error") or ""), health=health, ports=ports, addresses=addresses)
+
+
+def _container_event(raw: dict[str, Any]) -> ContainerEvent:
+    actor = raw.get("Actor") or {}
+    attributes = actor.get("Attributes") or {}
+    code = attributes.get("exitCode")
+    return ContainerEvent(
+        container_id=str(actor.get("ID") or raw.get("id") or ""),
+        action=str(raw.get("Action") or raw.get("status") or ""),
+        exit_code=int(code) if code is not None and str(code).isdigit() else None,
+        service=attributes.get(LABEL_SERVICE))

@@ -1,0 +1,95 @@
+"""The one exception hierarchy of ollamatopo and the exit code of each branch.
+
+Every boundary (plan loading, the Docker engine, probes) turns foreign exceptions
+into one of these, so the command line maps errors to exit codes in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+EXIT_OK = 0
+EXIT_SERVICE_FAILED = 1
+EXIT_INVALID = 2
+EXIT_ENGINE_UNREACHABLE = 3
+EXIT_INTERRUPTED = 130
+
+
+class OllamatopoError(Exception):
+    """Base of every error ollamatopo reports to its user."""
+
+    exit_code = EXIT_SERVICE_FAILED
+
+
+@dataclass(frozen=True)
+class PlanProblem:
+    """One problem in a plan file: where it is and what is wrong."""
+
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = self.path or "(top level)"
+        if self.line is not None:
+            where = f"{where} (line {self.line})"
+        return f"{where}: {self.message}"
+
+
+class PlanError(OllamatopoError):
+    """The plan file cannot be used: every problem found is listed."""
+
+    exit_code = EXIT_INVALID
+
+    def __init__(self, source: str, problems: Sequence[PlanProblem],
+                 summary: str | None = None) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        head = f"{source}: {summary or f'{count} problem' + ('s' if count != 1 else '') + ' in the plan'}"
+        body = "\n".join(f"  - {problem}" for problem in self.problems)
+        super().__init__(f"{head}\n{body}")
+
+
+class UsageError(OllamatopoError):
+    """The command line or settings are wrong."""
+
+    exit_code = EXIT_INVALID
+
+
+class EngineUnreachable(OllamatopoError):
+    """The Docker engine does not answer."""
+
+    exit_code = EXIT_ENGINE_UNREACHABLE
+
+
+class EngineError(OllamatopoError):
+    """The Docker engine refused or failed an operation."""
+
+
+class ServiceFailed(OllamatopoError):
+    """A service could not be brought up (crashed, never ready, refused by the engine)."""
+
+    def __init__(self, service: str, cause: str) -> None:
+        self.service = service
+        self.cause = cause
+        super().__init__(f"service {service!r} failed: {cause}")
+
+
+class ProbeFailed(OllamatopoError):
+    """One readiness check did not pass (retried until the service's deadline)."""
+
+
+class RunFailed(OllamatopoError):
+    """`up` failed: one or more required services failed."""
+
+    def __init__(self, failures: Sequence[ServiceFailed], rolled_back: bool) -> None:
+        self.failures = tuple(failures)
+        lines = [str(failure) for failure in self.failures]
+        lines.append(
+            "rolled back what this run created"
+            if rolled_back
+            else "left what this run created in place (--keep-on-failure)"
+        )
+        super().__init__("\n".join(lines))

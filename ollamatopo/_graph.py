@@ -1,0 +1,113 @@
+"""The dependency graph of a plan's services, and what is computed on it.
+
+One small graph type: nodes are services, an edge says a service waits for a
+dependency to be `started` or `healthy`. Pure data in, data out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from ollamatopo._plan import Condition, Plan
+
+
+@dataclass(frozen=True)
+class DependencyGraph:
+    """Services and, for each, the services it waits for and on what condition."""
+
+    dependencies: Mapping[str, Mapping[str, Condition]]
+
+    @classmethod
+    def from_plan(cls, plan: Plan) -> DependencyGraph:
+        return cls({name: plan.dependencies(name) for name, _ in plan.ordered_services()})
+
+    @property
+    def nodes(self) -> list[str]:
+        return list(self.dependencies)
+
+    def dependents(self, name: str) -> list[str]:
+        return [node for node, deps in self.dependencies.items() if name in deps]
+
+    def reversed(self) -> DependencyGraph:
+        """Edges flipped, each waiting for the other end to be done (HEALTHY): what `down`
+        walks, so a service is stopped before what it needs."""
+        flipped: dict[str, dict[str, Condition]] = {node: {} for node in self.dependencies}
+        for node, deps in self.dependencies.items():
+            for dependency in deps:
+                if dependency in flipped:
+                    flipped[dependency][node] = Condition.HEALTHY
+        return DependencyGraph(flipped)
+
+    def find_cycle(self) -> list[str] | None:
+        """A cycle as a list of services (first repeated at the end), or None."""
+        state: dict[str, int] = {}  # 1: on the current path, 2: done
+        stack: list[str] = []
+
+        def visit(node: str) -> list[str] | None:
+            state[node] = 1
+            stack.append(node)
+            for dependency in self.dependencies.get(node, {}):
+                if state.get(dependency) == 1:
+                    return [*stack[stack.index(dependency):], dependency]
+                if dependency in self.dependencies and dependency not in state:
+                    found = visit(dependency)
+                    if found:
+                        return found
+            stack.pop()
+            state[node] = 2
+            return None
+
+        for node in self.dependencies:
+            if node not in state:
+                cycle = visit(node)
+                if cycle:
+                    return cycle
+        return None
+
+    def topological_order(self) -> list[str]:
+        """Dependencies before dependents; ties keep plan order. The graph must be acyclic."""
+        order: list[str] = []
+        placed: set[str] = set()
+        remaining = list(self.dependencies)
+        while remaining:
+            ready = [n for n in remaining if all(d in placed for d in self.dependencies[n])]
+            if not ready:
+                raise ValueError(f"dependency cycle among {remaining}")
+            order.extend(ready)
+            placed.update(ready)
+            remaining = [n for n in remaining if n not in placed]
+        return order
+
+    def critical_path(self, durations: Mapping[str, float]) -> tuple[list[str], float]:
+        """The longest chain by summed duration (missing durations count as 1), and its length.
+
+        A `started` edge lets the dependent begin when the dependency begins; the cost
+        of the dependency's own readiness then is not on the dependent's path.
+        """
+        finish: dict[str, float] = {}
+        begin: dict[str, float] = {}
+        via: dict[str, str | None] = {}
+        for node in self.topological_order():
+            earliest, previous = 0.0, None
+            for dependency, condition in self.dependencies[node].items():
+                at = finish[dependency] if condition is Condition.HEALTHY else begin[dependency]
+                if previous is None or at > earliest:
+                    earliest, previous = at, dependency
+            begin[node] = earliest
+            finish[node] = earliest + durations.get(node, 1.0)
+            via[node] = previous
+        if not finish:
+            return [], 0.0
+        last = max(finish, key=lambda node: finish[node])
+        path: list[str] = []
+        cursor: str | None = last
+        while cursor is not None:
+            path.append(cursor)
+            cursor = via[cursor]
+        return list(reversed(path)), finish[last]
+
+    def phase_bound(self, phases: Iterable[Iterable[str]], durations: Mapping[str, float]) -> float:
+        """What the same durations cost if every phase were a barrier for the next."""
+        return sum(max((durations.get(name, 1.0) for name in phase), default=0.0)
+                   for phase in phases)

@@ -1,0 +1,129 @@
+"""Variable interpolation in plan values, with docker compose's syntax.
+
+`${VAR}` and `$VAR` (empty when unset, with a warning), `${VAR:-default}` (default
+when unset or empty), `${VAR-default}` (default when unset), `${VAR:?message}`
+(required, non-empty), `${VAR?message}` (required), and `$$` for a literal `$`.
+Pure: takes a parsed YAML tree and a mapping, returns a new tree and what was missing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+_PATTERN = re.compile(
+    r"""
+    \$(?:
+        (?P<escaped>\$)
+      | (?P<bare>[A-Za-z_][A-Za-z0-9_]*)
+      | \{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)
+          (?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}
+      | (?P<invalid>)
+    )
+    """,
+    re.VERBOSE,
+)
+
+
+@dataclass(frozen=True)
+class MissingVariable:
+    name: str
+    path: str
+    message: str
+
+
+@dataclass
+class Interpolation:
+    """The outcome of interpolating one tree."""
+
+    value: Any
+    missing: list[MissingVariable] = field(default_factory=list)
+    unset: list[tuple[str, str]] = field(default_factory=list)  # (name, path) substituted empty
+    invalid: list[tuple[str, str]] = field(default_factory=list)  # (path, text)
+    used: set[str] = field(default_factory=set)
+
+
+def interpolate(tree: Any, env: Mapping[str, str]) -> Interpolation:
+    """Substitute variables in every string value of `tree` (mapping keys are left alone)."""
+    result = Interpolation(value=None)
+    result.value = _walk(tree, env, "", result)
+    return result
+
+
+def _walk(node: Any, env: Mapping[str, str], path: str, out: Interpolation) -> Any:
+    if isinstance(node, str):
+        return _substitute(node, env, path, out)
+    if isinstance(node, dict):
+        return {
+            key: _walk(value, env, _join(path, str(key)), out) for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_walk(item, env, f"{path}[{index}]", out) for index, item in enumerate(node)]
+    return node
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _substitute(text: str, env: Mapping[str, str], path: str, out: Interpolation) -> str:
+    if "$" not in text:
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group("escaped"):
+            return "$"
+        if match.group("invalid") is not None:
+            out.invalid.append((path, text))
+            return match.group(0)
+        name = match.group("bare") or match.group("braced")
+        out.used.add(name)
+        op, arg = match.group("op"), match.group("arg") or ""
+        value = env.get(name)
+        empty_counts = op is not None and op.startswith(":")
+        absent = value is None or (empty_counts and value == "")
+        if op in (":-", "-"):
+            return arg if absent else str(value)
+        if op in (":?", "?"):
+            if absent:
+                out.missing.append(MissingVariable(name, path, arg or f"{name} is required"))
+                return ""
+            return str(value)
+        if value is None:
+            out.unset.append((name, path))
+            return ""
+        return value
+
+    return _PATTERN.sub(replace, text)
+
+
+def parse_dotenv(text: str) -> tuple[dict[str, str], list[tuple[int, str]]]:
+    """Parse a `.env` file: `KEY=value` lines, `export` prefixes, quotes, comments.
+
+    Returns the variables and the (line number, text) of lines that are not assignments.
+    """
+    values: dict[str, str] = {}
+    bad: list[tuple[int, str]] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            bad.append((number, raw))
+            continue
+        values[key] = _unquote(value.strip())
+    return values, bad
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        inner = value[1:-1]
+        return inner.replace('\\"', '"').replace("\\n", "\n") if value[0] == '"' else inner
+    comment = value.find(" #")
+    return value[:comment].rstrip() if comment >= 0 else value

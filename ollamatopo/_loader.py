@@ -1,0 +1,317 @@
+"""From a plan file to a validated plan: YAML, `.env`, interpolation, model, references.
+
+Every problem becomes a `PlanProblem` with its path in the file (and its line when
+the YAML tells it); all of them are reported together in one `PlanError`.
+Reads files, touches nothing else.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ollamatopo._errors import PlanError, PlanProblem, UsageError
+from ollamatopo._graph import DependencyGraph
+from ollamatopo._interpolate import interpolate, parse_dotenv
+from ollamatopo._plan import Plan, ServiceSpec, check_references
+
+# A plan is a few hundred values; aliases that expand past this are an attack or a mistake.
+MAX_VALUES = 200_000
+MAX_DEPTH = 64
+MAX_FILE_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LoadedPlan:
+    plan: Plan
+    path: Path
+    graph: DependencyGraph
+    warnings: tuple[str, ...] = field(default=())
+
+
+def load_plan(path: Path, environ: Mapping[str, str] | None = None,
+              project: str | None = None) -> LoadedPlan:
+    """Read, interpolate and validate the plan at `path`; raise PlanError with every problem."""
+    source = str(path)
+    tree, lines = _read_yaml(path)
+    env = _environment(path, os.environ if environ is None else environ)
+    warnings: list[str] = []
+
+    tree = _strip_extensions(tree)
+    result = interpolate(tree, env)
+    if result.missing:
+        names = ", ".join(sorted({missing.name for missing in result.missing}))
+        problems = [PlanProblem(m.path, f"${{{m.name}}}: {m.message}", lines.get(m.path))
+                    for m in result.missing]
+        raise PlanError(source, problems, f"required variables are not set: {names}; export "
+                        f"them or put them in {path.parent / '.env'}")
+    for path_text, text in result.invalid:
+        warnings.append(f"{path_text}: {text!r} has a '$' that is not a variable; write $$ for "
+                        "a literal $")
+    for name, where in result.unset:
+        warnings.append(f"{where}: variable {name} is not set, using an empty string")
+    tree = result.value
+    if isinstance(tree, dict) and project:
+        tree = {**tree, "project": project}
+
+    plan = _validate(tree, source, lines)
+    problems = check_references(plan)
+    graph = DependencyGraph.from_plan(plan) if not problems else DependencyGraph({})
+    cycle = graph.find_cycle()
+    if cycle:
+        problems.append(PlanProblem(f"services.{cycle[0]}.after",
+                                    "dependency cycle: " + " -> ".join(cycle)
+                                    + "; remove one of these `after:` entries"))
+    if problems:
+        for problem in problems:
+            object.__setattr__(problem, "line", problem.line or lines.get(problem.path))
+        raise PlanError(source, problems)
+    plan = _resolve_environments(plan, path.parent, env, source)
+    return LoadedPlan(plan, path, graph, tuple(warnings))
+
+
+def read_project_name(path: Path) -> str | None:
+    """The plan's `project:` as written, without interpolation or validation (for `down`)."""
+    try:
+        tree, _ = _read_yaml(path)
+    except PlanError:
+        return None
+    value = tree.get("project") if isinstance(tree, dict) else None
+    return value if isinstance(value, str) and "$" not in value else None
+
+
+# --- YAML -----------------------------------------------------------------------------------
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    mapping: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str | int | float | bool) and key is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, "a mapping key must be a plain scalar", key_node.start_mark)
+        if key in mapping:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first at line "
+                f"{_key_line(node, key)})", key_node.start_mark)
+        mapping[key] = loader.construct_object(value_node, deep=True)
+    return mapping
+
+
+def _key_line(node: yaml.MappingNode, key: object) -> int:
+    for key_node, _ in node.value:
+        if getattr(key_node, "value", None) == str(key):
+            return int(key_node.start_mark.line) + 1
+    return 0
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _read_yaml(path: Path) -> tuple[Any, dict[str, int]]:
+    source = str(path)
+    try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise PlanError(source, [PlanProblem("", "the file is larger than 4 MiB; a plan is "
+                                                     "a few kilobytes")])
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"plan file {source} not found: pass --plan FILE or set "
+                         "OLLAMATOPO_PLAN") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read plan file {source}: {error}") from None
+    loader = _StrictLoader(text)
+    try:
+        node = loader.get_single_node()
+        lines = _line_index(node, source)
+        tree = loader.construct_document(node) if node is not None else None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = int(mark.line) + 1 if mark is not None else None
+        problem = getattr(error, "problem", None) or str(error)
+        raise PlanError(source, [PlanProblem("", f"not valid YAML: {problem}", line)]) from None
+    finally:
+        loader.dispose()
+    if not isinstance(tree, dict):
+        raise PlanError(source, [PlanProblem("", "a plan is a mapping with project, networks, "
+                                                 "volumes, services and phases")])
+    return tree, lines
+
+
+def _line_index(root: yaml.Node | None, source: str) -> dict[str, int]:
+    """Line of every path in the document, counting values as aliases expand them."""
+    lines: dict[str, int] = {}
+    budget = [MAX_VALUES]
+
+    def walk(node: yaml.Node, path: str, depth: int) -> None:
+        budget[0] -= 1
+        if budget[0] < 0 or depth > MAX_DEPTH:
+            what = "nests deeper than 64 levels" if depth > MAX_DEPTH else (
+                f"expands to more than {MAX_VALUES} values (YAML aliases?)")
+            raise PlanError(source, [PlanProblem(path, f"the document {what}",
+                                                 int(node.start_mark.line) + 1)])
+        lines.setdefault(path, int(node.start_mark.line) + 1)
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                name = str(getattr(key, "value", "?"))
+                walk(value, f"{path}.{name}" if path else name, depth + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, f"{path}[{index}]", depth + 1)
+
+    if root is not None:
+        walk(root, "", 0)
+    return lines
+
+
+def _strip_extensions(tree: dict[str, Any]) -> dict[str, Any]:
+    """Compose's `x-` extension fields hold anchors for reuse; they are not part of the plan."""
+    cleaned = {key: value for key, value in tree.items() if not str(key).startswith("x-")}
+    services = cleaned.get("services")
+    if isinstance(services, dict):
+        cleaned["services"] = {
+            name: {k: v for k, v in spec.items() if not str(k).startswith("x-")}
+            if isinstance(spec, dict) else spec
+            for name, spec in services.items()
+        }
+    return cleaned
+
+
+# --- environment ----------------------------------------------------------------------------
+
+
+def _environment(path: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """The process environment over the `.env` beside the plan (as compose does)."""
+    dotenv = path.parent / ".env"
+    values: dict[str, str] = {}
+    if dotenv.is_file():
+        values, bad = parse_dotenv(dotenv.read_text(encoding="utf-8"))
+        if bad:
+            raise PlanError(str(dotenv), [PlanProblem(f"line {n}", f"{text!r} is not KEY=value")
+                                          for n, text in bad])
+    return {**values, **environ}
+
+
+def _resolve_environments(plan: Plan, base: Path, env: Mapping[str, str], source: str) -> Plan:
+    """Each service's final environment: its env_files, then `environment:`; a bare KEY
+    takes its value from ollamatopo's environment (and is dropped when unset there)."""
+    services: dict[str, ServiceSpec] = {}
+    problems: list[PlanProblem] = []
+    for name, spec in plan.services.items():
+        merged: dict[str, str | None] = {}
+        for index, env_file in enumerate(spec.env_file):
+            file_path = (base / env_file).expanduser()
+            try:
+                values, bad = parse_dotenv(file_path.read_text(encoding="utf-8"))
+            except OSError as error:
+                problems.append(PlanProblem(f"services.{name}.env_file[{index}]",
+                                            f"cannot read {file_path}: {error.strerror}"))
+                continue
+            problems.extend(PlanProblem(f"services.{name}.env_file[{index}]",
+                                        f"{file_path} line {n}: {text!r} is not KEY=value")
+                            for n, text in bad)
+            merged.update(values)
+        for key, value in spec.environment.items():
+            merged[key] = value if value is not None else env.get(key)
+        environment = {key: value for key, value in merged.items() if value is not None}
+        services[name] = spec.model_copy(update={"environment": environment})
+    if problems:
+        raise PlanError(source, problems)
+    return plan.model_copy(update={"services": services})
+
+
+# --- pydantic errors as plan problems ---------------------------------------------------------
+
+
+def _validate(tree: Any, source: str, lines: dict[str, int]) -> Plan:
+    try:
+        return Plan.model_validate(tree)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors(include_url=False):
+            path = _loc_path(item["loc"])
+            problems.append(PlanProblem(path, _message(item), lines.get(path)
+                                        or lines.get(path.rpartition(".")[0])))
+        raise PlanError(source, problems) from None
+
+
+def _loc_path(loc: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path
+
+
+def _message(item: Any) -> str:
+    kind = item["type"]
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(item["loc"])
+        key = str(item["loc"][-1])
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown key {key!r}: {hint}allowed here: {', '.join(sorted(allowed))}"
+    if kind == "missing":
+        return "required key is missing"
+    message = str(item["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys the model at `loc` (without its last part) accepts."""
+    current: Any = Plan
+    for part in loc[:-1]:
+        current = _step(current, part)
+        if current is None:
+            return []
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [info.alias or name for name, info in current.model_fields.items()]
+    return []
+
+
+def _step(annotation: Any, part: int | str) -> Any:
+    """The type reached from `annotation` by one part of a location."""
+    annotation = _unwrap(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        for name, info in annotation.model_fields.items():
+            if part in (name, info.alias):
+                return _unwrap(info.annotation)
+        return None
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is dict and args:
+        return _unwrap(args[1])
+    if origin is list and args:
+        return _unwrap(args[0])
+    return None
+
+
+def _unwrap(annotation: Any) -> Any:
+    """Strip Annotated[...] and Optional[...] down to the model or container type."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is typing.Annotated:
+            annotation = typing.get_args(annotation)[0]
+            continue
+        if origin in (typing.Union, types.UnionType):
+            options = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+            if len(options) == 1:
+                annotation = options[0]
+                continue
+        return annotation

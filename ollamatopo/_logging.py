@@ -1,0 +1,37 @@
+"""structlog, configured once at start-up: readable lines on a terminal, JSON lines otherwise."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import structlog
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
+          "error": logging.ERROR}
+
+
+def wants_json(log_format: str) -> bool:
+    return log_format == "json" or (log_format == "auto" and not sys.stdout.isatty())
+
+
+def configure_logging(log_format: str, level: str) -> None:
+    """Compose the processors once; every logger of the process uses them."""
+    json_lines = wants_json(log_format)
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    if json_lines:
+        processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+    else:
+        processors.append(structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty(),
+                                                        exception_formatter=structlog.dev.plain_traceback))
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        cache_logger_on_first_use=True,
+    )

@@ -1,0 +1,507 @@
+"""The plan model: networks, volumes, services and phases, validated.
+
+Service keys use docker compose's names and shapes; `ready`, `after` and
+`optional` are ollamatopo's own. Shapes are checked by pydantic (each error
+carries its path); references between parts are checked by `check_references`.
+Everything here is pure data.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterator, Mapping
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from ollamatopo._errors import PlanProblem
+from ollamatopo._quantities import PortBinding, parse_bytes, parse_cpus, parse_duration, parse_port
+
+# Docker's own rule for container, network and volume names.
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
+# Compose's rule for project names (they prefix every object name and label).
+PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+LABEL_PREFIX = "ollamatopo."
+
+
+def _check_name(value: str, what: str, pattern: re.Pattern[str] = NAME_RE) -> str:
+    if not pattern.match(value):
+        rule = "lowercase letters, digits, '-' and '_'" if pattern is PROJECT_RE else (
+            "letters, digits, '_', '.' and '-'"
+        )
+        raise ValueError(f"{value!r} is not a valid {what} name: use {rule}, at most 63, "
+                         "starting with a letter or digit")
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Bytes = Annotated[int, BeforeValidator(parse_bytes)]
+Cpus = Annotated[float, BeforeValidator(parse_cpus)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _argv(value: object) -> object:
+    """Compose accepts a command as a string (split like a shell) or a list."""
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError as error:
+            raise ValueError(f"cannot split {value!r} into arguments: {error}") from None
+    if isinstance(value, list):
+        return [str(item) if isinstance(item, int | float) and not isinstance(item, bool)
+                else item for item in value]
+    return value
+
+
+Argv = Annotated[list[str], BeforeValidator(_argv)]
+
+
+def _string_list(value: object) -> object:
+    return [value] if isinstance(value, str) else value
+
+
+def _scalar_text(value: object) -> object:
+    """Compose stringifies numbers and booleans in environments and labels."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def _key_values(value: object) -> object:
+    """A map, or compose's list form `[KEY=value, KEY]` (a bare KEY has no value here)."""
+    if isinstance(value, list):
+        pairs: dict[str, object] = {}
+        for item in value:
+            if not isinstance(item, str):
+                raise ValueError("list items must be KEY=value strings")
+            key, sep, text = item.partition("=")
+            pairs[key] = text if sep else None
+        return pairs
+    if isinstance(value, dict):
+        return {key: _scalar_text(item) for key, item in value.items()}
+    return value
+
+
+KeyValues = Annotated[dict[str, str | None], BeforeValidator(_key_values)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+# --- networks and volumes -------------------------------------------------------------------
+
+
+class NetworkSpec(_Model):
+    driver: str = "bridge"
+    subnet: str | None = None
+    gateway: str | None = None
+    internal: bool = False
+    mtu: int | None = Field(default=None, ge=68, le=65535)
+    driver_opts: dict[str, Annotated[str, BeforeValidator(_scalar_text)]] = {}
+    labels: dict[str, Annotated[str, BeforeValidator(_scalar_text)]] = {}
+
+    @field_validator("subnet")
+    @classmethod
+    def _subnet(cls, value: str | None) -> str | None:
+        if value is not None:
+            import ipaddress
+
+            try:
+                ipaddress.ip_network(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a subnet such as 172.22.0.0/24") from None
+        return value
+
+    @field_validator("gateway")
+    @classmethod
+    def _gateway(cls, value: str | None) -> str | None:
+        if value is not None:
+            import ipaddress
+
+            try:
+                ipaddress.ip_address(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address") from None
+        return value
+
+    @model_validator(mode="after")
+    def _gateway_in_subnet(self) -> NetworkSpec:
+        import ipaddress
+
+        if self.gateway and not self.subnet:
+            raise ValueError("a gateway needs a subnet")
+        if self.gateway and self.subnet:
+            if ipaddress.ip_address(self.gateway) not in ipaddress.ip_network(self.subnet):
+                raise ValueError(f"gateway {self.gateway} is not in subnet {self.subnet}")
+        return self
+
+
+class VolumeSpec(_Model):
+    driver: str = "local"
+    driver_opts: dict[str, Annotated[str, BeforeValidator(_scalar_text)]] = {}
+    labels: dict[str, Annotated[str, BeforeValidator(_scalar_text)]] = {}
+
+
+def _empty_as_default(value: object) -> object:
+    return {} if value is None else value
+
+
+# --- services -------------------------------------------------------------------------------
+
+
+class Condition(str, Enum):
+    STARTED = "started"
+    HEALTHY = "healthy"
+
+
+class HttpCheck(_Model):
+    port: Port
+    path: str = "/"
+    status: int | None = Field(default=None, ge=100, le=599)  # None: any 2xx or 3xx
+    scheme: str = Field(default="http", pattern="^https?$")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"{value!r} must start with '/'")
+        return value
+
+
+class TcpCheck(_Model):
+    port: Port
+
+
+def _regex(value: object) -> object:
+    if isinstance(value, str):
+        try:
+            re.compile(value)
+        except re.error as error:
+            raise ValueError(f"{value!r} is not a regular expression: {error}") from None
+    return value
+
+
+class ProbeKind(str, Enum):
+    HTTP = "http"
+    TCP = "tcp"
+    EXEC = "exec"
+    DOCKER = "docker"
+    LOG = "log"
+    NONE = "none"
+
+
+class ReadySpec(_Model):
+    """How the orchestrator decides a service is ready: exactly one check, plus a deadline."""
+
+    http: HttpCheck | None = None
+    tcp: TcpCheck | None = None
+    exec_: Argv | None = Field(default=None, alias="exec")
+    docker: Annotated[str, Field(pattern="^healthy$")] | None = None
+    log: Annotated[str, BeforeValidator(_regex)] | None = None
+    none: bool | None = None
+    timeout: Duration | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ReadySpec:
+        chosen = [kind.value for kind in ProbeKind if self._value(kind) not in (None, False)]
+        if len(chosen) != 1:
+            found = ", ".join(chosen) if chosen else "none given"
+            raise ValueError(
+                "give exactly one of http, tcp, exec, docker, log or none "
+                f"(found: {found})"
+            )
+        if self.exec_ is not None and not self.exec_:
+            raise ValueError("exec needs a command, for example [pg_isready, -U, ollama]")
+        return self
+
+    def _value(self, kind: ProbeKind) -> object:
+        return self.exec_ if kind is ProbeKind.EXEC else getattr(self, kind.value)
+
+    @property
+    def kind(self) -> ProbeKind:
+        return next(kind for kind in ProbeKind if self._value(kind) not in (None, False))
+
+
+class Resources(_Model):
+    cpus: Cpus | None = None
+    memory: Bytes | None = None
+
+
+class ResourceSpec(_Model):
+    limits: Resources = Resources()
+    reservations: Resources = Resources()
+
+    @model_validator(mode="after")
+    def _reservation_within_limit(self) -> ResourceSpec:
+        for field in ("cpus", "memory"):
+            limit = getattr(self.limits, field)
+            reserved = getattr(self.reservations, field)
+            if limit is not None and reserved is not None and reserved > limit:
+                raise ValueError(f"reservations.{field} is above limits.{field}")
+        return self
+
+
+class DeploySpec(_Model):
+    resources: ResourceSpec = ResourceSpec()
+
+
+class ServiceNetwork(_Model):
+    aliases: list[str] = []
+    ipv4_address: str | None = None
+
+
+def _networks(value: object) -> object:
+    if isinstance(value, list):
+        return {name: {} for name in value}
+    if isinstance(value, dict):
+        return {name: {} if item is None else item for name, item in value.items()}
+    return value
+
+
+def _after(value: object) -> object:
+    if isinstance(value, list):
+        return {name: Condition.HEALTHY.value for name in value}
+    return value
+
+
+class VolumeMount(_Model):
+    source: str
+    target: str
+    read_only: bool = False
+    named: bool  # a named volume of the plan, else a bind mount of a host path
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.target}{':ro' if self.read_only else ''}"
+
+
+def _volume_mount(value: object) -> object:
+    """Compose's short form `source:target[:ro|rw]`; a source with `/`, `.` or `~` is a bind."""
+    if not isinstance(value, str):
+        return value
+    pieces = value.split(":")
+    if len(pieces) not in (2, 3) or not all(pieces[:2]):
+        raise ValueError(f"{value!r} is not a mount: use name:/path or ./dir:/path[:ro]")
+    source, target = pieces[0], pieces[1]
+    mode = pieces[2] if len(pieces) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise ValueError(f"mount mode {mode!r} must be ro or rw")
+    if not target.startswith("/"):
+        raise ValueError(f"mount target {target!r} must be an absolute path")
+    named = not source.startswith(("/", ".", "~"))
+    return {"source": source, "target": target, "read_only": mode == "ro", "named": named}
+
+
+RESTART_RE = re.compile(r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$")
+
+
+class ServiceSpec(_Model):
+    image: str = Field(min_length=1)
+    command: Argv | None = None
+    entrypoint: Argv | None = None
+    environment: KeyValues = {}
+    env_file: Annotated[list[str], BeforeValidator(_string_list)] = []
+    ports: list[Annotated[PortBinding, BeforeValidator(parse_port)]] = []
+    volumes: list[Annotated[VolumeMount, BeforeValidator(_volume_mount)]] = []
+    networks: Annotated[dict[str, ServiceNetwork], BeforeValidator(_networks)] = {}
+    hostname: str | None = None
+    user: str | None = None
+    working_dir: str | None = None
+    labels: Annotated[dict[str, str], BeforeValidator(_key_values)] = {}
+    restart: str = "no"
+    cap_add: list[str] = []
+    cap_drop: list[str] = []
+    security_opt: list[str] = []
+    read_only: bool = False
+    init: bool = False
+    tmpfs: Annotated[list[str], BeforeValidator(_string_list)] = []
+    extra_hosts: list[str] = []
+    stop_grace_period: Duration = 10.0
+    deploy: DeploySpec = DeploySpec()
+    ready: ReadySpec = ReadySpec(none=True)
+    after: Annotated[dict[str, Condition], BeforeValidator(_after)] | None = None
+    optional: bool = False
+
+    @field_validator("restart")
+    @classmethod
+    def _restart(cls, value: str) -> str:
+        if not RESTART_RE.match(value):
+            raise ValueError(
+                f"{value!r} is not a restart policy: use no, always, unless-stopped, "
+                "on-failure or on-failure:N"
+            )
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _own_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if key.startswith(LABEL_PREFIX):
+                raise ValueError(f"label {key!r}: labels starting with {LABEL_PREFIX!r} "
+                                 "are ollamatopo's own")
+        return value
+
+    @field_validator("ports")
+    @classmethod
+    def _distinct_container_ports(cls, value: list[PortBinding]) -> list[PortBinding]:
+        seen: set[tuple[str, int | None, str]] = set()
+        for port in value:
+            key = (port.container_key, port.host_port, port.host_ip)
+            if key in seen:
+                raise ValueError(f"port {port} is listed twice")
+            seen.add(key)
+        return value
+
+
+# --- the plan -------------------------------------------------------------------------------
+
+
+class PhaseSpec(_Model):
+    name: str = Field(min_length=1)
+    services: list[str]
+
+
+class Plan(_Model):
+    project: str
+    networks: dict[str, NetworkSpec] = {}
+    volumes: dict[str, VolumeSpec] = {}
+    services: dict[str, ServiceSpec]
+    phases: list[PhaseSpec]
+
+    @field_validator("project")
+    @classmethod
+    def _project(cls, value: str) -> str:
+        return _check_name(value, "project", PROJECT_RE)
+
+    @field_validator("networks", "volumes", mode="before")
+    @classmethod
+    def _defaults_for_empty(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {key: {} if item is None else item for key, item in value.items()}
+        return _empty_as_default(value)
+
+    # Derived views used by the graph and the scheduler.
+
+    def phase_of(self, service: str) -> str:
+        for phase in self.phases:
+            if service in phase.services:
+                return phase.name
+        raise KeyError(service)
+
+    def dependencies(self, service: str) -> dict[str, Condition]:
+        """A service's own `after:`, or by default every required service of the nearest
+        earlier phase that has one, to be healthy (the phase barrier, as a graph edge)."""
+        spec = self.services[service]
+        if spec.after is not None:
+            return dict(spec.after)
+        index = next(i for i, phase in enumerate(self.phases) if service in phase.services)
+        for phase in reversed(self.phases[:index]):
+            required = [name for name in phase.services if not self.services[name].optional]
+            if required:
+                return dict.fromkeys(required, Condition.HEALTHY)
+        return {}
+
+    def ordered_services(self) -> Iterator[tuple[str, ServiceSpec]]:
+        """Services in phase order, then file order within a phase."""
+        for phase in self.phases:
+            for name in phase.services:
+                yield name, self.services[name]
+
+
+
+def check_references(plan: Plan) -> list[PlanProblem]:
+    """Problems that span parts of the plan: names, references, phases, host ports."""
+    problems: list[PlanProblem] = []
+    add = problems.append
+    for kind, names in (("network", plan.networks), ("volume", plan.volumes),
+                        ("service", plan.services)):
+        for name in names:
+            try:
+                _check_name(name, kind)
+            except ValueError as error:
+                add(PlanProblem(f"{kind}s.{name}", str(error)))
+
+    seen_phase: dict[str, str] = {}
+    phase_names: set[str] = set()
+    for index, phase in enumerate(plan.phases):
+        where = f"phases[{index}]"
+        if phase.name in phase_names:
+            add(PlanProblem(f"{where}.name", f"phase {phase.name!r} is declared twice"))
+        phase_names.add(phase.name)
+        for position, service in enumerate(phase.services):
+            place = f"{where}.services[{position}]"
+            if service not in plan.services:
+                add(PlanProblem(place, f"unknown service {service!r}{_suggest(service, plan.services)}"))
+            elif service in seen_phase:
+                add(PlanProblem(place, f"service {service!r} is already in phase "
+                                       f"{seen_phase[service]!r}: a service belongs to one phase"))
+            else:
+                seen_phase[service] = phase.name
+    for name in plan.services:
+        if name not in seen_phase:
+            add(PlanProblem(f"services.{name}", "this service is in no phase: add it to the "
+                                                "services of one of the phases"))
+
+    for name, spec in plan.services.items():
+        problems.extend(_service_references(plan, name, spec))
+    problems.extend(_host_port_conflicts(plan))
+    return problems
+
+
+def _service_references(plan: Plan, name: str, spec: ServiceSpec) -> Iterator[PlanProblem]:
+    where = f"services.{name}"
+    for network in spec.networks:
+        if network not in plan.networks:
+            yield PlanProblem(f"{where}.networks.{network}",
+                              f"unknown network {network!r}{_suggest(network, plan.networks)}; "
+                              "declare it under the top-level networks")
+    for index, mount in enumerate(spec.volumes):
+        if mount.named and mount.source not in plan.volumes:
+            yield PlanProblem(f"{where}.volumes[{index}]",
+                              f"unknown volume {mount.source!r}"
+                              f"{_suggest(mount.source, plan.volumes)}; declare it under the "
+                              "top-level volumes, or write ./path for a bind mount")
+    for dependency in spec.after or {}:
+        if dependency not in plan.services:
+            yield PlanProblem(f"{where}.after.{dependency}",
+                              f"unknown service {dependency!r}{_suggest(dependency, plan.services)}")
+        elif dependency == name:
+            yield PlanProblem(f"{where}.after.{dependency}", "a service cannot wait for itself")
+    if spec.ready.kind is ProbeKind.DOCKER and spec.ready.timeout == 0:
+        yield PlanProblem(f"{where}.ready.timeout", "a readiness deadline must be above 0")
+
+
+def _host_port_conflicts(plan: Plan) -> Iterator[PlanProblem]:
+    owners: dict[tuple[int, str], tuple[str, str]] = {}
+    for name, spec in plan.services.items():
+        for index, port in enumerate(spec.ports):
+            if port.host_port is None:
+                continue
+            key = (port.host_port, port.protocol)
+            place = f"services.{name}.ports[{index}]"
+            other = owners.get(key)
+            clash = other is not None and (not port.host_ip or not other[1]
+                                           or port.host_ip == other[1])
+            if other is not None and clash:
+                yield PlanProblem(place, f"host port {port.host_port}/{port.protocol} is also "
+                                         f"published by {other[0]}: choose another host port")
+            else:
+                owners.setdefault(key, (place.split(".")[1], port.host_ip))
+
+
+def _suggest(name: str, known: Mapping[str, Any] | list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

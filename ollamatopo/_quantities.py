@@ -1,0 +1,143 @@
+"""Parsing of the plan's quantities: durations, byte sizes, CPU counts, port mappings.
+
+Pure functions: they take text and return numbers, or raise ValueError with a
+message that says what form is expected (pydantic puts the plan path in front).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)")
+_DURATION_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+_BYTES = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$", re.IGNORECASE)
+_BYTE_FACTORS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+MAX_DURATION_S = 7 * 24 * 3600.0
+MAX_BYTES = 1024**5
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from `90`, `1.5`, `"60s"`, `"1m30s"`, `"500ms"` (compose's forms)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 1m30s or 500ms")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        seconds = _parse_duration_text(value.strip())
+    else:
+        raise ValueError("expected a duration such as 30s, 1m30s or 500ms")
+    if not 0 <= seconds <= MAX_DURATION_S:
+        raise ValueError(f"duration must be between 0 and {MAX_DURATION_S:.0f}s")
+    return seconds
+
+
+def _parse_duration_text(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        raise ValueError(f"{text!r} is not a duration: use forms such as 30s, 1m30s, 500ms")
+    return sum(float(number) * _DURATION_SECONDS[unit] for number, unit in parts)
+
+
+def parse_bytes(value: object) -> int:
+    """Bytes from `1073741824`, `"1G"`, `"512M"`, `"512mb"`, `"1.5GiB"` (binary units)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 512M or 1G")
+    if isinstance(value, int):
+        size = value
+    elif isinstance(value, str):
+        match = _BYTES.match(value.strip())
+        if not match:
+            raise ValueError(f"{value!r} is not a size: use forms such as 512M, 1G, 256k")
+        number, unit, _ = match.groups()
+        size = int(float(number) * _BYTE_FACTORS[unit.lower()])
+    else:
+        raise ValueError("expected a size such as 512M or 1G")
+    if not 0 < size <= MAX_BYTES:
+        raise ValueError("size must be positive and at most 1P")
+    return size
+
+
+def parse_cpus(value: object) -> float:
+    """CPU count from `3`, `"0.5"`, `0.25`."""
+    if isinstance(value, bool):
+        raise ValueError("expected a CPU count such as 0.5 or 2")
+    try:
+        cpus = float(value) if isinstance(value, int | float | str) else float("nan")
+    except ValueError:
+        raise ValueError(f"{value!r} is not a CPU count: use a number such as 0.5 or 2") from None
+    if not 0 < cpus <= 4096:
+        raise ValueError("CPU count must be a number above 0 and at most 4096")
+    return cpus
+
+
+def format_bytes(size: int) -> str:
+    """The shortest exact binary form: 1G, 512M, 1536M, 100k, 1000 (bytes)."""
+    for unit in ("T", "G", "M", "k"):
+        factor = _BYTE_FACTORS[unit.lower()]
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    if size >= 1024**2:
+        return f"{size / 1024**2:.1f}M"
+    return str(size)
+
+
+@dataclass(frozen=True)
+class PortBinding:
+    """One published port: `[ip:][host:]container[/proto]`."""
+
+    container_port: int
+    protocol: str = "tcp"
+    host_port: int | None = None  # None: an ephemeral port chosen by the engine
+    host_ip: str = ""  # "": all addresses
+
+    @property
+    def container_key(self) -> str:
+        return f"{self.container_port}/{self.protocol}"
+
+    def __str__(self) -> str:
+        host = f"{self.host_ip}:" if self.host_ip else ""
+        published = f"{host}{self.host_port or ''}:" if self.host_port or self.host_ip else ""
+        return f"{published}{self.container_port}/{self.protocol}"
+
+
+def parse_port(value: object) -> PortBinding:
+    """A compose short-form port: `8080`, `"80:80"`, `"127.0.0.1:5432:5432"`, `"6831:6831/udp"`."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError('expected a port such as "8080", "80:80" or "127.0.0.1:5432:5432"')
+    text = str(value).strip()
+    protocol = "tcp"
+    if "/" in text:
+        text, protocol = text.rsplit("/", 1)
+        if protocol not in ("tcp", "udp", "sctp"):
+            raise ValueError(f"unknown protocol {protocol!r}: use tcp, udp or sctp")
+    host_ip = ""
+    if text.startswith("["):  # [::1]:8080:80
+        end = text.find("]")
+        host_ip, text = text[1:end], text[end + 2 :]
+    elif text.count(":") == 2:
+        host_ip, text = text.split(":", 1)
+    if host_ip:
+        try:
+            ipaddress.ip_address(host_ip)
+        except ValueError:
+            raise ValueError(f"{host_ip!r} is not an IP address") from None
+    pieces = text.split(":")
+    if len(pieces) > 2:
+        raise ValueError(f"{value!r} is not a port mapping: use [ip:]host:container[/proto]")
+    host = _port_number(pieces[0]) if len(pieces) == 2 and pieces[0] else None
+    container = _port_number(pieces[-1])
+    return PortBinding(container, protocol, host, host_ip)
+
+
+def _port_number(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"{text!r} is not a port number (1-65535)")
+    return int(text)

@@ -1,0 +1,142 @@
+"""Observe, then reconcile: what the engine holds, and what `up` must do about it.
+
+`Snapshot` is the engine's state for one project, read by labels. `reconcile` is a
+pure function of the desired configs and the snapshot; it returns one action per
+service (and per orphan), each with the cause that prints itself. `plan` shows
+them; the scheduler carries them out and decides nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from ollamatopo._container_config import ContainerConfig, NetworkConfig
+
+
+@dataclass(frozen=True)
+class ObservedContainer:
+    id: str
+    name: str
+    service: str
+    config_hash: str
+    state: str  # created, running, exited, restarting, paused, dead
+    exit_code: int
+    image_id: str
+    depends_on: tuple[str, ...] = ()
+    stop_timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class ObservedNetwork:
+    id: str
+    name: str
+    key: str
+    config_hash: str
+    containers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    project: str
+    containers: tuple[ObservedContainer, ...] = ()
+    networks: tuple[ObservedNetwork, ...] = ()
+    volumes: tuple[str, ...] = ()
+    image_ids: Mapping[str, str] = field(default_factory=dict)  # image reference -> local id
+
+    def container(self, service: str) -> ObservedContainer | None:
+        return next((c for c in self.containers if c.service == service), None)
+
+
+class Verb(str, Enum):
+    KEEP = "keep"
+    START = "start"
+    CREATE = "create"
+    RECREATE = "recreate"
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True)
+class ServiceAction:
+    service: str
+    verb: Verb
+    cause: str
+    existing: ObservedContainer | None = None
+
+    def __str__(self) -> str:
+        return f"{self.verb.value} {self.service}: {self.cause}"
+
+
+@dataclass(frozen=True)
+class NetworkAction:
+    config: NetworkConfig
+    verb: Verb
+    cause: str
+    existing: ObservedNetwork | None = None
+
+    def __str__(self) -> str:
+        return f"{self.verb.value} network {self.config.name}: {self.cause}"
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    networks: tuple[NetworkAction, ...]
+    services: Mapping[str, ServiceAction]
+    orphans: tuple[ServiceAction, ...]
+
+    def lines(self) -> list[str]:
+        return [str(action) for action in (*self.networks, *self.services.values(),
+                                           *self.orphans)]
+
+    @property
+    def changes_nothing(self) -> bool:
+        return all(a.verb is Verb.KEEP for a in (*self.networks, *self.services.values())) \
+            and not self.orphans
+
+
+def reconcile(containers: Mapping[str, ContainerConfig], networks: Sequence[NetworkConfig],
+              snapshot: Snapshot) -> Reconciliation:
+    """One action per desired network and service, and a removal per container not in it."""
+    network_actions = tuple(_network_action(config, snapshot) for config in networks)
+    actions = {name: _service_action(config, snapshot) for name, config in containers.items()}
+    recreated = {a.config.name for a in network_actions if a.verb is Verb.RECREATE}
+    for name, config in containers.items():
+        changed = [e.network for e in config.endpoints if e.network in recreated]
+        if changed and actions[name].existing is not None:
+            actions[name] = ServiceAction(name, Verb.RECREATE, f"network {changed[0]} changed",
+                                          actions[name].existing)
+    orphans = tuple(
+        ServiceAction(observed.service, Verb.REMOVE, "not in the plan", observed)
+        for observed in snapshot.containers if observed.service not in containers
+    )
+    return Reconciliation(network_actions, actions, orphans)
+
+
+def _network_action(config: NetworkConfig, snapshot: Snapshot) -> NetworkAction:
+    existing = next((n for n in snapshot.networks if n.name == config.name), None)
+    if existing is None:
+        return NetworkAction(config, Verb.CREATE, "missing")
+    if existing.config_hash != config.config_hash:
+        return NetworkAction(config, Verb.RECREATE, "config changed", existing)
+    return NetworkAction(config, Verb.KEEP, "up to date", existing)
+
+
+def _service_action(config: ContainerConfig, snapshot: Snapshot) -> ServiceAction:
+    existing = snapshot.container(config.service)
+    if existing is None:
+        return ServiceAction(config.service, Verb.CREATE, "missing")
+    if existing.config_hash != config.config_hash:
+        return ServiceAction(config.service, Verb.RECREATE, "config changed", existing)
+    image_id = snapshot.image_ids.get(config.image)
+    if image_id and existing.image_id != image_id:
+        return ServiceAction(config.service, Verb.RECREATE, "image changed", existing)
+    if existing.state == "running":
+        return ServiceAction(config.service, Verb.KEEP, "running, up to date", existing)
+    if existing.state in ("exited", "dead"):
+        cause = f"{existing.state} ({existing.exit_code})"
+    else:
+        cause = existing.state
+    if existing.state in ("dead", "removing", "paused", "restarting"):
+        return ServiceAction(config.service, Verb.RECREATE, cause, existing)
+    return ServiceAction(config.service, Verb.START, cause, existing)

@@ -1,0 +1,176 @@
+"""The events of a run and its timing: structured log lines, the summary table, the JSON report.
+
+`RunRecorder` is the one place events are emitted: each carries the service, its
+phase and the seconds since the run began, and the marks it records (created,
+started, ready, failed) become the timing table and the report.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+
+@dataclass
+class ServiceTiming:
+    phase: str
+    action: str = ""
+    cause: str = ""
+    created_s: float | None = None
+    started_s: float | None = None
+    ready_s: float | None = None
+    status: str = "pending"  # pending, ready, failed, skipped
+    probe: str = ""
+    probe_attempts: int = 0
+    error: str = ""
+    optional: bool = False
+
+
+@dataclass
+class RunRecorder:
+    """Emits a run's events and keeps its timeline."""
+
+    run_id: str
+    project: str
+    plan_path: str
+    phases: Mapping[str, str]  # service -> phase
+    phase_order: list[str]
+    command: str = "up"
+    started_monotonic: float = field(default_factory=time.monotonic)
+    started_at: str = field(
+        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
+    services: dict[str, ServiceTiming] = field(default_factory=dict)
+    outcome: str = "running"
+    total_s: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._log = structlog.get_logger("ollamatopo").bind(run=self.run_id,
+                                                             project=self.project)
+        for service, phase in self.phases.items():
+            self.services.setdefault(service, ServiceTiming(phase=phase))
+
+    def elapsed(self) -> float:
+        return round(time.monotonic() - self.started_monotonic, 3)
+
+    def emit(self, event: str, *, service: str | None = None, level: str = "info",
+             **fields: Any) -> None:
+        if service is not None:
+            fields = {"service": service, "phase": self.phases.get(service), **fields}
+        getattr(self._log, level)(event, elapsed_s=self.elapsed(), **fields)
+
+    def mark(self, service: str, what: str, *, level: str = "info", **fields: Any) -> float:
+        """Record that `service` reached `what` (created, started, ready) now, and log it."""
+        at = self.elapsed()
+        timing = self.services[service]
+        setattr(timing, f"{what}_s", at)
+        if what == "ready":
+            timing.status = "ready"
+        event = {"created": "container created", "started": "container started",
+                 "ready": "service healthy"}[what]
+        self.emit(event, service=service, level=level, **fields)
+        return at
+
+    def fail(self, service: str, error: str, *, optional: bool) -> None:
+        timing = self.services[service]
+        timing.status, timing.error, timing.optional = "failed", error, optional
+        self.emit("service failed", service=service, level="warning" if optional else "error",
+                  optional=optional, error=error)
+
+    def finish(self, outcome: str) -> None:
+        self.outcome = outcome
+        self.total_s = self.elapsed()
+
+    # --- summaries --------------------------------------------------------------------------
+
+    def phase_spans(self) -> dict[str, tuple[float | None, float | None]]:
+        spans: dict[str, tuple[float | None, float | None]] = {}
+        for phase in self.phase_order:
+            members = [t for t in self.services.values() if t.phase == phase]
+            begins = [t.created_s if t.created_s is not None else t.started_s for t in members]
+            ends = [t.ready_s for t in members]
+            known_begins = [b for b in begins if b is not None]
+            done = all(end is not None or t.status == "failed" for end, t in zip(ends, members))
+            spans[phase] = (min(known_begins) if known_begins else None,
+                            max((e for e in ends if e is not None), default=None) if done else None)
+        return spans
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "command": self.command,
+            "project": self.project,
+            "plan": self.plan_path,
+            "started_at": self.started_at,
+            "outcome": self.outcome,
+            "total_s": self.total_s,
+            "services": {name: asdict(timing) for name, timing in self.services.items()},
+            "phases": {name: {"began_s": span[0], "completed_s": span[1]}
+                       for name, span in self.phase_spans().items()},
+            **self.extra,
+        }
+
+    def table(self) -> str:
+        rows = [("service", "phase", "action", "created", "started", "ready", "status")]
+        for name, t in self.services.items():
+            rows.append((name, t.phase, t.action, _seconds(t.created_s), _seconds(t.started_s),
+                         _seconds(t.ready_s), t.status + (" (optional)" if t.optional else "")))
+        for phase, (began, completed) in self.phase_spans().items():
+            rows.append((f"[phase] {phase}", "", "", _seconds(began), "", _seconds(completed), ""))
+        rows.append(("[total]", "", "", "", "", _seconds(self.total_s), self.outcome))
+        return format_table(rows)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}s"
+
+
+def format_table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in rows)
+
+
+def write_report(report: Mapping[str, Any], path: Path) -> Path:
+    """Write atomically: a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    temporary.replace(path)
+    return path
+
+
+def runs_dir(state_dir: Path, project: str) -> Path:
+    return state_dir / project / "runs"
+
+
+def latest_durations(state_dir: Path, project: str) -> dict[str, float]:
+    """Start-to-ready seconds per service from the project's last successful run, if any."""
+    directory = runs_dir(state_dir, project)
+    try:
+        reports = sorted(directory.glob("*.json"), reverse=True)
+    except OSError:
+        return {}
+    for path in reports:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if data.get("outcome") != "succeeded":
+            continue
+        durations = {}
+        for name, timing in (data.get("services") or {}).items():
+            began = timing.get("started_s")
+            ready = timing.get("ready_s")
+            if isinstance(began, int | float) and isinstance(ready, int | float):
+                durations[name] = max(0.0, ready - began)
+        return durations
+    return {}

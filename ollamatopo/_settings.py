@@ -1,0 +1,39 @@
+"""Settings from the environment (prefix OLLAMATOPO_) and the command line, in one object."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
+                                                            "state")
+    return Path(base) / "ollamatopo"
+
+
+class Settings(BaseSettings):
+    """Every knob of ollamatopo; a command-line flag overrides the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="OLLAMATOPO_", extra="ignore",
+                                      validate_default=True)
+
+    plan: Path = Path("config/topology.yaml")
+    project: str | None = None
+    docker_host: str | None = Field(default_factory=lambda: os.environ.get("DOCKER_HOST"))
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    probe_timeout: float = Field(default=60.0, gt=0, description="default readiness deadline (s)")
+    probe_initial_backoff: float = Field(default=0.05, gt=0, le=1.0)
+    probe_max_backoff: float = Field(default=0.25, gt=0, le=10.0)
+    api_concurrency: int = Field(default=8, ge=1, le=64)
+    state_dir: Path = Field(default_factory=_default_state_dir)
+
+    @field_validator("log_format", "log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value

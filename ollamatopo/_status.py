@@ -1,0 +1,82 @@
+"""What `status` shows: per service its phase, container state, readiness and ports.
+
+Readiness is one check of the service's own probe, made now (not Docker's last
+HEALTHCHECK result), so `status` says what `up` would see.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+
+from ollamatopo._container_config import container_config
+from ollamatopo._engine import ContainerState, Engine
+from ollamatopo._errors import ProbeFailed
+from ollamatopo._loader import LoadedPlan
+from ollamatopo._probes import ATTEMPT_TIMEOUT_S, build_probe, http_client
+from ollamatopo._report import format_table
+
+
+async def collect_status(engine: Engine, loaded: LoadedPlan) -> list[dict[str, Any]]:
+    plan = loaded.plan
+    snapshot = await engine.snapshot(plan.project)
+    rows: dict[str, dict[str, Any]] = {}
+    async with http_client() as http, anyio.create_task_group() as group:
+        for name, _ in plan.ordered_services():
+            rows[name] = {"service": name, "phase": plan.phase_of(name), "container": None,
+                          "state": "missing", "ready": False, "detail": "", "ports": [],
+                          "up_to_date": None}
+            observed = snapshot.container(name)
+            if observed is None:
+                continue
+            desired = container_config(plan, name, loaded.path.parent)
+            rows[name].update(container=observed.name, state=observed.state,
+                              up_to_date=observed.config_hash == desired.config_hash)
+            group.start_soon(_probe_once, engine, http, loaded, name, observed.id, rows[name],
+                             desired.endpoints[0].network)
+    for observed in snapshot.containers:
+        if observed.service not in plan.services:
+            rows[observed.service] = {"service": observed.service, "phase": None,
+                                      "container": observed.name, "state": observed.state,
+                                      "ready": False, "detail": "not in the plan (orphan)",
+                                      "ports": [], "up_to_date": False}
+    return list(rows.values())
+
+
+async def _probe_once(engine: Engine, http: Any, loaded: LoadedPlan, name: str,
+                      container_id: str, row: dict[str, Any], first_network: str) -> None:
+    state = await engine.inspect(container_id)
+    row["ports"] = _ports(state)
+    if not state.running:
+        row["detail"] = f"exit code {state.exit_code}" + (" (OOM-killed)" if state.oom_killed
+                                                           else "")
+        return
+    spec = loaded.plan.services[name].ready
+    try:
+        probe = build_probe(spec, engine=engine, http=http, container_id=container_id,
+                            state=state, first_network=first_network)
+        with anyio.fail_after(ATTEMPT_TIMEOUT_S + 1):
+            await probe.check()
+    except ProbeFailed as error:
+        row["detail"] = str(error)
+    except TimeoutError:
+        row["detail"] = "the readiness check timed out"
+    else:
+        row["ready"] = True
+        row["detail"] = probe.description
+
+
+def _ports(state: ContainerState) -> list[str]:
+    return [f"{binding.host_ip or '0.0.0.0'}:{binding.host_port}->{key}"
+            for key, bindings in sorted(state.ports.items()) for binding in bindings]
+
+
+def format_status(project: str, rows: list[dict[str, Any]]) -> str:
+    table: list[tuple[str, ...]] = [("service", "phase", "state", "ready", "ports", "detail")]
+    for row in rows:
+        state = row["state"] + (" (changed)" if row["up_to_date"] is False else "")
+        table.append((row["service"], row["phase"] or "-", state,
+                      "yes" if row["ready"] else "no", ", ".join(row["ports"]) or "-",
+                      row["detail"]))
+    return f"project {project}\n" + format_table(table)
