@@ -64,7 +64,8 @@ class RunRecorder:
     def emit(self, event: str, *, service: str | None = None, level: str = "info",
              **fields: Any) -> None:
         if service is not None:
-            fields = {"service": service, "phase": self.phases.get(service), **fields}
+            phase = self.phases.get(service)
+            fields = {"service": service, **({"phase": phase} if phase else {}), **fields}
         getattr(self._log, level)(event, elapsed_s=self.elapsed(), **fields)
 
     def mark(self, service: str, what: str, *, level: str = "info", **fields: Any) -> float:
@@ -153,24 +154,23 @@ def runs_dir(state_dir: Path, project: str) -> Path:
 
 
 def latest_durations(state_dir: Path, project: str) -> dict[str, float]:
-    """Start-to-ready seconds per service from the project's last successful run, if any."""
-    directory = runs_dir(state_dir, project)
+    """Start-to-ready seconds per service, each from the newest successful run that started
+    it (a run that kept a running container does not measure it)."""
     try:
-        reports = sorted(directory.glob("*.json"), reverse=True)
+        reports = sorted(runs_dir(state_dir, project).glob("*.json"), reverse=True)
     except OSError:
         return {}
+    durations: dict[str, float] = {}
     for path in reports:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
-        if data.get("outcome") != "succeeded":
+        if not isinstance(data, dict) or data.get("outcome") != "succeeded":
             continue
-        durations = {}
         for name, timing in (data.get("services") or {}).items():
-            began = timing.get("started_s")
-            ready = timing.get("ready_s")
-            if isinstance(began, int | float) and isinstance(ready, int | float):
+            began, ready = timing.get("started_s"), timing.get("ready_s")
+            if name not in durations and isinstance(began, int | float) \
+                    and isinstance(ready, int | float):
                 durations[name] = max(0.0, ready - began)
-        return durations
-    return {}
+    return durations
