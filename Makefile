@@ -1,0 +1,46 @@
+# The two commands: `make demo` (bring up the demo topology) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_PLAN := config/demo.yaml
+export OLLAMATOPO_STATE_DIR ?= $(CURDIR)/.state
+
+.PHONY: all demo demo-down status test unit lint typecheck host images clean
+
+all: test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV) || { sudo apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+host:
+	bash scripts/host-setup.sh
+
+images: $(STAMP) host
+	$(PY) images/build.py standin
+
+demo: images
+	$(PY) -m ollamatopo up --plan $(DEMO_PLAN)
+	$(PY) -m ollamatopo status --plan $(DEMO_PLAN)
+
+demo-down: $(STAMP)
+	$(PY) -m ollamatopo down --plan $(DEMO_PLAN)
+
+status: $(STAMP)
+	$(PY) -m ollamatopo status --plan $(DEMO_PLAN)
+
+test: $(STAMP) host lint
+	$(PY) -m pytest
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check ollamatopo tests images
+	$(VENV)/bin/mypy
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
