@@ -298,4 +298,4 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "plan": command_plan,
 }
 
-__all__ = ["main", "build_parser", "EXIT_INVALID"]
+__all__ = ["EXIT_INVALID", "build_parser", "main"]

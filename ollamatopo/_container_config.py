@@ -184,7 +184,7 @@ def _host_config(project: str, spec: ServiceSpec, base_dir: Path) -> dict[str, A
         "ExtraHosts": list(spec.extra_hosts) or None,
     }
     if limits.cpus is not None:
-        config["NanoCpus"] = int(limits.cpus * 1e9)
+        config["NanoCpus"] = round(limits.cpus * 1e9)
     if limits.memory is not None:
         config["Memory"] = limits.memory
     if reservations.memory is not None:

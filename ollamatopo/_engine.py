@@ -7,6 +7,7 @@ exception becomes an `EngineError` or `EngineUnreachable` right here.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -178,21 +179,17 @@ class Engine:
         return str(raw["Id"])
 
     async def remove_network(self, name_or_id: str) -> None:
-        try:
+        with contextlib.suppress(NotFound):
             await self._call(f"remove network {name_or_id}", self._client.remove_network,
                              name_or_id)
-        except NotFound:
-            pass
 
     async def create_volume(self, config: VolumeConfig) -> None:
         await self._call(f"create volume {config.name}", self._client.create_volume,
                          config.name, **config.create_kwargs)
 
     async def remove_volume(self, name: str) -> None:
-        try:
+        with contextlib.suppress(NotFound):
             await self._call(f"remove volume {name}", self._client.remove_volume, name)
-        except NotFound:
-            pass
 
     async def create_container(self, config: ContainerConfig, run_id: str) -> str:
         """Create the container on its first network, then connect it to the others."""
@@ -217,18 +214,14 @@ class Engine:
     async def stop(self, container_id: str, timeout: float | None = None) -> None:
         """Graceful stop (SIGTERM), then SIGKILL after `timeout` (the container's own if None)."""
         seconds = None if timeout is None else max(0, round(timeout))
-        try:
+        with contextlib.suppress(NotFound):
             await self._call(f"stop container {container_id[:12]}", self._client.stop,
                              container_id, timeout=seconds)
-        except NotFound:
-            pass
 
     async def remove_container(self, container_id: str) -> None:
-        try:
+        with contextlib.suppress(NotFound):
             await self._call(f"remove container {container_id[:12]}",
                              self._client.remove_container, container_id, force=True, v=False)
-        except NotFound:
-            pass
 
     async def exec(self, container_id: str, argv: list[str]) -> tuple[int, str]:
         """Run a command in the container; its exit code and its output."""

@@ -47,7 +47,8 @@ class PlanError(OllamatopoError):
         self.source = source
         self.problems = tuple(problems)
         count = len(self.problems)
-        head = f"{source}: {summary or f'{count} problem' + ('s' if count != 1 else '') + ' in the plan'}"
+        counted = f"{count} problem{'s' if count != 1 else ''} in the plan"
+        head = f"{source}: {summary or counted}"
         body = "\n".join(f"  - {problem}" for problem in self.problems)
         super().__init__(f"{head}\n{body}")
 

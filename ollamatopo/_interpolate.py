@@ -122,8 +122,15 @@ def parse_dotenv(text: str) -> tuple[dict[str, str], list[tuple[int, str]]]:
 
 
 def _unquote(value: str) -> str:
-    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-        inner = value[1:-1]
-        return inner.replace('\\"', '"').replace("\\n", "\n") if value[0] == '"' else inner
+    """A quoted value (optionally followed by a comment) or a bare one up to ` #`."""
+    if value[:1] in ("'", '"'):
+        quote = value[0]
+        end = value.find(quote, 1)
+        while quote == '"' and end > 0 and value[end - 1] == "\\":
+            end = value.find(quote, end + 1)
+        rest = value[end + 1:].strip() if end > 0 else "x"
+        if end > 0 and (not rest or rest.startswith("#")):
+            inner = value[1:end]
+            return inner.replace('\\"', '"').replace("\\n", "\n") if quote == '"' else inner
     comment = value.find(" #")
     return value[:comment].rstrip() if comment >= 0 else value

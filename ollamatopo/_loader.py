@@ -97,9 +97,14 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
+    """Explicit keys must be unique; keys merged in with `<<` yield to explicit ones, and
+    of several merged mappings the first listed wins, as YAML's merge key says."""
+    merged: dict[Any, Any] = {}
     mapping: dict[Any, Any] = {}
     for key_node, value_node in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            _merge_into(merged, loader.construct_object(value_node, deep=True), key_node)
+            continue
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str | int | float | bool) and key is not None:
             raise yaml.constructor.ConstructorError(
@@ -109,7 +114,17 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
                 None, None, f"duplicate key {key!r} (first at line "
                 f"{_key_line(node, key)})", key_node.start_mark)
         mapping[key] = loader.construct_object(value_node, deep=True)
-    return mapping
+    return {**merged, **mapping}
+
+
+def _merge_into(merged: dict[Any, Any], value: Any, mark_node: yaml.Node) -> None:
+    sources = value if isinstance(value, list) else [value]
+    for source in sources:
+        if not isinstance(source, dict):
+            raise yaml.constructor.ConstructorError(
+                None, None, "`<<` merges mappings only", mark_node.start_mark)
+        for key, item in source.items():
+            merged.setdefault(key, item)
 
 
 def _key_line(node: yaml.MappingNode, key: object) -> int:
@@ -139,6 +154,9 @@ def _read_yaml(path: Path) -> tuple[Any, dict[str, int]]:
         node = loader.get_single_node()
         lines = _line_index(node, source)
         tree = loader.construct_document(node) if node is not None else None
+    except RecursionError:
+        raise PlanError(source, [PlanProblem("", "the document nests too deep to be a plan")]) \
+            from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = int(mark.line) + 1 if mark is not None else None

@@ -8,10 +8,11 @@ Everything here is pure data.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import shlex
 from collections.abc import Iterator, Mapping
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
@@ -116,8 +117,6 @@ class NetworkSpec(_Model):
     @classmethod
     def _subnet(cls, value: str | None) -> str | None:
         if value is not None:
-            import ipaddress
-
             try:
                 ipaddress.ip_network(value)
             except ValueError:
@@ -128,8 +127,6 @@ class NetworkSpec(_Model):
     @classmethod
     def _gateway(cls, value: str | None) -> str | None:
         if value is not None:
-            import ipaddress
-
             try:
                 ipaddress.ip_address(value)
             except ValueError:
@@ -138,13 +135,11 @@ class NetworkSpec(_Model):
 
     @model_validator(mode="after")
     def _gateway_in_subnet(self) -> NetworkSpec:
-        import ipaddress
-
         if self.gateway and not self.subnet:
             raise ValueError("a gateway needs a subnet")
-        if self.gateway and self.subnet:
-            if ipaddress.ip_address(self.gateway) not in ipaddress.ip_network(self.subnet):
-                raise ValueError(f"gateway {self.gateway} is not in subnet {self.subnet}")
+        if self.gateway and self.subnet and (
+                ipaddress.ip_address(self.gateway) not in ipaddress.ip_network(self.subnet)):
+            raise ValueError(f"gateway {self.gateway} is not in subnet {self.subnet}")
         return self
 
 
@@ -161,7 +156,7 @@ def _empty_as_default(value: object) -> object:
 # --- services -------------------------------------------------------------------------------
 
 
-class Condition(str, Enum):
+class Condition(StrEnum):
     STARTED = "started"
     HEALTHY = "healthy"
 
@@ -193,7 +188,7 @@ def _regex(value: object) -> object:
     return value
 
 
-class ProbeKind(str, Enum):
+class ProbeKind(StrEnum):
     HTTP = "http"
     TCP = "tcp"
     EXEC = "exec"
@@ -442,7 +437,8 @@ def check_references(plan: Plan) -> list[PlanProblem]:
         for position, service in enumerate(phase.services):
             place = f"{where}.services[{position}]"
             if service not in plan.services:
-                add(PlanProblem(place, f"unknown service {service!r}{_suggest(service, plan.services)}"))
+                hint = _suggest(service, plan.services)
+                add(PlanProblem(place, f"unknown service {service!r}{hint}"))
             elif service in seen_phase:
                 add(PlanProblem(place, f"service {service!r} is already in phase "
                                        f"{seen_phase[service]!r}: a service belongs to one phase"))
@@ -475,29 +471,34 @@ def _service_references(plan: Plan, name: str, spec: ServiceSpec) -> Iterator[Pl
     for dependency in spec.after or {}:
         if dependency not in plan.services:
             yield PlanProblem(f"{where}.after.{dependency}",
-                              f"unknown service {dependency!r}{_suggest(dependency, plan.services)}")
+                              f"unknown service {dependency!r}"
+                              f"{_suggest(dependency, plan.services)}")
         elif dependency == name:
             yield PlanProblem(f"{where}.after.{dependency}", "a service cannot wait for itself")
     if spec.ready.kind is ProbeKind.DOCKER and spec.ready.timeout == 0:
         yield PlanProblem(f"{where}.ready.timeout", "a readiness deadline must be above 0")
 
 
+WILDCARDS = ("", "0.0.0.0", "::")
+
+
 def _host_port_conflicts(plan: Plan) -> Iterator[PlanProblem]:
-    owners: dict[tuple[int, str], tuple[str, str]] = {}
+    """Two bindings of one host port clash when either is on all addresses or both on one."""
+    owners: dict[tuple[int, str], list[tuple[str, str]]] = {}
     for name, spec in plan.services.items():
         for index, port in enumerate(spec.ports):
             if port.host_port is None:
                 continue
-            key = (port.host_port, port.protocol)
-            place = f"services.{name}.ports[{index}]"
-            other = owners.get(key)
-            clash = other is not None and (not port.host_ip or not other[1]
-                                           or port.host_ip == other[1])
-            if other is not None and clash:
-                yield PlanProblem(place, f"host port {port.host_port}/{port.protocol} is also "
-                                         f"published by {other[0]}: choose another host port")
+            bound = owners.setdefault((port.host_port, port.protocol), [])
+            clash = next((owner for owner, ip in bound
+                          if ip in WILDCARDS or port.host_ip in WILDCARDS or ip == port.host_ip),
+                         None)
+            if clash is not None:
+                yield PlanProblem(f"services.{name}.ports[{index}]",
+                                  f"host port {port.host_port}/{port.protocol} is also "
+                                  f"published by {clash}: choose another host port")
             else:
-                owners.setdefault(key, (place.split(".")[1], port.host_ip))
+                bound.append((name, port.host_ip))
 
 
 def _suggest(name: str, known: Mapping[str, Any] | list[str]) -> str:

@@ -20,10 +20,11 @@ def describe_plan(loaded: LoadedPlan, durations: Mapping[str, float]) -> dict[st
     path, length = graph.critical_path(weights)
     phases = [list(phase.services) for phase in plan.phases]
     services = {}
-    totals = {"limit_cpus": 0.0, "limit_memory": 0, "reserved_cpus": 0.0, "reserved_memory": 0}
+    totals: dict[str, float] = {"limit_cpus": 0.0, "limit_memory": 0, "reserved_cpus": 0.0,
+                                "reserved_memory": 0}
     for name, spec in plan.ordered_services():
         resources = spec.deploy.resources
-        services[name] = {
+        service: dict[str, Any] = {
             "phase": plan.phase_of(name),
             "image": spec.image,
             "after": {dep: cond.value for dep, cond in graph.dependencies[name].items()},
@@ -35,8 +36,9 @@ def describe_plan(loaded: LoadedPlan, durations: Mapping[str, float]) -> dict[st
             "reserved_cpus": resources.reservations.cpus,
             "reserved_memory": resources.reservations.memory,
         }
+        services[name] = service
         for key in totals:
-            totals[key] += services[name][key] or 0
+            totals[key] += service[key] or 0
     return {
         "project": plan.project,
         "plan": str(loaded.path),

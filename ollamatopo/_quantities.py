@@ -103,7 +103,8 @@ class PortBinding:
         return f"{self.container_port}/{self.protocol}"
 
     def __str__(self) -> str:
-        host = f"{self.host_ip}:" if self.host_ip else ""
+        ip = f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip
+        host = f"{ip}:" if ip else ""
         published = f"{host}{self.host_port or ''}:" if self.host_port or self.host_ip else ""
         return f"{published}{self.container_port}/{self.protocol}"
 
@@ -121,6 +122,8 @@ def parse_port(value: object) -> PortBinding:
     host_ip = ""
     if text.startswith("["):  # [::1]:8080:80
         end = text.find("]")
+        if end < 0 or text[end + 1 : end + 2] != ":":
+            raise ValueError(f"{value!r} is not a port mapping: use [ipv6]:host:container")
         host_ip, text = text[1:end], text[end + 2 :]
     elif text.count(":") == 2:
         host_ip, text = text.split(":", 1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from ollamatopo._container_config import ContainerConfig, NetworkConfig
 
@@ -49,7 +49,7 @@ class Snapshot:
         return next((c for c in self.containers if c.service == service), None)
 
 
-class Verb(str, Enum):
+class Verb(StrEnum):
     KEEP = "keep"
     START = "start"
     CREATE = "create"
@@ -91,8 +91,9 @@ class Reconciliation:
 
     @property
     def changes_nothing(self) -> bool:
-        return all(a.verb is Verb.KEEP for a in (*self.networks, *self.services.values())) \
-            and not self.orphans
+        kept = all(a.verb is Verb.KEEP for a in self.networks) and all(
+            a.verb is Verb.KEEP for a in self.services.values())
+        return kept and not self.orphans
 
 
 def reconcile(containers: Mapping[str, ContainerConfig], networks: Sequence[NetworkConfig],

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ class RunRecorder:
     command: str = "up"
     started_monotonic: float = field(default_factory=time.monotonic)
     started_at: str = field(
-        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
+        default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
     services: dict[str, ServiceTiming] = field(default_factory=dict)
     outcome: str = "running"
     total_s: float | None = None
@@ -99,7 +99,8 @@ class RunRecorder:
             begins = [t.created_s if t.created_s is not None else t.started_s for t in members]
             ends = [t.ready_s for t in members]
             known_begins = [b for b in begins if b is not None]
-            done = all(end is not None or t.status == "failed" for end, t in zip(ends, members))
+            done = all(end is not None or t.status == "failed"
+                       for end, t in zip(ends, members, strict=True))
             spans[phase] = (min(known_begins) if known_begins else None,
                             max((e for e in ends if e is not None), default=None) if done else None)
         return spans
@@ -134,10 +135,11 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s"
 
 
-def format_table(rows: list[tuple[str, ...]]) -> str:
+def format_table(rows: Sequence[tuple[str, ...]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-                     for row in rows)
+    lines = ("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+             for row in rows)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def write_report(report: Mapping[str, Any], path: Path) -> Path:

@@ -133,7 +133,7 @@ async def traverse(graph: DependencyGraph, visit: Visit, *, required: Callable[[
 class UpOptions:
     keep_on_failure: bool = False
     default_timeout_s: float = 60.0
-    backoff: Backoff = Backoff()
+    backoff: Backoff = field(default_factory=Backoff)
     remove_orphans: bool = True
 
 
@@ -155,6 +155,15 @@ async def observe(engine: Engine, loaded: LoadedPlan) -> DesiredState:
     images = sorted({config.image for config in containers.values()})
     snapshot = await engine.snapshot(plan.project, images)
     return DesiredState(containers, reconcile(containers, networks, snapshot), snapshot)
+
+
+@dataclass
+class _ProbeOutcome:
+    """Which came first: readiness (attempts), the deadline (error), or an exit."""
+
+    attempts: int = 0
+    error: str | None = None
+    exit: tuple[int | None, bool] | None = None
 
 
 class _Run:
@@ -284,29 +293,28 @@ class _Run:
             self.recorder.emit("probe attempt", service=name, level="debug", attempt=attempt,
                                error=error)
 
-        outcome: dict[str, object] = {}
+        outcome = _ProbeOutcome()
         async with anyio.create_task_group() as race:
 
             async def until_ready() -> None:
                 try:
-                    outcome["attempts"] = await wait_until_ready(probe, deadline,
-                                                                 self.options.backoff, on_attempt)
+                    outcome.attempts = await wait_until_ready(probe, deadline,
+                                                              self.options.backoff, on_attempt)
                 except ProbeFailed as error:
-                    outcome["error"] = str(error)
+                    outcome.error = str(error)
                 race.cancel_scope.cancel()
 
             async def until_exit() -> None:
-                outcome["exit"] = await watch.wait_exit(container_id)
+                outcome.exit = await watch.wait_exit(container_id)
                 race.cancel_scope.cancel()
 
             race.start_soon(until_ready)
             race.start_soon(until_exit)
-        if "exit" in outcome:
-            code, oom = outcome["exit"]  # type: ignore[misc]
-            raise await self._exited(name, container_id, code, oom)
-        if "error" in outcome:
-            raise ServiceFailed(name, str(outcome["error"]))
-        timing.probe_attempts = int(outcome["attempts"])  # type: ignore[call-overload]
+        if outcome.exit is not None:
+            raise await self._exited(name, container_id, *outcome.exit)
+        if outcome.error is not None:
+            raise ServiceFailed(name, outcome.error)
+        timing.probe_attempts = outcome.attempts
         started = timing.started_s if timing.started_s is not None else 0.0
         self.recorder.mark(name, "ready", probe=probe.description,
                            attempts=timing.probe_attempts,

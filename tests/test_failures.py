@@ -33,8 +33,8 @@ services:
     after: {{}}
     ready: {{log: "standin ready", timeout: 60s}}
 phases:
-  - {{name: one, services: [base, late]}}
-  - {{name: two, services: [flaky]}}
+  - {{name: one, services: [base]}}
+  - {{name: two, services: [flaky, late]}}
 """
 
 

@@ -1,0 +1,150 @@
+"""The dependency graph: cycles, order, critical path, phase bound, reversal."""
+
+from __future__ import annotations
+
+import pytest
+
+from ollamatopo._graph import DependencyGraph
+from ollamatopo._plan import Condition
+
+HEALTHY, STARTED = Condition.HEALTHY, Condition.STARTED
+
+
+def graph(**edges: dict[str, Condition]) -> DependencyGraph:
+    return DependencyGraph(edges)
+
+
+# db <- api <- web, db <- worker; cache stands alone.
+SHOP = graph(db={}, cache={}, api={"db": HEALTHY}, worker={"db": HEALTHY},
+             web={"api": HEALTHY})
+
+
+def test_nodes_and_dependents() -> None:
+    assert SHOP.nodes == ["db", "cache", "api", "worker", "web"]
+    assert SHOP.dependents("db") == ["api", "worker"]
+    assert SHOP.dependents("web") == []
+
+
+# --- cycles ---------------------------------------------------------------------------------
+
+
+def test_no_cycle() -> None:
+    assert SHOP.find_cycle() is None
+
+
+def test_two_node_cycle() -> None:
+    assert graph(a={"b": HEALTHY}, b={"a": STARTED}).find_cycle() == ["a", "b", "a"]
+
+
+def test_cycle_reached_from_outside_lists_only_the_cycle() -> None:
+    cyclic = graph(entry={"a": HEALTHY}, a={"b": HEALTHY}, b={"c": HEALTHY}, c={"a": HEALTHY})
+    assert cyclic.find_cycle() == ["a", "b", "c", "a"]
+
+
+def test_self_loop_is_a_cycle() -> None:
+    assert graph(a={"a": HEALTHY}).find_cycle() == ["a", "a"]
+
+
+def test_edges_to_unknown_nodes_are_ignored() -> None:
+    assert graph(a={"ghost": HEALTHY}).find_cycle() is None
+
+
+# --- topological order ----------------------------------------------------------------------
+
+
+def test_topological_order_puts_dependencies_first_and_keeps_plan_order() -> None:
+    assert SHOP.topological_order() == ["db", "cache", "api", "worker", "web"]
+
+
+def test_topological_order_of_a_reversed_listing() -> None:
+    chain = graph(c={"b": HEALTHY}, b={"a": STARTED}, a={})
+    assert chain.topological_order() == ["a", "b", "c"]
+
+
+def test_topological_order_refuses_a_cycle() -> None:
+    with pytest.raises(ValueError, match="cycle"):
+        graph(a={"b": HEALTHY}, b={"a": HEALTHY}).topological_order()
+
+
+# --- critical path --------------------------------------------------------------------------
+
+
+def test_critical_path_of_an_empty_graph() -> None:
+    assert graph().critical_path({}) == ([], 0.0)
+
+
+def test_critical_path_sums_durations_along_healthy_edges() -> None:
+    durations = {"db": 10.0, "cache": 1.0, "api": 5.0, "worker": 20.0, "web": 2.0}
+    assert SHOP.critical_path(durations) == (["db", "worker"], 30.0)
+
+
+def test_critical_path_follows_the_slowest_dependency() -> None:
+    durations = {"db": 10.0, "cache": 1.0, "api": 5.0, "worker": 1.0, "web": 2.0}
+    assert SHOP.critical_path(durations) == (["db", "api", "web"], 17.0)
+
+
+def test_missing_durations_count_as_one() -> None:
+    assert SHOP.critical_path({}) == (["db", "api", "web"], 3.0)
+
+
+def test_started_edge_lets_the_dependent_begin_with_its_dependency() -> None:
+    durations = {"db": 10.0, "app": 3.0}
+    healthy = graph(db={}, app={"db": HEALTHY})
+    started = graph(db={}, app={"db": STARTED})
+    assert healthy.critical_path(durations) == (["db", "app"], 13.0)
+    # app begins when db begins, so it is done at 3; db alone (10) is the longest chain.
+    assert started.critical_path(durations) == (["db"], 10.0)
+
+
+def test_started_edge_when_the_dependent_is_the_slow_one() -> None:
+    durations = {"db": 2.0, "app": 5.0, "web": 1.0}
+    chain = graph(db={}, app={"db": STARTED}, web={"app": HEALTHY})
+    path, length = chain.critical_path(durations)
+    assert length == 6.0  # app 0..5 (started with db), web 5..6
+    assert path[-2:] == ["app", "web"]
+
+
+def test_mixed_conditions_take_the_latest_begin() -> None:
+    durations = {"slow": 10.0, "quick": 4.0, "app": 1.0}
+    mixed = graph(slow={}, quick={}, app={"slow": STARTED, "quick": HEALTHY})
+    assert mixed.critical_path(durations) == (["slow"], 10.0)
+    durations["app"] = 8.0  # app: begins at 4 (quick healthy), done at 12
+    assert mixed.critical_path(durations) == (["quick", "app"], 12.0)
+
+
+# --- phase bound ----------------------------------------------------------------------------
+
+
+def test_phase_bound_sums_the_slowest_service_of_each_phase() -> None:
+    durations = {"db": 10.0, "cache": 1.0, "api": 5.0, "worker": 20.0, "web": 2.0}
+    phases = [["db", "cache"], ["api", "worker"], ["web"]]
+    assert SHOP.phase_bound(phases, durations) == 32.0
+    assert SHOP.phase_bound(phases, {}) == 3.0  # missing durations count as one
+    assert SHOP.phase_bound([[], ["web"]], durations) == 2.0  # an empty phase costs nothing
+
+
+def test_phase_bound_is_never_below_the_critical_path() -> None:
+    durations = {"db": 10.0, "cache": 1.0, "api": 5.0, "worker": 20.0, "web": 2.0}
+    phases = [["db", "cache"], ["api", "worker"], ["web"]]
+    assert SHOP.phase_bound(phases, durations) >= SHOP.critical_path(durations)[1]
+
+
+# --- reversal -------------------------------------------------------------------------------
+
+
+def test_reversed_flips_every_edge_to_healthy() -> None:
+    flipped = graph(db={}, api={"db": STARTED}, web={"api": HEALTHY, "db": HEALTHY}).reversed()
+    assert flipped.dependencies == {
+        "db": {"api": HEALTHY, "web": HEALTHY},
+        "api": {"web": HEALTHY},
+        "web": {},
+    }
+    assert flipped.topological_order() == ["web", "api", "db"]
+
+
+def test_reversed_drops_edges_to_unknown_nodes() -> None:
+    assert graph(a={"ghost": HEALTHY}).reversed().dependencies == {"a": {}}
+
+
+def test_reversed_twice_restores_the_edges_of_a_healthy_graph() -> None:
+    assert SHOP.reversed().reversed().dependencies == SHOP.dependencies

@@ -1,0 +1,575 @@
+"""Loading plans from files: YAML, `.env`, interpolation, the model and cross-references."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ollamatopo._errors import PlanError
+from ollamatopo._loader import LoadedPlan
+from ollamatopo._plan import Condition, ProbeKind
+from ollamatopo._quantities import PortBinding
+
+Load = Callable[..., LoadedPlan]
+Refuse = Callable[..., PlanError]
+
+HEALTHY, STARTED = Condition.HEALTHY, Condition.STARTED
+
+THREE_PHASES = """
+project: shop
+networks:
+  back: {}
+volumes:
+  pgdata: {}
+services:
+  postgres:
+    image: postgres:${PG_TAG:-16}
+    environment: {POSTGRES_PASSWORD: "${PG_PASSWORD:?set PG_PASSWORD}", PGPORT: 5432}
+    volumes: ["pgdata:/var/lib/postgresql/data", "./init:/docker-entrypoint-initdb.d:ro"]
+    networks: [back]
+    ports: ["127.0.0.1:5432:5432"]
+    ready: {exec: [pg_isready, -U, postgres], timeout: 30s}
+    deploy: {resources: {limits: {cpus: "1.5", memory: 1G}}}
+  redis:
+    image: redis:7
+    networks: [back]
+    ready: {tcp: {port: 6379}}
+  api:
+    image: api:1
+    networks: [back]
+    ports: ["8080:8080"]
+    ready: {http: {port: 8080, path: /health}}
+  metrics:
+    image: prom/prometheus
+    optional: true
+  web:
+    image: nginx
+    ports: ["80:80"]
+phases:
+  - {name: data, services: [postgres, redis]}
+  - {name: app, services: [api, metrics]}
+  - {name: edge, services: [web]}
+"""
+
+# --- a valid plan ---------------------------------------------------------------------------
+
+
+def test_valid_three_phase_plan(load: Load) -> None:
+    loaded = load(THREE_PHASES, {"PG_PASSWORD": "hunter2"})
+    plan = loaded.plan
+    assert plan.project == "shop"
+    assert [(p.name, p.services) for p in plan.phases] == [
+        ("data", ["postgres", "redis"]), ("app", ["api", "metrics"]), ("edge", ["web"])]
+    postgres = plan.services["postgres"]
+    assert postgres.image == "postgres:16"
+    assert postgres.environment == {"POSTGRES_PASSWORD": "hunter2", "PGPORT": "5432"}
+    assert postgres.ports == [PortBinding(5432, "tcp", 5432, "127.0.0.1")]
+    assert [(m.source, m.named, m.read_only) for m in postgres.volumes] == [
+        ("pgdata", True, False), ("./init", False, True)]
+    assert postgres.ready.kind is ProbeKind.EXEC
+    assert postgres.ready.timeout == 30.0
+    assert postgres.deploy.resources.limits.cpus == 1.5
+    assert postgres.deploy.resources.limits.memory == 1024**3
+    assert plan.services["redis"].ready.kind is ProbeKind.TCP
+    assert plan.services["web"].ready.kind is ProbeKind.NONE
+    assert plan.services["metrics"].optional
+    assert loaded.warnings == ()
+    assert loaded.graph.topological_order() == ["postgres", "redis", "api", "metrics", "web"]
+
+
+def test_phase_default_is_the_required_services_of_the_previous_phase(load: Load) -> None:
+    dependencies = load(THREE_PHASES, {"PG_PASSWORD": "x"}).graph.dependencies
+    assert dependencies["postgres"] == {}
+    assert dependencies["redis"] == {}
+    assert dependencies["api"] == {"postgres": HEALTHY, "redis": HEALTHY}
+    assert dependencies["metrics"] == {"postgres": HEALTHY, "redis": HEALTHY}
+    assert dependencies["web"] == {"api": HEALTHY}  # metrics is optional
+
+
+def test_phase_default_skips_phases_with_only_optional_services(load: Load) -> None:
+    loaded = load("""
+        project: p
+        services:
+          db: {image: x}
+          extra: {image: x, optional: true}
+          app: {image: x}
+        phases:
+          - {name: one, services: [db]}
+          - {name: two, services: [extra]}
+          - {name: three, services: [app]}
+    """)
+    assert loaded.graph.dependencies == {"db": {}, "extra": {"db": HEALTHY},
+                                         "app": {"db": HEALTHY}}
+
+
+TWO_PHASES_WITH_AFTER = """
+project: p
+services:
+  db: {image: x}
+  cache: {image: x}
+  app: {image: x, after: AFTER}
+phases:
+  - {name: one, services: [db, cache]}
+  - {name: two, services: [app]}
+"""
+
+
+@pytest.mark.parametrize(
+    ("after", "expected"),
+    [
+        ("{db: started}", {"db": STARTED}),
+        ("{db: healthy, cache: started}", {"db": HEALTHY, "cache": STARTED}),
+        ("[db]", {"db": HEALTHY}),
+        ("[db, cache]", {"db": HEALTHY, "cache": HEALTHY}),
+        ("{}", {}),
+        ("[]", {}),
+    ],
+)
+def test_after_replaces_the_phase_default(load: Load, after: str,
+                                          expected: dict[str, Condition]) -> None:
+    loaded = load(TWO_PHASES_WITH_AFTER.replace("AFTER", after))
+    assert loaded.graph.dependencies["app"] == expected
+
+
+def test_after_with_an_unknown_condition_is_refused(plan_error: Refuse) -> None:
+    error = plan_error(TWO_PHASES_WITH_AFTER.replace("AFTER", "{db: ready}"))
+    assert [p.path for p in error.problems] == ["services.app.after.db"]
+
+
+# --- validation: each problem at its path ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "fragment"),
+    [
+        pytest.param("""
+            project: p
+            services:
+              postgres: {image: x, imgae: y}
+            phases: [{name: one, services: [postgres]}]
+         """, "services.postgres.imgae", "unknown key 'imgae': did you mean 'image'?",
+                     id="unknown-key"),
+        pytest.param("""
+            project: p
+            services:
+              a: {}
+            phases: [{name: one, services: [a]}]
+         """, "services.a.image", "required key is missing", id="missing-key"),
+        pytest.param("""
+            project: p
+            networks: {back: {}}
+            services:
+              a: {image: x, networks: [front]}
+            phases: [{name: one, services: [a]}]
+         """, "services.a.networks.front", "unknown network 'front'", id="unknown-network"),
+        pytest.param("""
+            project: p
+            volumes: {pgdata: {}}
+            services:
+              a: {image: x, volumes: ["pgdat:/data"]}
+            phases: [{name: one, services: [a]}]
+         """, "services.a.volumes[0]", "unknown volume 'pgdat' (did you mean 'pgdata'?)",
+                     id="unknown-volume"),
+        pytest.param("""
+            project: p
+            services:
+              a: {image: x}
+            phases: [{name: one, services: [a, ghost]}]
+         """, "phases[0].services[1]", "unknown service 'ghost'", id="unknown-phase-service"),
+        pytest.param("""
+            project: p
+            services:
+              a: {image: x}
+              b: {image: x}
+            phases:
+              - {name: one, services: [a, b]}
+              - {name: two, services: [b]}
+         """, "phases[1].services[0]", "already in phase 'one'", id="service-in-two-phases"),
+        pytest.param("""
+            project: p
+            services:
+              a: {image: x}
+              b: {image: x}
+            phases: [{name: one, services: [a]}]
+         """, "services.b", "in no phase", id="service-in-no-phase"),
+        pytest.param("""
+            project: p
+            services:
+              a: {image: x, after: [ghost]}
+            phases: [{name: one, services: [a]}]
+         """, "services.a.after.ghost", "unknown service 'ghost'", id="unknown-after"),
+        pytest.param("""
+            project: p
+            services:
+              a: {image: x, after: [b]}
+              b: {image: x, after: {a: started}}
+            phases: [{name: one, services: [a, b]}]
+         """, "services.a.after", "dependency cycle: a -> b -> a", id="cycle"),
+        pytest.param("""
+            project: p
+            services:
+              a: {image: x, after: [b]}
+              b: {image: x}
+            phases:
+              - {name: one, services: [a]}
+              - {name: two, services: [b]}
+         """, "services.a.after", "a -> b -> a", id="cycle-through-phase-default"),
+        pytest.param("""
+            project: p
+            services:
+              a: {image: x, ports: ["8080:80"]}
+              b: {image: x, ports: ["8080:8080"]}
+            phases: [{name: one, services: [a, b]}]
+         """, "services.b.ports[0]", "host port 8080/tcp is also published by a",
+                     id="host-port-clash"),
+        pytest.param("""
+            project: p
+            services:
+              a: {image: x, ports: ["80:80", "80:eighty"]}
+            phases: [{name: one, services: [a]}]
+         """, "services.a.ports[1]", "'eighty' is not a port number", id="bad-port"),
+        pytest.param("""
+            project: p
+            services:
+              a: {image: x, ports: ["80:80/icmp"]}
+            phases: [{name: one, services: [a]}]
+         """, "services.a.ports[0]", "unknown protocol 'icmp'", id="bad-port-protocol"),
+        pytest.param("""
+            project: p
+            services:
+              a: {image: x, ready: {http: {port: 80}, tcp: {port: 80}}}
+            phases: [{name: one, services: [a]}]
+         """, "services.a.ready", "exactly one of", id="ready-two-kinds"),
+        pytest.param("""
+            project: p
+            services:
+              a: {image: x, ready: {timeout: 10s}}
+            phases: [{name: one, services: [a]}]
+         """, "services.a.ready", "found: none given", id="ready-no-kind"),
+        pytest.param("""
+            project: p
+            services:
+              a: {image: x, stop_grace_period: soon}
+            phases: [{name: one, services: [a]}]
+         """, "services.a.stop_grace_period", "is not a duration", id="bad-duration"),
+        pytest.param("""
+            project: p
+            services:
+              a: {image: x, deploy: {resources: {limits: {memory: lots}}}}
+            phases: [{name: one, services: [a]}]
+         """, "services.a.deploy.resources.limits.memory", "is not a size", id="bad-size"),
+        pytest.param("""
+            project: Not_Valid
+            services:
+              a: {image: x}
+            phases: [{name: one, services: [a]}]
+         """, "project", "not a valid project name", id="bad-project"),
+    ],
+)
+def test_problem_path(plan_error: Refuse, text: str, path: str, fragment: str) -> None:
+    error = plan_error(text)
+    assert [problem.path for problem in error.problems] == [path]
+    assert fragment in error.problems[0].message
+    assert fragment in str(error)
+
+
+def test_unknown_key_lists_the_allowed_keys(plan_error: Refuse) -> None:
+    error = plan_error("""
+        project: p
+        services:
+          a: {image: x, ready: {http: {port: 80, pth: /x}}}
+        phases: [{name: one, services: [a]}]
+    """)
+    (problem,) = error.problems
+    assert problem.path == "services.a.ready.http.pth"
+    assert "did you mean 'path'?" in problem.message
+    assert "allowed here: path, port, scheme, status" in problem.message
+
+
+def test_all_reference_problems_are_reported_together(plan_error: Refuse) -> None:
+    error = plan_error("""
+        project: p
+        services:
+          a: {image: x, networks: [nope]}
+          b: {image: x}
+        phases: [{name: one, services: [a, ghost]}]
+    """)
+    assert {p.path for p in error.problems} == {
+        "phases[0].services[1]", "services.b", "services.a.networks.nope"}
+
+
+def test_problems_carry_their_line(plan_error: Refuse) -> None:
+    error = plan_error("""\
+        project: p
+        services:
+          a:
+            image: x
+            imgae: y
+        phases: [{name: one, services: [a]}]
+    """)
+    assert [(p.path, p.line) for p in error.problems] == [("services.a.imgae", 5)]
+
+
+# --- host ports -----------------------------------------------------------------------------
+
+
+def test_same_host_port_on_different_addresses_or_protocols_is_allowed(load: Load) -> None:
+    loaded = load("""
+        project: p
+        services:
+          a: {image: x, ports: ["127.0.0.1:80:80", "53:53/udp"]}
+          b: {image: x, ports: ["127.0.0.2:80:80", "53:53/tcp", "127.0.0.1::80"]}
+        phases: [{name: one, services: [a, b]}]
+    """)
+    assert len(loaded.plan.services["b"].ports) == 3
+
+
+def test_all_addresses_clash_with_one_address(plan_error: Refuse) -> None:
+    error = plan_error("""
+        project: p
+        services:
+          a: {image: x, ports: ["127.0.0.1:80:80"]}
+          b: {image: x, ports: ["80:80"]}
+        phases: [{name: one, services: [a, b]}]
+    """)
+    assert [p.path for p in error.problems] == ["services.b.ports[0]"]
+
+
+def test_host_port_clash_with_the_second_of_two_addresses(plan_error: Refuse) -> None:
+    # b and c both publish 127.0.0.2:80; a on 127.0.0.1:80 must not hide that clash.
+    error = plan_error("""
+        project: p
+        services:
+          a: {image: x, ports: ["127.0.0.1:80:80"]}
+          b: {image: x, ports: ["127.0.0.2:80:80"]}
+          c: {image: x, ports: ["127.0.0.2:80:80"]}
+        phases: [{name: one, services: [a, b, c]}]
+    """)
+    assert [p.path for p in error.problems] == ["services.c.ports[0]"]
+    assert "also published by b" in error.problems[0].message
+
+
+def test_explicit_wildcard_address_clashes_with_one_address(plan_error: Refuse) -> None:
+    # 0.0.0.0 is "all addresses", like an empty address: the engine cannot bind both.
+    error = plan_error("""
+        project: p
+        services:
+          a: {image: x, ports: ["0.0.0.0:80:80"]}
+          b: {image: x, ports: ["127.0.0.1:80:80"]}
+        phases: [{name: one, services: [a, b]}]
+    """)
+    assert [p.path for p in error.problems] == ["services.b.ports[0]"]
+
+
+def test_host_port_clash_names_a_service_with_a_dot(plan_error: Refuse) -> None:
+    error = plan_error("""
+        project: p
+        services:
+          web.v1: {image: x, ports: ["80:80"]}
+          api: {image: x, ports: ["80:80"]}
+        phases: [{name: one, services: [web.v1, api]}]
+    """)
+    (problem,) = error.problems
+    assert problem.path == "services.api.ports[0]"
+    assert "also published by web.v1:" in problem.message
+
+
+# --- YAML -----------------------------------------------------------------------------------
+
+
+def test_duplicate_keys_are_refused(plan_error: Refuse) -> None:
+    error = plan_error("""\
+        project: p
+        services:
+          a: {image: x}
+          a: {image: y}
+        phases: [{name: one, services: [a]}]
+    """)
+    (problem,) = error.problems
+    assert problem.path == ""
+    assert "duplicate key 'a' (first at line 3)" in problem.message
+    assert problem.line == 4
+
+
+def test_invalid_yaml_is_refused_with_its_line(plan_error: Refuse) -> None:
+    error = plan_error("""\
+        project: p
+        services: {a: {image: x}
+        phases: [
+    """)
+    (problem,) = error.problems
+    assert problem.message.startswith("not valid YAML")
+    assert problem.line == 3
+
+
+@pytest.mark.parametrize("text", ["", "- a\n- b\n", "just text\n"])
+def test_a_plan_must_be_a_mapping(plan_error: Refuse, text: str) -> None:
+    (problem,) = plan_error(text).problems
+    assert "a plan is a mapping" in problem.message
+
+
+def test_missing_plan_file_is_a_usage_error(tmp_path: Path) -> None:
+    from ollamatopo._errors import UsageError
+    from ollamatopo._loader import load_plan
+
+    with pytest.raises(UsageError, match="not found"):
+        load_plan(tmp_path / "absent.yaml", {})
+
+
+BILLION_LAUGHS = """
+project: p
+a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]
+h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]
+i: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]
+services: {}
+phases: []
+"""
+
+
+def test_alias_bomb_is_refused_quickly(plan_error: Refuse) -> None:
+    started = time.monotonic()
+    (problem,) = plan_error(BILLION_LAUGHS).problems
+    assert time.monotonic() - started < 5
+    assert "expands to more than" in problem.message
+
+
+def test_deep_nesting_is_refused(plan_error: Refuse) -> None:
+    (problem,) = plan_error("project: p\nservices: " + "[" * 100 + "]" * 100 + "\n").problems
+    assert "nests deeper than 64 levels" in problem.message
+
+
+def test_very_deep_nesting_is_a_plan_error_not_a_crash(plan_error: Refuse) -> None:
+    plan_error("project: p\nservices: " + "[" * 1000 + "]" * 1000 + "\n")
+
+
+def test_extension_fields_and_anchors_are_allowed(load: Load) -> None:
+    loaded = load("""
+        project: p
+        x-common: &common {image: base:1, restart: always}
+        services:
+          a: *common
+          b: {image: other, x-note: anything}
+        phases: [{name: one, services: [a, b]}]
+    """)
+    assert loaded.plan.services["a"].restart == "always"
+    assert loaded.plan.services["b"].image == "other"
+
+
+def test_merge_key_values_can_be_overridden(load: Load) -> None:
+    loaded = load("""
+        project: p
+        x-common: &common {image: base:1, restart: always}
+        services:
+          a:
+            <<: *common
+            image: other:2
+        phases: [{name: one, services: [a]}]
+    """)
+    assert loaded.plan.services["a"].image == "other:2"
+    assert loaded.plan.services["a"].restart == "always"
+
+
+# --- variables ------------------------------------------------------------------------------
+
+NEEDS_VARIABLES = """
+project: p
+services:
+  a:
+    image: "${IMAGE:?set IMAGE}"
+    command: ["--token", "${TOKEN:?}"]
+    environment: {X: "${X:?}", Y: "${Y:-y}"}
+phases: [{name: one, services: [a]}]
+"""
+
+
+def test_every_missing_required_variable_is_in_one_plan_error(plan_error: Refuse) -> None:
+    error = plan_error(NEEDS_VARIABLES)
+    assert [p.path for p in error.problems] == [
+        "services.a.image", "services.a.command[1]", "services.a.environment.X"]
+    assert error.problems[0].message == "${IMAGE}: set IMAGE"
+    assert "required variables are not set: IMAGE, TOKEN, X" in str(error)
+
+
+def test_required_variables_from_the_environment(load: Load) -> None:
+    service = load(NEEDS_VARIABLES, {"IMAGE": "img", "TOKEN": "t", "X": "x"}).plan.services["a"]
+    assert service.image == "img"
+    assert service.command == ["--token", "t"]
+    assert service.environment == {"X": "x", "Y": "y"}
+
+
+def test_dotenv_beside_the_plan_supplies_variables(load: Load, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("IMAGE=from-dotenv\nTOKEN=dot\nX=dot\n", encoding="utf-8")
+    service = load(NEEDS_VARIABLES, {"TOKEN": "from-process"}).plan.services["a"]
+    assert service.image == "from-dotenv"
+    assert service.command == ["--token", "from-process"]  # the process environment wins
+
+
+def test_bad_dotenv_line_is_a_plan_error(plan_error: Refuse, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("GOOD=1\nnot an assignment\n", encoding="utf-8")
+    error = plan_error(NEEDS_VARIABLES)
+    assert error.source == str(tmp_path / ".env")
+    assert [p.path for p in error.problems] == ["line 2"]
+
+
+def test_unset_variable_gives_a_warning(load: Load) -> None:
+    loaded = load("""
+        project: p
+        services:
+          a: {image: "img:${TAG}"}
+        phases: [{name: one, services: [a]}]
+    """)
+    assert loaded.plan.services["a"].image == "img:"
+    assert loaded.warnings == ("services.a.image: variable TAG is not set, using an empty string",)
+
+
+# --- service environments -------------------------------------------------------------------
+
+
+def test_environment_list_form_takes_bare_keys_from_the_environment(load: Load) -> None:
+    loaded = load("""
+        project: p
+        services:
+          a: {image: x, environment: ["A=1", "B", "C", "D=x=y", "E="]}
+        phases: [{name: one, services: [a]}]
+    """, {"B": "from-env"})
+    # C is unset, so it is dropped rather than set empty.
+    assert loaded.plan.services["a"].environment == {"A": "1", "B": "from-env", "D": "x=y",
+                                                     "E": ""}
+
+
+def test_env_files_are_merged_under_environment(load: Load, tmp_path: Path) -> None:
+    (tmp_path / "common.env").write_text("A=common\nB=common\nC=common\n", encoding="utf-8")
+    (tmp_path / "local.env").write_text("# local\nB=local\nexport D='local'\n", encoding="utf-8")
+    loaded = load("""
+        project: p
+        services:
+          a:
+            image: x
+            env_file: [common.env, local.env]
+            environment: {C: plan, E: true}
+          b: {image: x, env_file: common.env}
+        phases: [{name: one, services: [a, b]}]
+    """)
+    assert loaded.plan.services["a"].environment == {
+        "A": "common", "B": "local", "C": "plan", "D": "local", "E": "true"}
+    assert loaded.plan.services["b"].environment == {"A": "common", "B": "common", "C": "common"}
+
+
+def test_unreadable_env_file_is_a_plan_error(plan_error: Refuse) -> None:
+    error = plan_error("""
+        project: p
+        services:
+          a: {image: x, env_file: [absent.env]}
+        phases: [{name: one, services: [a]}]
+    """)
+    assert [p.path for p in error.problems] == ["services.a.env_file[0]"]
+    assert "cannot read" in error.problems[0].message
