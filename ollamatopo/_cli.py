@@ -14,8 +14,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import ValidationError
-
 from ollamatopo import __version__
 from ollamatopo._errors import (
     EXIT_INTERRUPTED,
@@ -24,11 +22,11 @@ from ollamatopo._errors import (
     OllamatopoError,
     UsageError,
 )
-from ollamatopo._settings import Settings
 
 if TYPE_CHECKING:
     from ollamatopo._engine import Engine
     from ollamatopo._loader import LoadedPlan
+    from ollamatopo._settings import Settings
 
 T = TypeVar("T")
 
@@ -122,6 +120,10 @@ def _report_error(error: OllamatopoError) -> int:
 
 
 def _settings(arguments: argparse.Namespace) -> Settings:
+    from pydantic import ValidationError
+
+    from ollamatopo._settings import Settings
+
     overrides = {key: value for key in ("plan", "project", "log_format", "log_level")
                  if (value := getattr(arguments, key, None)) is not None}
     try:
