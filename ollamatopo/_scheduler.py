@@ -182,7 +182,9 @@ class _Run:
     async def ensure_shared(self) -> None:
         async with anyio.create_task_group() as group:
             for image in sorted({c.image for c in self.desired.containers.values()}):
-                if image not in self.desired.snapshot.image_ids:
+                if image in self.desired.snapshot.image_ids:
+                    self.recorder.emit("image ensured", image=image, pulled=False)
+                else:
                     group.start_soon(self.ensure_image, image)
             for action in self.desired.reconciliation.networks:
                 group.start_soon(self.ensure_network, action)
@@ -231,6 +233,10 @@ class _Run:
     async def remove_orphans(self) -> None:
         for orphan in self.desired.reconciliation.orphans:
             if orphan.existing is None:
+                continue
+            if not self.options.remove_orphans:
+                self.recorder.emit("orphan kept", service=orphan.service, level="warning",
+                                   container=orphan.existing.name, cause=orphan.cause)
                 continue
             await self.engine.stop(orphan.existing.id)
             await self.engine.remove_container(orphan.existing.id)

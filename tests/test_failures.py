@@ -127,3 +127,36 @@ def test_an_unreachable_engine_exits_3_with_the_fix(project: Project) -> None:
     assert result.code == 3
     assert "cannot reach the Docker engine" in result.stderr
     assert "DOCKER_HOST" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sigint_during_probes_rolls_back_and_the_next_up_succeeds(project: Project) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    project.write(plan('{STANDIN_DELAY: "${FLAKY_DELAY:-30}"}',
+                       ready="{log: standin ready, timeout: 60s}").replace(
+        'STANDIN_DELAY: "30"', 'STANDIN_DELAY: "0"'))
+    command = [sys.executable, "-m", "ollamatopo", "up", "--plan",
+               str(project.folder / "plan.yaml"), "--log-format", "json"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
+           "OLLAMATOPO_STATE_DIR": str(project.folder / "state")}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                          text=True, env=env) as process:
+        assert process.stdout is not None
+        for line in process.stdout:  # wait until flaky is being probed
+            if '"container started"' in line and '"flaky"' in line:
+                break
+        process.send_signal(signal.SIGINT)
+        try:
+            code = process.wait(timeout=30)
+        finally:
+            process.kill()
+    assert code == 130
+    assert project.containers() == {} and project.networks() == []
+
+    again = project.run("up", env={"FLAKY_DELAY": "0"})
+    assert again.code == 0, again.stderr
