@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where to write the JSON report (default: in the state directory)")
     up.add_argument("--keep-orphans", action="store_true",
                     help="do not remove the project's containers of services not in the plan")
+    up.add_argument("--clamp-resources", action="store_true",
+                    help="scale CPU and memory limits and reservations down to fit this host "
+                         "(each change is logged)")
 
     down = commands.add_parser("down", parents=[common],
                                help="stop and remove the topology's containers and networks")
@@ -201,6 +204,7 @@ def command_up(arguments: argparse.Namespace, settings: Settings) -> int:
         default_timeout_s=settings.probe_timeout,
         backoff=Backoff(settings.probe_initial_backoff, settings.probe_max_backoff),
         remove_orphans=not arguments.keep_orphans,
+        clamp_resources=arguments.clamp_resources,
     )
     report_path = arguments.report or (
         runs_dir(settings.state_dir, plan.project)

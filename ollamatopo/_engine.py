@@ -16,6 +16,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 import docker
 import docker.errors
@@ -41,6 +42,22 @@ HOW_TO_REACH = (
     "start the engine (`sudo systemctl start docker`, or `dockerd &`), or point DOCKER_HOST / "
     "OLLAMATOPO_DOCKER_HOST at it"
 )
+
+
+PULL_CONCURRENCY = 4
+
+
+def split_reference(image: str) -> tuple[str, str]:
+    """`host:5000/team/app:1.2` -> (`host:5000/team/app`, `1.2`); no tag means `latest`;
+    a digest reference keeps its digest as the tag part."""
+    if "@" in image:
+        repository, digest = image.split("@", 1)
+        return repository, digest
+    last = image.rsplit("/", 1)[-1]
+    if ":" in last:
+        repository, tag = image.rsplit(":", 1)
+        return repository, tag
+    return image, "latest"
 
 
 class NotFound(EngineError):
@@ -83,6 +100,7 @@ class Engine:
     def __init__(self, client: docker.APIClient, concurrency: int) -> None:
         self._client = client
         self._limiter = anyio.CapacityLimiter(concurrency)
+        self._pull_limiter = anyio.CapacityLimiter(PULL_CONCURRENCY)
         self.base_url = str(client.base_url)
 
     @classmethod
@@ -108,10 +126,11 @@ class Engine:
     def close(self) -> None:
         self._client.close()
 
-    async def _call(self, what: str, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _call(self, what: str, function: Callable[..., T], *args: Any,
+                    limiter: anyio.CapacityLimiter | None = None, **kwargs: Any) -> T:
         try:
             return await anyio.to_thread.run_sync(partial(function, *args, **kwargs),
-                                                  limiter=self._limiter)
+                                                  limiter=limiter or self._limiter)
         except docker.errors.NotFound as error:
             raise NotFound(f"{what}: {_reason(error)}") from None
         except docker.errors.APIError as error:
@@ -148,6 +167,11 @@ class Engine:
         networks = await self._call("list networks", self._client.networks, filters=label)
         return [str(c["Id"]) for c in containers], [str(n["Id"]) for n in networks]
 
+    async def capacity(self) -> tuple[float, int]:
+        """The host's CPU count and memory in bytes, as the engine sees them."""
+        info = await self._call("read engine info", self._client.info)
+        return float(info.get("NCPU") or 0), int(info.get("MemTotal") or 0)
+
     async def image_id(self, image: str) -> str | None:
         try:
             raw = await self._call(f"inspect image {image}", self._client.inspect_image, image)
@@ -167,10 +191,25 @@ class Engine:
 
     # --- act --------------------------------------------------------------------------------
 
-    async def pull(self, image: str) -> None:
-        repository, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (
-            image, "", "latest")
-        await self._call(f"pull image {image}", self._client.pull, repository, tag=tag)
+    async def pull(self, image: str,
+                   on_progress: Callable[[int, int], None] | None = None) -> None:
+        """Pull `image`; `on_progress(downloaded bytes, total bytes)` is called in the event
+        loop as layers arrive. Pulls have their own limiter: a slow pull never holds up
+        the API calls of services whose images are present."""
+        repository, tag = split_reference(image)
+
+        def run() -> None:
+            layers: dict[str, tuple[int, int]] = {}
+            for message in self._client.pull(repository, tag=tag, stream=True, decode=True):
+                if "error" in message:
+                    raise EngineError(f"pull image {image}: {message['error']}")
+                detail = message.get("progressDetail") or {}
+                if on_progress and message.get("id") and detail.get("total"):
+                    layers[message["id"]] = (int(detail.get("current") or 0), int(detail["total"]))
+                    anyio.from_thread.run_sync(on_progress, sum(c for c, _ in layers.values()),
+                                               sum(t for _, t in layers.values()))
+
+        await self._call(f"pull image {image}", run, limiter=self._pull_limiter)
 
     async def create_network(self, config: NetworkConfig, run_id: str) -> str:
         labels = {**config.create_kwargs["labels"], LABEL_RUN: run_id}

@@ -79,13 +79,12 @@ def parse_cpus(value: object) -> float:
 
 
 def format_bytes(size: int) -> str:
-    """The shortest exact binary form: 1G, 512M, 1536M, 100k, 1000 (bytes)."""
+    """A short binary form: 1G, 512M, 1.5G, 22.75G, 100k, 1000 (bytes)."""
     for unit in ("T", "G", "M", "k"):
         factor = _BYTE_FACTORS[unit.lower()]
-        if size >= factor and size % factor == 0:
-            return f"{size // factor}{unit}"
-    if size >= 1024**2:
-        return f"{size / 1024**2:.1f}M"
+        if size >= factor:
+            value = size / factor
+            return f"{value:g}{unit}" if value == round(value, 2) else f"{value:.2f}{unit}"
     return str(size)
 
 

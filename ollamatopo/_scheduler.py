@@ -10,6 +10,7 @@ cancels the rest; what this run created is then removed (unless kept).
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 import anyio
 import httpx
 
+from ollamatopo._admission import Capacity, admit, clamp
 from ollamatopo._container_config import (
     ContainerConfig,
     VolumeConfig,
@@ -135,6 +137,7 @@ class UpOptions:
     default_timeout_s: float = 60.0
     backoff: Backoff = field(default_factory=Backoff)
     remove_orphans: bool = True
+    clamp_resources: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,60 @@ class _ProbeOutcome:
     exit: tuple[int | None, bool] | None = None
 
 
+class ImageSupply:
+    """The run's images: present ones are ready at once, missing ones are pulled all
+    concurrently while services with present images already start; a service waits only
+    for its own image."""
+
+    PROGRESS_EVERY_S = 0.5
+
+    def __init__(self, engine: Engine, recorder: RunRecorder, desired: DesiredState) -> None:
+        self._engine, self._recorder = engine, recorder
+        needed = sorted({config.image for config in desired.containers.values()})
+        self.missing = [image for image in needed if image not in desired.snapshot.image_ids]
+        self._ready = {image: anyio.Event() for image in needed}
+        self._errors: dict[str, str] = {}
+        for image in needed:
+            if image not in self.missing:
+                self._ready[image].set()
+                recorder.emit("image ensured", image=image, pulled=False)
+
+    async def pull_missing(self) -> None:
+        async with anyio.create_task_group() as group:
+            for image in self.missing:
+                group.start_soon(self._pull, image)
+
+    async def _pull(self, image: str) -> None:
+        last = [0.0]
+
+        def progress(current: int, total: int) -> None:
+            now = self._recorder.elapsed()
+            if now - last[0] >= self.PROGRESS_EVERY_S or current >= total:
+                last[0] = now
+                self._recorder.emit("image pull progress", image=image, downloaded=current,
+                                    total=total)
+
+        began = self._recorder.elapsed()
+        self._recorder.emit("image pull started", image=image)
+        try:
+            await self._engine.pull(image, progress)
+        except EngineError as error:
+            self._errors[image] = str(error)
+            self._recorder.emit("image pull failed", image=image, level="error",
+                                error=str(error))
+        else:
+            self._recorder.emit("image ensured", image=image, pulled=True,
+                                duration_s=round(self._recorder.elapsed() - began, 3))
+        finally:
+            self._ready[image].set()
+
+    async def wait(self, service: str, image: str) -> None:
+        await self._ready[image].wait()
+        if image in self._errors:
+            raise ServiceFailed(service, f"image {image} is not on the engine and could not "
+                                         f"be pulled: {self._errors[image]}")
+
+
 class _Run:
     """One `up`: the plan, the engine, what it decided and what it has done."""
 
@@ -176,29 +233,16 @@ class _Run:
         self.options, self.recorder = options, recorder
         self.run_id = recorder.run_id
         self.container_ids: dict[str, str] = {}
+        self.images = ImageSupply(engine, recorder, desired)
 
-    # Shared resources first: images, networks, volumes, all concurrently.
+    # Networks and volumes first, concurrently; images are pulled alongside (ImageSupply).
 
     async def ensure_shared(self) -> None:
         async with anyio.create_task_group() as group:
-            for image in sorted({c.image for c in self.desired.containers.values()}):
-                if image in self.desired.snapshot.image_ids:
-                    self.recorder.emit("image ensured", image=image, pulled=False)
-                else:
-                    group.start_soon(self.ensure_image, image)
             for action in self.desired.reconciliation.networks:
                 group.start_soon(self.ensure_network, action)
             for key, spec in self.plan.volumes.items():
                 group.start_soon(self.ensure_volume, volume_config(self.plan.project, key, spec))
-
-    async def ensure_image(self, image: str) -> None:
-        try:
-            await self.engine.pull(image)
-        except EngineError as error:
-            users = sorted(n for n, c in self.desired.containers.items() if c.image == image)
-            raise ServiceFailed(users[0], f"image {image} is not on the engine and cannot be "
-                                          f"pulled: {error}") from None
-        self.recorder.emit("image ensured", image=image, pulled=True)
 
     async def ensure_network(self, action: NetworkAction) -> None:
         config = action.config
@@ -266,6 +310,7 @@ class _Run:
         if action.verb in (Verb.KEEP, Verb.START) and action.existing is not None:
             self.container_ids[name] = action.existing.id
             return action.existing.id
+        await self.images.wait(name, config.image)
         if action.existing is not None:  # recreate
             await self.engine.stop(action.existing.id)
             await self.engine.remove_container(action.existing.id)
@@ -357,6 +402,7 @@ class _Run:
 async def up(engine: Engine, loaded: LoadedPlan, options: UpOptions,
              recorder: RunRecorder) -> None:
     """Bring the plan up; raise RunFailed (after rolling back) if a required service fails."""
+    loaded = await admit_resources(engine, loaded, options, recorder)
     plan = loaded.plan
     desired = await observe(engine, loaded)
     run = _Run(engine, loaded, desired, options, recorder)
@@ -368,7 +414,9 @@ async def up(engine: Engine, loaded: LoadedPlan, options: UpOptions,
         recorder.fail(name, failure.cause, optional=plan.services[name].optional)
 
     try:
-        async with watch_containers(engine, plan.project) as watch, http_client() as http:
+        async with watch_containers(engine, plan.project) as watch, http_client() as http, \
+                anyio.create_task_group() as pulls:
+            pulls.start_soon(run.images.pull_missing)
             try:
                 await run.ensure_shared()
                 await run.remove_orphans()
@@ -381,6 +429,7 @@ async def up(engine: Engine, loaded: LoadedPlan, options: UpOptions,
                     required=lambda name: not plan.services[name].optional,
                     on_failure=on_failure)
                 _report_phases(recorder)
+            pulls.cancel_scope.cancel()  # nothing waits for an image any more
     except BaseException:
         recorder.finish("interrupted")
         if not options.keep_on_failure:
@@ -394,6 +443,20 @@ async def up(engine: Engine, loaded: LoadedPlan, options: UpOptions,
     recorder.finish("succeeded")
     recorder.emit("run completed", total_s=recorder.total_s,
                   warnings=sum(1 for t in recorder.services.values() if t.status == "failed"))
+
+
+async def admit_resources(engine: Engine, loaded: LoadedPlan, options: UpOptions,
+                          recorder: RunRecorder) -> LoadedPlan:
+    """Check the plan against the host before anything is touched; clamp it if asked."""
+    capacity = Capacity(*await engine.capacity())
+    if options.clamp_resources:
+        plan, changes = clamp(loaded.plan, capacity)
+        for change in changes:
+            recorder.emit("resources clamped", service=change.service, level="warning",
+                          change=str(change))
+        loaded = dataclasses.replace(loaded, plan=plan)
+    admit(loaded.plan, capacity)
+    return loaded
 
 
 def _report_phases(recorder: RunRecorder) -> None:

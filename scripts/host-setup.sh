@@ -16,6 +16,11 @@ if [ ! -x /bin/busybox ] || ! dpkg -s busybox-static >/dev/null 2>&1; then
   apt_install busybox-static
 fi
 
+if ! command -v docker-registry >/dev/null 2>&1; then
+  echo "host-setup: installing docker-registry (a registry on 127.0.0.1 for the pull tests)"
+  apt_install docker-registry
+fi
+
 if timeout 20 docker info >/dev/null 2>&1; then
   exit 0
 fi

@@ -85,18 +85,19 @@ def test_parse_bytes_refuses(value: object) -> None:
     [
         (1024**3, "1G"),
         (512 * 1024**2, "512M"),
-        (1536 * 1024**2, "1536M"),
+        (1536 * 1024**2, "1.5G"),
+        (23296 * 1024**2, "22.75G"),
         (100 * 1024, "100k"),
         (1000, "1000"),
         (3 * 1024**4, "3T"),
-        (1024**2 + 1, "1.0M"),
+        (1024**2 + 1, "1.00M"),
     ],
 )
 def test_format_bytes(size: int, text: str) -> None:
     assert format_bytes(size) == text
 
 
-@pytest.mark.parametrize("text", ["1G", "512M", "1536M", "100k", "7T"])
+@pytest.mark.parametrize("text", ["1G", "512M", "1.5G", "100k", "7T"])
 def test_format_bytes_round_trips_through_parse_bytes(text: str) -> None:
     assert format_bytes(parse_bytes(text)) == text
 
