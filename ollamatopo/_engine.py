@@ -8,7 +8,10 @@ exception becomes an `EngineError` or `EngineUnreachable` right here.
 from __future__ import annotations
 
 import contextlib
+import io
+import tarfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -261,6 +264,31 @@ class Engine:
         with contextlib.suppress(NotFound):
             await self._call(f"remove container {container_id[:12]}",
                              self._client.remove_container, container_id, force=True, v=False)
+
+    async def put_file(self, container_id: str, path: str, content: bytes) -> None:
+        """Write one file into the container (created or running)."""
+        directory, _, name = path.rpartition("/")
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w") as tar:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(content), 0o644, int(time.time())
+            tar.addfile(info, io.BytesIO(content))
+        await self._call(f"write {path}", self._client.put_archive, container_id,
+                         directory or "/", archive.getvalue())
+
+    async def read_file(self, container_id: str, path: str) -> str | None:
+        """One file's text from the container, or None when it is not there."""
+        def read() -> str | None:
+            stream, _ = self._client.get_archive(container_id, path)
+            with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
+                member = tar.next()
+                handle = tar.extractfile(member) if member is not None else None
+                return handle.read().decode(errors="replace") if handle else None
+
+        try:
+            return await self._call(f"read {path}", read)
+        except NotFound:
+            return None
 
     async def exec(self, container_id: str, argv: list[str]) -> tuple[int, str]:
         """Run a command in the container; its exit code and its output."""

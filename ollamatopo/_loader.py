@@ -36,6 +36,7 @@ class LoadedPlan:
     path: Path
     graph: DependencyGraph
     warnings: tuple[str, ...] = field(default=())
+    templates: Mapping[str, str] = field(default_factory=dict)  # load balancer -> template
 
 
 def load_plan(path: Path, environ: Mapping[str, str] | None = None,
@@ -76,7 +77,8 @@ def load_plan(path: Path, environ: Mapping[str, str] | None = None,
             object.__setattr__(problem, "line", problem.line or lines.get(problem.path))
         raise PlanError(source, problems)
     plan = _resolve_environments(plan, path.parent, env, source)
-    return LoadedPlan(plan, path, graph, tuple(warnings))
+    templates = _read_templates(plan, path.parent, source)
+    return LoadedPlan(plan, path, graph, tuple(warnings), templates)
 
 
 def read_project_name(path: Path) -> str | None:
@@ -250,6 +252,32 @@ def _resolve_environments(plan: Plan, base: Path, env: Mapping[str, str], source
     if problems:
         raise PlanError(source, problems)
     return plan.model_copy(update={"services": services})
+
+
+def _read_templates(plan: Plan, base: Path, source: str) -> dict[str, str]:
+    """Each load balancer's template, read now so a missing file or an unknown
+    placeholder is a plan error before anything starts."""
+    from ollamatopo._loadbalancer import template_problems
+
+    templates: dict[str, str] = {}
+    problems: list[PlanProblem] = []
+    for name, spec in plan.services.items():
+        if spec.load_balance is None:
+            continue
+        where = f"services.{name}.load_balance.template"
+        file_path = (base / spec.load_balance.template).expanduser()
+        try:
+            text = file_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            problems.append(PlanProblem(where, f"cannot read {file_path}: "
+                                               f"{getattr(error, 'strerror', None) or error}"))
+            continue
+        problems.extend(PlanProblem(where, f"{file_path}: {problem}")
+                        for problem in template_problems(text))
+        templates[name] = text
+    if problems:
+        raise PlanError(source, problems)
+    return templates
 
 
 # --- pydantic errors as plan problems ---------------------------------------------------------

@@ -217,6 +217,8 @@ class ReadySpec(_Model):
                 "give exactly one of http, tcp, exec, docker, log or none "
                 f"(found: {found})"
             )
+        if self.timeout is not None and self.timeout <= 0:
+            raise ValueError("timeout: a readiness deadline must be above 0")
         if self.exec_ is not None and not self.exec_:
             raise ValueError("exec needs a command, for example [pg_isready, -U, ollama]")
         return self
@@ -298,6 +300,25 @@ def _volume_mount(value: object) -> object:
     return {"source": source, "target": target, "read_only": mode == "ro", "named": named}
 
 
+class LoadBalanceSpec(_Model):
+    """This service balances requests over others: ollamatopo renders `template` (a path
+    relative to the plan) into the container and reloads it when the ready backends change."""
+
+    template: str = Field(min_length=1)
+    config_path: str = "/etc/nginx/nginx.conf"
+    reload: Argv = ["nginx", "-s", "reload"]
+    port: Port = 8080
+    backends: dict[str, Annotated[int, Field(ge=1, le=1000)]]
+    server_options: str = "max_fails=2 fail_timeout=10s"
+
+    @field_validator("backends")
+    @classmethod
+    def _some(cls, value: dict[str, int]) -> dict[str, int]:
+        if not value:
+            raise ValueError("name at least one backend service and its weight")
+        return value
+
+
 RESTART_RE = re.compile(r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$")
 
 
@@ -327,6 +348,7 @@ class ServiceSpec(_Model):
     ready: ReadySpec = ReadySpec(none=True)
     after: Annotated[dict[str, Condition], BeforeValidator(_after)] | None = None
     optional: bool = False
+    load_balance: LoadBalanceSpec | None = None
 
     @field_validator("restart")
     @classmethod
@@ -475,8 +497,13 @@ def _service_references(plan: Plan, name: str, spec: ServiceSpec) -> Iterator[Pl
                               f"{_suggest(dependency, plan.services)}")
         elif dependency == name:
             yield PlanProblem(f"{where}.after.{dependency}", "a service cannot wait for itself")
-    if spec.ready.kind is ProbeKind.DOCKER and spec.ready.timeout == 0:
-        yield PlanProblem(f"{where}.ready.timeout", "a readiness deadline must be above 0")
+    for backend in spec.load_balance.backends if spec.load_balance else {}:
+        if backend not in plan.services:
+            yield PlanProblem(f"{where}.load_balance.backends.{backend}",
+                              f"unknown service {backend!r}{_suggest(backend, plan.services)}")
+        elif backend == name:
+            yield PlanProblem(f"{where}.load_balance.backends.{backend}",
+                              "a load balancer cannot be its own backend")
 
 
 WILDCARDS = ("", "0.0.0.0", "::")

@@ -14,6 +14,7 @@ import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 import anyio
 import httpx
@@ -36,6 +37,7 @@ from ollamatopo._errors import (
     ServiceFailed,
 )
 from ollamatopo._graph import DependencyGraph
+from ollamatopo._loadbalancer import BalancerSync
 from ollamatopo._loader import LoadedPlan
 from ollamatopo._plan import Condition, Plan
 from ollamatopo._probes import Backoff, build_probe, http_client, wait_until_ready
@@ -234,6 +236,10 @@ class _Run:
         self.run_id = recorder.run_id
         self.container_ids: dict[str, str] = {}
         self.images = ImageSupply(engine, recorder, desired)
+        self.balancers = BalancerSync(engine, self.plan, loaded.templates, recorder)
+        # Backends that were running before this run count as up until a probe says not.
+        self.balancers.up.update(name for name, action in desired.reconciliation.services.items()
+                                 if action.verb is Verb.KEEP)
 
     # Networks and volumes first, concurrently; images are pulled alongside (ImageSupply).
 
@@ -294,16 +300,28 @@ class _Run:
         timing = self.recorder.services[name]
         timing.action, timing.cause = action.verb.value, action.cause
         container_id = await self.prepare(name, action)
+        balancer = self.balancers.is_balancer(name)
+        if balancer:
+            await self.balancers.prepare(name, container_id, action.verb is Verb.KEEP)
         await context.dependencies_hold()
         if action.verb is not Verb.KEEP:
             watch.forget(container_id)
-            try:
-                await self.engine.start(container_id)
-            except EngineError as error:
-                raise ServiceFailed(name, f"the engine refused to start it: {error}") from None
-            self.recorder.mark(name, "started")
+            start = partial(self.start, name, container_id)
+            await (self.balancers.start(name, start) if balancer else start())
         context.started()
-        await self.probe(name, container_id, watch, http)
+        try:
+            await self.probe(name, container_id, watch, http)
+        except ServiceFailed:
+            await self.balancers.backend_changed(name, up=False)
+            raise
+        await self.balancers.backend_changed(name, up=True)
+
+    async def start(self, name: str, container_id: str) -> None:
+        try:
+            await self.engine.start(container_id)
+        except EngineError as error:
+            raise ServiceFailed(name, f"the engine refused to start it: {error}") from None
+        self.recorder.mark(name, "started")
 
     async def prepare(self, name: str, action: ServiceAction) -> str:
         config = self.desired.containers[name]
