@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -113,24 +114,16 @@ class NetworkSpec(_Model):
     driver_opts: dict[str, Annotated[str, BeforeValidator(_scalar_text)]] = {}
     labels: dict[str, Annotated[str, BeforeValidator(_scalar_text)]] = {}
 
-    @field_validator("subnet")
+    @field_validator("subnet", "gateway")
     @classmethod
-    def _subnet(cls, value: str | None) -> str | None:
+    def _address(cls, value: str | None, info: ValidationInfo) -> str | None:
+        subnet = info.field_name == "subnet"
         if value is not None:
             try:
-                ipaddress.ip_network(value)
+                (ipaddress.ip_network if subnet else ipaddress.ip_address)(value)
             except ValueError:
-                raise ValueError(f"{value!r} is not a subnet such as 172.22.0.0/24") from None
-        return value
-
-    @field_validator("gateway")
-    @classmethod
-    def _gateway(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                ipaddress.ip_address(value)
-            except ValueError:
-                raise ValueError(f"{value!r} is not an IP address") from None
+                example = "a subnet such as 172.22.0.0/24" if subnet else "an IP address"
+                raise ValueError(f"{value!r} is not {example}") from None
         return value
 
     @model_validator(mode="after")
