@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make this host ready for ollamatopo's demo and tests: a Docker engine that answers,
-# and Debian's static busybox for the offline stand-in image. Uses the host's own apt
+# Debian's static busybox and mmdebstrap for the offline images. Uses the host's own apt
 # configuration; names no mirror or registry. Safe to run again.
 set -euo pipefail
 
@@ -14,6 +14,11 @@ apt_install() {
 if [ ! -x /bin/busybox ] || ! dpkg -s busybox-static >/dev/null 2>&1; then
   echo "host-setup: installing busybox-static (for the offline stand-in image)"
   apt_install busybox-static
+fi
+
+if ! command -v mmdebstrap >/dev/null 2>&1; then
+  echo "host-setup: installing mmdebstrap (for the offline Debian-based demo images)"
+  apt_install mmdebstrap
 fi
 
 if ! command -v docker-registry >/dev/null 2>&1; then

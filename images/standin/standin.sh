@@ -4,15 +4,36 @@
 #   STANDIN_DELAY  seconds before it becomes ready (or crashes); fractions allowed
 #   STANDIN_EXIT_CODE  exit code in crash mode (default 3)
 #   STANDIN_PORT   HTTP port once ready (default 8080): GET /health answers 200
+#   STANDIN_PATHS  more paths that answer 200 once ready, separated by spaces, e.g.
+#                  "/minio/health/live /api/health" (a stand-in for minio or grafana);
+#                  "/" or a path ending in "/" answers through its index.html
+#   STANDIN_EXTRA_PORTS  more HTTP ports, separated by spaces, serving the same paths,
+#                  e.g. "14269" with STANDIN_PATHS="/" (a stand-in for jaeger's admin port)
 # Ready means: /tmp/ready exists (exec probes, the image's HEALTHCHECK), the log line
 # "standin ready" (log probes), and httpd listening (http and tcp probes).
 mode=${STANDIN_MODE:-ready}
 delay=${STANDIN_DELAY:-0}
 port=${STANDIN_PORT:-8080}
 child=
-stop() { [ -n "$child" ] && kill "$child" 2>/dev/null; exit 0; }
+servers=
+stop() { kill $child $servers 2>/dev/null; exit 0; }
 trap stop TERM INT
 pause() { sleep "$1" & child=$!; wait "$child"; child=; }
+
+# The files behind /health and STANDIN_PATHS (a path ending in / gets its index.html).
+pages() {
+  echo /www/health
+  for path in ${STANDIN_PATHS:-}; do
+    case "$path" in
+      *..*) ;;
+      */) echo "/www${path}index.html" ;;
+      /*) echo "/www$path" ;;
+      *) echo "/www/$path" ;;
+    esac
+  done
+}
+publish() { for page in $(pages); do mkdir -p "${page%/*}"; echo ok > "$page"; done; }
+withdraw() { for page in $(pages); do rm -f "$page"; done; }
 
 echo "standin starting: mode=$mode delay=${delay}s port=$port"
 [ "$delay" = 0 ] || pause "$delay"
@@ -25,12 +46,16 @@ case "$mode" in
     while :; do pause 3600; done ;;
 esac
 mkdir -p /www
-echo ok > /www/health
+publish
 touch /tmp/ready
+for extra in ${STANDIN_EXTRA_PORTS:-}; do
+  httpd -f -p "$extra" -h /www & servers="$servers $!"
+done
 httpd -f -p "$port" -h /www & child=$!
+main=$child
 echo "standin ready"
 if [ "$mode" = flap ]; then
   # ready for a moment, then not, then ready again, forever
-  while :; do pause 1; rm -f /www/health /tmp/ready; pause 1; echo ok > /www/health; touch /tmp/ready; done
+  while :; do pause 1; withdraw; rm -f /tmp/ready; pause 1; publish; touch /tmp/ready; done
 fi
-wait "$child"
+wait "$main"
