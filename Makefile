@@ -20,7 +20,7 @@ host:
 	bash scripts/host-setup.sh
 
 images: $(STAMP) host
-	$(PY) images/build.py standin
+	$(PY) images/build.py
 
 demo: images
 	$(PY) -m ollamatopo up --plan $(DEMO_PLAN)
