@@ -29,8 +29,13 @@ INDENT = " " * 8
 RELOAD_RETRY_S = 3.0
 
 
+def _is_comment(line: str) -> bool:
+    return line.lstrip().startswith("#")
+
+
 def template_problems(template: str) -> list[str]:
-    found = set(PLACEHOLDER.findall(template))
+    found = {name for line in template.splitlines() if not _is_comment(line)
+             for name in PLACEHOLDER.findall(line)}
     problems = [f"unknown placeholder {{{{{name}}}}}: use {', '.join(sorted(KNOWN))}"
                 for name in sorted(found - KNOWN)]
     if "upstream_servers" not in found:
@@ -47,7 +52,10 @@ def render(template: str, spec: LoadBalanceSpec, backends: Sequence[str],
         "upstream_servers": "\n".join(servers) or f"{INDENT}server {NO_BACKEND};",
         "status_allow": "\n".join(f"{INDENT}    allow {network};" for network in allow),
     }
-    return PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+    # Placeholders in comments stay as written: a multi-line value would break out of them.
+    return "".join(line if _is_comment(line) else
+                   PLACEHOLDER.sub(lambda match: values[match.group(1)], line)
+                   for line in template.splitlines(keepends=True))
 
 
 def allowed_networks(plan: Plan, service: str) -> list[str]:

@@ -57,7 +57,20 @@ def test_servers_carry_their_weights_and_options_in_plan_order(
     assert "n2:8080" not in text
     assert "least_conn;" in text and "keepalive 32;" in text
     assert "allow 127.0.0.1;" in text and "allow 172.21.0.0/24;" in text
-    assert "{{" not in text
+    directives = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert not [line for line in directives if "{{" in line]
+
+
+def test_placeholders_in_comments_are_left_alone(load: Callable[..., LoadedPlan],
+                                                 template_file: Path) -> None:
+    loaded = load(PLAN.replace("TEMPLATE", str(template_file)))
+    spec = loaded.plan.services["lb"].load_balance
+    assert spec is not None
+    template = "# see {{status_allow}} below\nupstream u {\n{{upstream_servers}}\n}\n"
+    text = render(template, spec, ["n1", "n2"], ["127.0.0.1", "10.0.0.0/8"])
+    assert text.splitlines()[0] == "# see {{status_allow}} below"
+    assert text.count("server ") == 2 and "allow 10.0.0.0/8" not in text
+    assert template_problems("# {{bogus}}\n{{upstream_servers}}\n") == []
 
 
 def test_no_ready_backend_still_renders_a_valid_upstream(load: Callable[..., LoadedPlan],
