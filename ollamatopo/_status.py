@@ -26,7 +26,7 @@ async def collect_status(engine: Engine, loaded: LoadedPlan) -> list[dict[str, A
         for name, _ in plan.ordered_services():
             rows[name] = {"service": name, "phase": plan.phase_of(name), "container": None,
                           "state": "missing", "ready": False, "detail": "", "ports": [],
-                          "up_to_date": None}
+                          "urls": [], "up_to_date": None}
             observed = snapshot.container(name)
             if observed is None:
                 continue
@@ -40,7 +40,7 @@ async def collect_status(engine: Engine, loaded: LoadedPlan) -> list[dict[str, A
             rows[observed.service] = {"service": observed.service, "phase": None,
                                       "container": observed.name, "state": observed.state,
                                       "ready": False, "detail": "not in the plan (orphan)",
-                                      "ports": [], "up_to_date": False}
+                                      "ports": [], "urls": [], "up_to_date": False}
     return list(rows.values())
 
 
@@ -48,6 +48,8 @@ async def _probe_once(engine: Engine, http: Any, loaded: LoadedPlan, name: str,
                       container_id: str, row: dict[str, Any], first_network: str) -> None:
     state = await engine.inspect(container_id)
     row["ports"] = _ports(state)
+    check = loaded.plan.services[name].ready.http
+    row["urls"] = _urls(state, check.scheme) if check is not None else []
     if not state.running:
         row["detail"] = f"exit code {state.exit_code}" + (" (OOM-killed)" if state.oom_killed
                                                            else "")
@@ -72,6 +74,20 @@ def _ports(state: ContainerState) -> list[str]:
             for key, bindings in sorted(state.ports.items()) for binding in bindings]
 
 
+def _urls(state: ContainerState, scheme: str) -> list[str]:
+    """Where a browser reaches a service that speaks HTTP: each published TCP port, at
+    loopback when it is published on all addresses."""
+    urls = []
+    for key, bindings in sorted(state.ports.items()):
+        if key.endswith("/tcp"):
+            for binding in bindings:
+                host = binding.host_ip if binding.host_ip not in ("", "0.0.0.0", "::") \
+                    else "127.0.0.1"
+                host = f"[{host}]" if ":" in host else host
+                urls.append(f"{scheme}://{host}:{binding.host_port}/")
+    return list(dict.fromkeys(urls))
+
+
 def format_status(project: str, rows: list[dict[str, Any]]) -> str:
     table: list[tuple[str, ...]] = [("service", "phase", "state", "ready", "ports", "detail")]
     for row in rows:
@@ -79,4 +95,8 @@ def format_status(project: str, rows: list[dict[str, Any]]) -> str:
         table.append((row["service"], row["phase"] or "-", state,
                       "yes" if row["ready"] else "no", ", ".join(row["ports"]) or "-",
                       row["detail"]))
-    return f"project {project}\n" + format_table(table)
+    links = [(row["service"], url) for row in rows for url in row.get("urls", [])]
+    text = f"project {project}\n" + format_table(table)
+    if links:
+        text += "\n\nURLs\n" + format_table([(f"  {service}", url) for service, url in links])
+    return text
