@@ -420,6 +420,11 @@ class _Run:
 async def up(engine: Engine, loaded: LoadedPlan, options: UpOptions,
              recorder: RunRecorder) -> None:
     """Bring the plan up; raise RunFailed (after rolling back) if a required service fails."""
+    # The graph goes into the report, so `report` can weigh it with the measured times.
+    recorder.extra["dependencies"] = {
+        name: {dependency: condition.value for dependency, condition in deps.items()}
+        for name, deps in DependencyGraph.from_plan(loaded.plan).dependencies.items()}
+    recorder.extra.setdefault("phase_order", list(recorder.phase_order))
     loaded = await admit_resources(engine, loaded, options, recorder)
     plan = loaded.plan
     desired = await observe(engine, loaded)
