@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -16,8 +16,9 @@ def wants_json(log_format: str) -> bool:
     return log_format == "json" or (log_format == "auto" and not sys.stdout.isatty())
 
 
-def configure_logging(log_format: str, level: str) -> None:
-    """Compose the processors once; every logger of the process uses them."""
+def configure_logging(log_format: str, level: str, stream: TextIO | None = None) -> None:
+    """Compose the processors once; every logger of the process uses them. Lines go to
+    `stream` (stdout by default; the live progress board when one is shown)."""
     json_lines = wants_json(log_format)
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -32,6 +33,6 @@ def configure_logging(log_format: str, level: str) -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stdout),
         cache_logger_on_first_use=True,
     )

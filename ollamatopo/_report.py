@@ -35,6 +35,13 @@ class ServiceTiming:
 
 
 @dataclass
+class ImagePull:
+    downloaded: int = 0
+    total: int = 0
+    status: str = "pulling"  # pulling, pulled, failed
+
+
+@dataclass
 class RunRecorder:
     """Emits a run's events and keeps its timeline."""
 
@@ -48,6 +55,7 @@ class RunRecorder:
     started_at: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
     services: dict[str, ServiceTiming] = field(default_factory=dict)
+    pulls: dict[str, ImagePull] = field(default_factory=dict)
     outcome: str = "running"
     total_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)

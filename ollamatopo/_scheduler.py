@@ -49,7 +49,7 @@ from ollamatopo._reconcile import (
     Verb,
     reconcile,
 )
-from ollamatopo._report import RunRecorder
+from ollamatopo._report import ImagePull, RunRecorder
 from ollamatopo._watch import ContainerWatch, watch_containers
 
 LOG_TAIL = 20
@@ -196,8 +196,10 @@ class ImageSupply:
 
     async def _pull(self, image: str) -> None:
         last = [0.0]
+        pull = self._recorder.pulls.setdefault(image, ImagePull())
 
         def progress(current: int, total: int) -> None:
+            pull.downloaded, pull.total = current, total
             now = self._recorder.elapsed()
             if now - last[0] >= self.PROGRESS_EVERY_S or current >= total:
                 last[0] = now
@@ -210,9 +212,11 @@ class ImageSupply:
             await self._engine.pull(image, progress)
         except EngineError as error:
             self._errors[image] = str(error)
+            pull.status = "failed"
             self._recorder.emit("image pull failed", image=image, level="error",
                                 error=str(error))
         else:
+            pull.status = "pulled"
             self._recorder.emit("image ensured", image=image, pulled=True,
                                 duration_s=round(self._recorder.elapsed() - began, 3))
         finally:

@@ -27,13 +27,14 @@ class Settings(BaseSettings):
     docker_host: str | None = Field(default_factory=lambda: os.environ.get("DOCKER_HOST"))
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    progress: Literal["auto", "tty", "plain"] = "auto"
     probe_timeout: float = Field(default=60.0, gt=0, description="default readiness deadline (s)")
     probe_initial_backoff: float = Field(default=0.05, gt=0, le=1.0)
     probe_max_backoff: float = Field(default=0.25, gt=0, le=10.0)
     api_concurrency: int = Field(default=8, ge=1, le=64)
     state_dir: Path = Field(default_factory=_default_state_dir)
 
-    @field_validator("log_format", "log_level", mode="before")
+    @field_validator("log_format", "log_level", "progress", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
