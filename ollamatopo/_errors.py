@@ -59,6 +59,18 @@ class UsageError(OllamatopoError):
     exit_code = EXIT_INVALID
 
 
+class ReportNotFound(OllamatopoError):
+    """No run report answers to what was asked: none yet, no match, or several matches."""
+
+    exit_code = EXIT_INVALID
+
+
+class ReportUnreadable(OllamatopoError):
+    """A run report file cannot be read, is not JSON, or is not a run report."""
+
+    exit_code = EXIT_INVALID
+
+
 class EngineUnreachable(OllamatopoError):
     """The Docker engine does not answer."""
 

@@ -513,6 +513,7 @@ def _svg_legend(left: float, y: float) -> str:
         (line, "#8a8a8a", ' stroke-width="3"', "create → start"),
         (box, "#ffffff", f' stroke="{CRITICAL_OUTLINE}" stroke-width="2"', "critical path"),
         (line, BOUND_COLOUR, ' stroke-width="1.6" stroke-dasharray="6 3"', "graph bound"),
+        (line, "#777777", ' stroke-width="1.6" stroke-dasharray="2 3"', "phases as barriers"),
     ]
     parts = ['<g class="legend" font-size="11" fill="#333">']
     cursor = left
