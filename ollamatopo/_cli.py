@@ -28,6 +28,7 @@ from ollamatopo._errors import (
 if TYPE_CHECKING:
     from ollamatopo._engine import Engine
     from ollamatopo._loader import LoadedPlan
+    from ollamatopo._progress import LiveBoard
     from ollamatopo._settings import Settings
 
 T = TypeVar("T")
@@ -66,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="where to write the JSON report (default: in the state directory)")
     up.add_argument("--keep-orphans", action="store_true",
                     help="do not remove the project's containers of services not in the plan")
+    up.add_argument("--progress", choices=["auto", "tty", "plain"],
+                    help="tty: a live board of every service, log lines above it (warnings "
+                         "only unless --log-level says otherwise); plain: log lines only; "
+                         "auto: tty on a terminal with readable logs (env OLLAMATOPO_PROGRESS)")
     up.add_argument("--clamp-resources", action="store_true",
                     help="scale CPU and memory limits and reservations down to fit this host "
                          "(each change is logged)")
@@ -108,7 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(arguments)
         from ollamatopo._logging import configure_logging
 
-        configure_logging(settings.log_format, settings.log_level)
+        arguments.board = _live_board(arguments, settings)
+        level = settings.log_level
+        if arguments.board is not None and "log_level" not in settings.model_fields_set:
+            level = "warning"  # the board shows what the info lines would say
+        configure_logging(settings.log_format, level, stream=arguments.board)
         command: Callable[[argparse.Namespace, Settings], int] = COMMANDS[arguments.command]
         return command(arguments, settings)
     except KeyboardInterrupt:
@@ -144,7 +153,7 @@ def _settings(arguments: argparse.Namespace) -> Settings:
 
     from ollamatopo._settings import Settings
 
-    overrides = {key: value for key in ("plan", "project", "log_format", "log_level")
+    overrides = {key: value for key in ("plan", "project", "log_format", "log_level", "progress")
                  if (value := getattr(arguments, key, None)) is not None}
     try:
         return Settings(**overrides)
@@ -152,6 +161,22 @@ def _settings(arguments: argparse.Namespace) -> Settings:
         problems = "; ".join(f"OLLAMATOPO_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}"
                              for e in error.errors(include_url=False))
         raise UsageError(f"invalid settings: {problems}") from None
+
+
+def _live_board(arguments: argparse.Namespace, settings: Settings) -> LiveBoard | None:
+    """The progress board for `up`: asked for, or on a terminal with readable log lines."""
+    if arguments.command != "up" or settings.progress == "plain":
+        return None
+    from ollamatopo._logging import wants_json
+
+    if settings.progress == "auto" and (wants_json(settings.log_format)
+                                        or not sys.stdout.isatty()):
+        return None
+    import shutil
+
+    from ollamatopo._progress import LiveBoard
+
+    return LiveBoard(sys.stdout, lambda: shutil.get_terminal_size().columns)
 
 
 def _load(settings: Settings) -> LoadedPlan:
@@ -227,16 +252,34 @@ def command_up(arguments: argparse.Namespace, settings: Settings) -> int:
         runs_dir(settings.state_dir, plan.project)
         / f"{recorder.started_at.replace(':', '').replace('-', '')[:15]}-{run_id}.json")
 
+    board: LiveBoard | None = arguments.board
+    if board is not None:
+        from ollamatopo._graph import DependencyGraph
+        from ollamatopo._progress import render_board
+
+        dependencies = DependencyGraph.from_plan(plan).dependencies
+        images = {name: spec.image for name, spec in plan.services.items()}
+        board.show(lambda width: render_board(recorder, dependencies, images,
+                                              recorder.elapsed(), width))
+
     async def run() -> None:
+        import anyio
+
         engine = await _connect(settings)
         try:
-            await up(engine, loaded, options, recorder)
+            async with anyio.create_task_group() as group:
+                if board is not None:
+                    group.start_soon(board.keep_refreshing)
+                await up(engine, loaded, options, recorder)
+                group.cancel_scope.cancel()
         finally:
             engine.close()
 
     try:
         _run_async(run)
     finally:
+        if board is not None:
+            board.finish()
         if recorder.outcome != "running":
             written = _write_report_quietly(write_report, recorder.report(), report_path)
             if not wants_json(settings.log_format):
