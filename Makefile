@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_PLAN := config/demo.yaml
 export OLLAMATOPO_STATE_DIR ?= $(CURDIR)/.state
 
-.PHONY: all demo demo-down status test unit lint typecheck host images clean
+.PHONY: all demo demo-down status test unit lint typecheck host images clean bench
 
 all: test
 
@@ -41,6 +41,11 @@ unit: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ollamatopo tests images
 	$(VENV)/bin/mypy
+
+# The benchmark (issue 4): reports, never fails on a slow machine. BENCH_ARGS picks parts,
+# e.g. make bench BENCH_ARGS='scale --sizes 10,50'.
+bench: $(STAMP) host images
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

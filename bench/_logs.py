@@ -59,6 +59,15 @@ def event_times(events: Iterable[dict[str, Any]], name: str) -> dict[str, float]
     return times
 
 
+def first_time(events: Iterable[dict[str, Any]], name: str) -> float | None:
+    """The timestamp of the first event called `name`, whatever its service."""
+    for event in events:
+        stamp = event.get("timestamp")
+        if event.get("event") == name and isinstance(stamp, str):
+            return parse_timestamp(stamp)
+    return None
+
+
 def ready_time(timestamped_output: str, line: str = READY_LINE) -> float | None:
     """When the engine received the first line containing `line` (from `logs -t` output)."""
     for entry in timestamped_output.splitlines():

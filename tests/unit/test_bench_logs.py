@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bench._logs import event_times, json_events, parse_timestamp, ready_time
+from bench._logs import event_times, first_time, json_events, parse_timestamp, ready_time
 
 EPOCH_2026 = 1767225600.0  # 2026-01-01T00:00:00Z
 
@@ -35,6 +35,8 @@ def test_service_healthy_times_from_json_lines() -> None:
     events = json_events(lines)
     assert len(events) == 3
     assert event_times(events, "service healthy") == {"db": EPOCH_2026 + 2.5}
+    assert first_time(events, "container started") == EPOCH_2026 + 1
+    assert first_time(events, "run started") is None
 
 
 def test_ready_time_from_docker_logs_with_timestamps() -> None:

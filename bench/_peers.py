@@ -1,0 +1,129 @@
+"""docker-compose on the same seed topology: finding (or installing) it and timing it.
+
+Debian's `docker-compose` (v1.29) is the peer the issue names. When it is missing the
+benchmark installs it with apt-get (through sudo when not root) and says so; when that
+fails, the compose rows say why they were skipped.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import _child
+from bench._compose import Healthcheck, compose_file, fast_healthchecks, seed_healthchecks
+from bench._docker import BenchError, Engine
+from bench._plans import SEED_DELAYS, SeedTopology
+from bench._poller import ReadinessPoller
+from bench._seed import loopback_targets, seed_ports
+
+READY_TIMEOUT_S = 240.0
+MIN_V1 = (1, 21)  # compose file format 2.4
+
+
+@dataclass(frozen=True)
+class Compose:
+    path: str | None
+    version: str | None
+    note: str  # how it was found, installed, or why it is missing
+
+
+def find_compose(install: bool = True) -> Compose:
+    path = shutil.which("docker-compose")
+    note = "found on PATH"
+    if path is None and install:
+        note = _install()
+        path = shutil.which("docker-compose")
+    if path is None:
+        return Compose(None, None, note if install else "docker-compose is not installed "
+                       "(and --no-install was given)")
+    try:
+        text = subprocess.run([path, "version", "--short"], capture_output=True, text=True,
+                              timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as error:
+        return Compose(None, None, f"{path} does not run: {error}")
+    version = text.lstrip("v") or None
+    numbers = tuple(int(part) for part in re.findall(r"\d+", version or "")[:2])
+    if numbers and numbers[0] == 1 and numbers < MIN_V1:
+        return Compose(None, version, f"docker-compose {version} is older than 1.21, which "
+                       "reads the 2.4 format (depends_on conditions, start_period)")
+    return Compose(path, version, note)
+
+
+def _install() -> str:
+    command = ["apt-get", "install", "-y", "-q", "docker-compose"]
+    if os.geteuid() != 0:
+        if shutil.which("sudo") is None:
+            return "docker-compose is missing, and without root or sudo it cannot be installed"
+        command = ["sudo", "-n", *command]
+    print("bench: docker-compose is missing; installing Debian's package: "
+          + " ".join(command), flush=True)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                                env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"installing docker-compose failed: {error}"
+    if result.returncode != 0:
+        tail = (result.stderr or result.stdout).strip().splitlines()[-1:]
+        return f"installing docker-compose failed: {' '.join(tail) or result.returncode}"
+    return "installed now with apt-get (Debian's docker-compose)"
+
+
+VARIANTS: Mapping[str, str] = {
+    "seed": "seed's healthchecks (interval 10-15 s, start_period 10-20 s)",
+    "1s": "1 s healthcheck intervals",
+}
+
+
+def healthchecks_for(variant: str, names: list[str]) -> dict[str, Healthcheck]:
+    return seed_healthchecks(names) if variant == "seed" else fast_healthchecks(names)
+
+
+def run_compose(engine: Engine, compose: Compose, image: str, topology: SeedTopology,
+                variant: str, delays: Mapping[str, float] = SEED_DELAYS) -> dict[str, Any]:
+    """One `docker-compose up -d` of the seed topology, timed by the poller."""
+    if compose.path is None:
+        raise BenchError("docker-compose is unavailable")
+    ports = seed_ports(topology)
+    checks = healthchecks_for(variant, topology.names)
+    project = f"bench-compose-{variant}-{engine.session}".lower()
+    document = compose_file(topology, image=image, ports=ports, labels=engine.labels(),
+                            healthchecks=checks, delays=delays)
+    with tempfile.TemporaryDirectory(prefix="ollamatopo-bench-") as folder:
+        path = Path(folder) / "docker-compose.yml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+        base = [compose.path, "--project-name", project, "--file", str(path)]
+        env = {**os.environ, "COMPOSE_INTERACTIVE_NO_CLI": "1"}
+        try:
+            poller = ReadinessPoller(loopback_targets(ports), gated=True)
+            with poller, engine.watch_starts(poller.open_gate):
+                up = _child.run([*base, "up", "-d", "--no-color"], env=env,
+                                timeout_s=READY_TIMEOUT_S + 60, cwd=Path(folder))
+                finished = poller.wait(0 if up.exit_code else READY_TIMEOUT_S)
+            if up.exit_code != 0:
+                raise BenchError(f"docker-compose up exited {up.exit_code}:\n{up.tail()}")
+            down = _child.run([*base, "down", "--volumes", "--timeout", "2"], env=env,
+                              timeout_s=180, cwd=Path(folder))
+        finally:
+            engine.sweep()
+    first_ready = poller.first_ready()
+    times = [at for at in first_ready.values() if at is not None]
+    return {
+        "variant": variant,
+        "description": VARIANTS.get(variant, variant),
+        "healthchecks": {name: check.compose() for name, check in checks.items()},
+        "all_ready_s": (max(times) - up.launched_at) if finished and times else None,
+        "up_exit_s": up.wall_s,
+        "down_s": down.wall_s,
+        "services": {name: {"ready_s": None if at is None else at - up.launched_at}
+                     for name, at in first_ready.items()},
+    }

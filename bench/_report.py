@@ -1,0 +1,209 @@
+"""The benchmark's output: one plain-text table per sub-benchmark, and the JSON file.
+
+Results are plain dicts (what the JSON holds); rendering reads them and never fails on
+a missing figure: it prints "-" and, for a skipped or failed sub-benchmark, why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def seconds(value: Any, digits: int = 2) -> str:
+    return "-" if not isinstance(value, int | float) else f"{value:.{digits}f} s"
+
+
+def millis(value: Any) -> str:
+    return "-" if not isinstance(value, int | float) else f"{value * 1000:.0f} ms"
+
+
+def times(value: Any) -> str:
+    return "-" if not isinstance(value, int | float) else f"{value:.2f}x"
+
+
+def verdict(met: bool | None) -> str:
+    return "" if met is None else ("met" if met else "missed")
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) if i < len(row) else 0 for row in rows)
+              for i in range(max(len(row) for row in rows))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths,
+                                                                          strict=False)).rstrip()
+                     for row in rows)
+
+
+def median_of(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def _heading(text: str) -> str:
+    return f"== {text} =="
+
+
+def _failed(name: str, result: Mapping[str, Any]) -> str | None:
+    if "error" in result:
+        return f"{_heading(name)}\nnot measured: {result['error']}"
+    return None
+
+
+def render_startup(result: Mapping[str, Any]) -> str:
+    failed = _failed("startup", result)
+    if failed:
+        return failed
+    value = result.get("median_s")
+    samples = ", ".join(f"{x:.2f}" for x in result.get("samples_s", []))
+    met = verdict(value < 0.5) if isinstance(value, float) else ""
+    return "\n".join([_heading("startup"), table([
+        ("python -m ollamatopo --help", f"median {seconds(value)}", f"of {samples}",
+         f"target < 0.5 s: {met}")])])
+
+
+def render_seed(result: Mapping[str, Any]) -> str:
+    failed = _failed("seed topology under ollamatopo", result)
+    if failed:
+        return failed
+    rows: list[tuple[str, ...]] = [("service", "delay", "stand-in ready", "poller 200",
+                                    "healthy event", "detection", "probes")]
+    for name, service in result["services"].items():
+        rows.append((name, seconds(service["delay_s"], 1), seconds(service["standin_ready_s"]),
+                     seconds(service["ready_s"]), seconds(service["healthy_s"]),
+                     millis(service["detection_s"]), str(service["probe_attempts"])))
+    bound = result["bound"]
+    ready, over = result.get("all_ready_s"), result.get("over_bound_s")
+    detection, probes = result["detection"], result["probes_per_service"]
+    milestones = result.get("milestones") or {}
+    samples = result["latency_samples"]
+    latency = ", ".join(f"{x['ready_s']:.2f}" for x in samples)
+    created = median_of([x["created_s"] for x in samples])
+    started = median_of([x["started_s"] for x in samples])
+    worst = detection.get("worst")
+    summary = [
+        ("all ready (poller, from launching up)", seconds(ready), ""),
+        ("up exited", seconds(result.get("up_exit_s")),
+         f"cpu {seconds(result.get('up_cpu_s'))}, "
+         f"peak RSS {result.get('up_max_rss_mb', 0):.0f} MB"),
+        ("ollamatopo: run started / first create / first start",
+         " / ".join(seconds(milestones.get(key)) for key in
+                    ("run_started_s", "first_created_s", "first_started_s")),
+         "after launching up (interpreter, imports, plan, engine snapshot)"),
+        ("lone stand-in create-to-ready", seconds(bound["latency_s"]),
+         f"median of {latency} (created at {seconds(created)}, started at {seconds(started)})"),
+        ("graph bound (critical path)", seconds(bound["critical_s"]),
+         " -> ".join(bound["critical_path"])),
+        ("phase bound (phases as barriers)", seconds(bound["phase_s"]),
+         f"the graph saves {seconds(bound['saved_s'])}"),
+        ("actual / graph bound", times(result.get("ratio_to_bound")),
+         f"{'+' if isinstance(over, float) and over >= 0 else ''}{seconds(over)}; target "
+         f"within +0.5 s: {verdict(over <= 0.5) if isinstance(over, float) else '-'}"),
+        ("detection latency (stand-in ready -> healthy)",
+         f"median {millis(detection.get('median'))}",
+         f"worst {millis(worst)} ({detection.get('worst_item')}); targets 100/300 ms: "
+         + (verdict(detection['median'] <= 0.1 and worst <= 0.3)
+            if isinstance(worst, float) else "-")),
+        ("probes per service", f"median {probes['median']}",
+         f"max {probes['max']}, total {probes['total']}"),
+        ("down --volumes", seconds(result.get("down_s")), ""),
+    ]
+    return "\n".join([_heading("seed topology under ollamatopo (10 stand-ins, delays 1-4 s)"),
+                      table(rows), "", table(summary)])
+
+
+def render_compose(result: Mapping[str, Any], seed: Mapping[str, Any] | None) -> str:
+    tool = result.get("tool") or {}
+    name = f"docker-compose {tool.get('version') or ''} ({tool.get('note', '')})"
+    failed = _failed(f"peers: {name}", result)
+    if failed:
+        return failed
+    ours = (seed or {}).get("all_ready_s")
+    rows: list[tuple[str, ...]] = [("run", "all ready", "up exited", "ollamatopo faster by",
+                                    "target")]
+    rows.append(("ollamatopo (seed run)", seconds(ours),
+                 seconds((seed or {}).get("up_exit_s")), "", ""))
+    targets = {"seed": 2.5, "1s": 1.0}
+    for variant, run in result.get("runs", {}).items():
+        label = f"compose, {run.get('description', variant)}"
+        if "error" in run:
+            rows.append((label, "not measured", run["error"].splitlines()[0], "", ""))
+            continue
+        speedup = run.get("speedup")
+        goal = targets.get(variant)
+        rows.append((label, seconds(run.get("all_ready_s")), seconds(run.get("up_exit_s")),
+                     times(speedup),
+                     f"{'>=' if variant == 'seed' else '>'} {goal:g}x: "
+                     + (verdict(speedup >= goal if variant == "seed" else speedup > goal)
+                        if isinstance(speedup, float) and goal else "-")))
+    return "\n".join([_heading(f"peers: {name}"), table(rows)])
+
+
+def render_scale(result: Mapping[str, Any]) -> str:
+    failed = _failed("scale", result)
+    if failed:
+        return failed
+    rows: list[tuple[str, ...]] = [("N", "engine ready", "ollamatopo ready", "up exited",
+                                    "engine/ollamatopo", "cpu", "cpu/service", "peak RSS",
+                                    "down", "engine remove")]
+    for run in result.get("runs", []):
+        if "error" in run:
+            rows.append((str(run["n"]), "not measured: " + run["error"].splitlines()[0]))
+            continue
+        ours, engine = run["ollamatopo"], run["engine"]
+        rows.append((str(run["n"]), seconds(engine["all_ready_s"]),
+                     seconds(ours["all_ready_s"]), seconds(ours["up_exit_s"]),
+                     f"{run['throughput_ratio']:.2f}" if run.get("throughput_ratio") else "-",
+                     seconds(ours["cpu_s"]), f"{run['cpu_ms_per_service']:.0f} ms",
+                     f"{ours['max_rss_mb']:.0f} MB", seconds(ours["down_s"]),
+                     seconds(engine["remove_s"])))
+    fits = [("line in N (least squares)", "per service", "fixed", "worst residual")]
+    for name, fit in (result.get("fits") or {}).items():
+        if fit:
+            fits.append((name.replace("_s", "").replace("_", " "), millis(fit["slope"]),
+                         seconds(fit["intercept"]), seconds(fit["worst_residual"])))
+    notes = ("targets: engine/ollamatopo >= 0.9 at N=100 and 200; peak RSS < 100 MB at "
+             "N=200; cost of up linear in N")
+    parts = [_heading(f"scale: one phase of N zero-delay stand-ins (engine: "
+                      f"{result.get('threads')} SDK threads create+start)"), table(rows)]
+    if len(fits) > 1:
+        parts += ["", table(fits)]
+    return "\n".join([*parts, notes])
+
+
+def render(results: Mapping[str, Any]) -> str:
+    machine = results.get("machine", {})
+    parts = [_heading("machine") + "\n" + ", ".join(
+        f"{key} {value}" for key, value in machine.items() if value is not None)]
+    benchmarks = results.get("benchmarks", {})
+    if "startup" in benchmarks:
+        parts.append(render_startup(benchmarks["startup"]))
+    if "seed" in benchmarks:
+        parts.append(render_seed(benchmarks["seed"]))
+    if "compose" in benchmarks:
+        parts.append(render_compose(benchmarks["compose"], benchmarks.get("seed")))
+    if "scale" in benchmarks:
+        parts.append(render_scale(benchmarks["scale"]))
+    return "\n\n".join(parts)
+
+
+def timestamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def write_results(results: Mapping[str, Any], directory: Path = RESULTS,
+                  stamp: str | None = None) -> Path:
+    """`<directory>/<timestamp>.json`, and the same as `latest.json`; the timestamped path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(results, indent=2, default=str) + "\n"
+    path = directory / f"{stamp or timestamp()}.json"
+    for target in (path, directory / "latest.json"):
+        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        temporary.write_text(text, encoding="utf-8")
+        temporary.replace(target)
+    return path

@@ -1,0 +1,72 @@
+"""The benchmark's tables and JSON file, from hand-made results (no Docker)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from bench._report import render, table, write_results
+
+
+def _seed() -> dict[str, Any]:
+    service = {"delay_s": 3.0, "standin_ready_s": 3.5, "ready_s": 3.51, "healthy_s": 3.56,
+               "detection_s": 0.06, "probe_attempts": 12}
+    return {
+        "services": {"postgres": service},
+        "all_ready_s": 8.2, "up_exit_s": 8.4, "up_cpu_s": 1.0, "up_max_rss_mb": 55.0,
+        "down_s": 2.0,
+        "latency_samples": [{"created_s": 0.1, "started_s": 0.3, "ready_s": 0.5}] * 3,
+        "bound": {"latency_s": 0.5, "critical_s": 8.0, "phase_s": 14.0, "saved_s": 6.0,
+                  "critical_path": ["postgres", "ollama-node-1"]},
+        "ratio_to_bound": 1.025, "over_bound_s": 0.2,
+        "detection": {"median": 0.06, "worst": 0.2, "worst_item": "postgres", "count": 1},
+        "probes_per_service": {"median": 12, "max": 12, "total": 12},
+    }
+
+
+def test_table_pads_columns() -> None:
+    assert table([("a", "bb"), ("ccc", "d")]) == "a    bb\nccc  d"
+
+
+def test_render_every_section_and_the_targets() -> None:
+    results = {
+        "machine": {"cpus": 2, "docker_version": "20.10"},
+        "benchmarks": {
+            "startup": {"samples_s": [0.2, 0.3], "median_s": 0.25},
+            "seed": _seed(),
+            "compose": {"tool": {"version": "1.29.2", "note": "found"}, "runs": {
+                "seed": {"description": "seed's", "all_ready_s": 24.6, "up_exit_s": 20.0,
+                         "speedup": 3.0},
+                "1s": {"description": "1 s", "error": "BenchError: boom\nmore"}}},
+            "scale": {"threads": 16, "runs": [
+                {"n": 10, "throughput_ratio": 0.95, "cpu_ms_per_service": 60.0,
+                 "engine": {"all_ready_s": 1.9, "remove_s": 1.0},
+                 "ollamatopo": {"all_ready_s": 2.0, "up_exit_s": 2.1, "cpu_s": 0.6,
+                                "max_rss_mb": 50.0, "down_s": 1.5}},
+                {"n": 50, "error": "BenchError: no"}],
+                "fits": {"ollamatopo_ready_s": {"slope": 0.05, "intercept": 1.5,
+                                                "worst_residual": 0.1}}},
+        },
+    }
+    text = render(results)
+    assert "python -m ollamatopo --help  median 0.25 s" in text
+    assert "target within +0.5 s: met" in text
+    assert "postgres -> ollama-node-1" in text
+    assert "3.00x" in text and ">= 2.5x: met" in text
+    assert "not measured  BenchError: boom" in text
+    assert "not measured: BenchError: no" in text
+    assert "ollamatopo ready" in text and "50 ms" in text
+
+
+def test_a_failed_benchmark_says_why() -> None:
+    text = render({"benchmarks": {"seed": {"error": "BenchError: no engine"}}})
+    assert "not measured: BenchError: no engine" in text
+
+
+def test_write_results_also_writes_latest(tmp_path: Path) -> None:
+    path = write_results({"a": 1}, tmp_path, stamp="20260101T000000Z")
+    assert path == tmp_path / "20260101T000000Z.json"
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert json.loads((tmp_path / "latest.json").read_text()) == {"a": 1}
+    assert not list(tmp_path.glob(".*.tmp"))
