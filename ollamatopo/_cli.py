@@ -29,7 +29,10 @@ if TYPE_CHECKING:
     from ollamatopo._engine import Engine
     from ollamatopo._loader import LoadedPlan
     from ollamatopo._progress import LiveBoard
+    from ollamatopo._report import RunRecorder
+    from ollamatopo._scheduler import UpOptions
     from ollamatopo._settings import Settings
+    from ollamatopo._systemd import SystemdNotifier
 
 T = TypeVar("T")
 
@@ -71,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="tty: a live board of every service, log lines above it (warnings "
                          "only unless --log-level says otherwise); plain: log lines only; "
                          "auto: tty on a terminal with readable logs (env OLLAMATOPO_PROGRESS)")
+    up.add_argument("--supervise", action="store_true",
+                    help="stay in the foreground once up: restart what dies or stops being "
+                         "ready, reload the plan on SIGHUP, speak systemd's sd_notify")
+    up.add_argument("--on-stop", choices=["leave", "stop"],
+                    help="with --supervise, what SIGTERM does to the containers: leave them "
+                         "running (default) or stop them in reverse dependency order "
+                         "(env OLLAMATOPO_ON_STOP)")
     up.add_argument("--clamp-resources", action="store_true",
                     help="scale CPU and memory limits and reservations down to fit this host "
                          "(each change is logged)")
@@ -153,7 +163,8 @@ def _settings(arguments: argparse.Namespace) -> Settings:
 
     from ollamatopo._settings import Settings
 
-    overrides = {key: value for key in ("plan", "project", "log_format", "log_level", "progress")
+    overrides = {key: value for key in ("plan", "project", "log_format", "log_level", "progress",
+                                        "on_stop")
                  if (value := getattr(arguments, key, None)) is not None}
     try:
         return Settings(**overrides)
@@ -230,17 +241,35 @@ async def _connect(settings: Settings) -> Engine:
 
 
 def command_up(arguments: argparse.Namespace, settings: Settings) -> int:
-    from ollamatopo._logging import wants_json
-    from ollamatopo._probes import Backoff
-    from ollamatopo._report import RunRecorder, runs_dir, write_report
-    from ollamatopo._scheduler import UpOptions, new_run_id, up
+    from ollamatopo._daemon import ProjectLock
 
     loaded = _load(settings)
+    lock = ProjectLock(settings.state_dir, loaded.plan.project)
+    lock.acquire("up --supervise" if arguments.supervise else "up")
+    try:
+        return _up_locked(arguments, settings, loaded)
+    finally:
+        lock.release()
+
+
+def _new_recorder(loaded: LoadedPlan, command: str = "up") -> RunRecorder:
+    from ollamatopo._report import RunRecorder
+    from ollamatopo._scheduler import new_run_id
+
     plan = loaded.plan
-    run_id = new_run_id()
-    recorder = RunRecorder(run_id=run_id, project=plan.project, plan_path=str(loaded.path),
-                           phases={name: plan.phase_of(name) for name in plan.services},
-                           phase_order=[phase.name for phase in plan.phases])
+    return RunRecorder(run_id=new_run_id(), project=plan.project, plan_path=str(loaded.path),
+                       phases={name: plan.phase_of(name) for name in plan.services},
+                       phase_order=[phase.name for phase in plan.phases], command=command)
+
+
+def _up_locked(arguments: argparse.Namespace, settings: Settings, loaded: LoadedPlan) -> int:
+    from ollamatopo._logging import wants_json
+    from ollamatopo._probes import Backoff
+    from ollamatopo._report import runs_dir, write_report
+    from ollamatopo._scheduler import UpOptions, up
+
+    plan = loaded.plan
+    recorder = _new_recorder(loaded)
     options = UpOptions(
         keep_on_failure=arguments.keep_on_failure,
         default_timeout_s=settings.probe_timeout,
@@ -248,9 +277,17 @@ def command_up(arguments: argparse.Namespace, settings: Settings) -> int:
         remove_orphans=not arguments.keep_orphans,
         clamp_resources=arguments.clamp_resources,
     )
-    report_path = arguments.report or (
-        runs_dir(settings.state_dir, plan.project)
-        / f"{recorder.started_at.replace(':', '').replace('-', '')[:15]}-{run_id}.json")
+
+    def conclude(finished: RunRecorder, path: Path | None = None) -> None:
+        """The end of one `up` (or reload): its report written, its table shown."""
+        path = path or runs_dir(settings.state_dir, plan.project) / (
+            f"{finished.started_at.replace(':', '').replace('-', '')[:15]}"
+            f"-{finished.run_id}.json")
+        written = _write_report_quietly(write_report, finished.report(), path)
+        if not wants_json(settings.log_format):
+            print(finished.table())
+        if written:
+            finished.emit("report written", path=str(written))
 
     board: LiveBoard | None = arguments.board
     if board is not None:
@@ -261,6 +298,14 @@ def command_up(arguments: argparse.Namespace, settings: Settings) -> int:
         images = {name: spec.image for name, spec in plan.services.items()}
         board.show(lambda width: render_board(recorder, dependencies, images,
                                               recorder.elapsed(), width))
+    notifier = None
+    if arguments.supervise:
+        from ollamatopo._daemon import status_reporter
+        from ollamatopo._systemd import SystemdNotifier
+
+        notifier = SystemdNotifier.from_environment()
+        recorder.listeners.append(status_reporter(notifier, len(plan.services)))
+    concluded: list[bool] = []
 
     async def run() -> None:
         import anyio
@@ -272,21 +317,54 @@ def command_up(arguments: argparse.Namespace, settings: Settings) -> int:
                     group.start_soon(board.keep_refreshing)
                 await up(engine, loaded, options, recorder)
                 group.cancel_scope.cancel()
+            if notifier is not None:
+                if board is not None:
+                    board.finish()
+                conclude(recorder, arguments.report)
+                concluded.append(True)
+                await _supervise(engine, settings, loaded, options, notifier, conclude)
         finally:
             engine.close()
 
     try:
         _run_async(run)
+    except KeyboardInterrupt:
+        if concluded:  # a daemon asked to stop after a good start: a clean exit
+            return EXIT_OK
+        raise
     finally:
         if board is not None:
             board.finish()
-        if recorder.outcome != "running":
-            written = _write_report_quietly(write_report, recorder.report(), report_path)
-            if not wants_json(settings.log_format):
-                print(recorder.table())
-            if written:
-                recorder.emit("report written", path=str(written))
+        if recorder.outcome != "running" and not concluded:
+            conclude(recorder, arguments.report)
     return EXIT_OK
+
+
+async def _supervise(engine: Engine, settings: Settings, loaded: LoadedPlan,
+                     options: UpOptions, notifier: SystemdNotifier,
+                     conclude: Callable[[RunRecorder], None]) -> None:
+    from ollamatopo._daemon import DaemonOptions, serve
+    from ollamatopo._probes import Backoff
+    from ollamatopo._supervisor import SuperviseOptions
+
+    daemon = DaemonOptions(
+        supervise=SuperviseOptions(
+            liveness_interval_s=settings.liveness_interval,
+            failure_threshold=settings.failure_threshold,
+            restart_initial_s=settings.restart_backoff_initial,
+            restart_cap_s=settings.restart_backoff_max,
+            stable_s=settings.restart_stable_after,
+            ready_timeout_s=settings.probe_timeout,
+            probe_backoff=Backoff(settings.probe_initial_backoff, settings.probe_max_backoff)),
+        up=options,
+        stop_containers_on_exit=settings.on_stop == "stop")
+
+    async def after_reload(finished: RunRecorder) -> None:
+        conclude(finished)
+
+    await serve(engine, loaded, daemon, notifier,
+                new_recorder=lambda current: _new_recorder(current, "supervise"),
+                reload_plan=lambda: _load(settings), on_run=after_reload)
 
 
 def _write_report_quietly(write: Callable[[Any, Path], Path], report: Any,

@@ -168,13 +168,11 @@ def _host_config(project: str, spec: ServiceSpec, base_dir: Path) -> dict[str, A
             source = (base_dir / Path(mount.source).expanduser()).resolve()
             mounts.append({"Type": "bind", "Source": str(source), "Target": mount.target,
                            "ReadOnly": mount.read_only})
-    name, _, count = spec.restart.partition(":")
     limits, reservations = spec.deploy.resources.limits, spec.deploy.resources.reservations
     config: dict[str, Any] = {
         "PortBindings": bindings,
         "Mounts": mounts,
-        "RestartPolicy": {"Name": "" if name == "no" else name,
-                          "MaximumRetryCount": int(count or 0)},
+        "RestartPolicy": restart_policy(spec.restart),
         "CapAdd": list(spec.cap_add) or None,
         "CapDrop": list(spec.cap_drop) or None,
         "SecurityOpt": list(spec.security_opt) or None,
@@ -198,3 +196,9 @@ def _host_config(project: str, spec: ServiceSpec, base_dir: Path) -> dict[str, A
 def _tmpfs(entry: str) -> tuple[str, str]:
     path, _, options = entry.partition(":")
     return path, options
+
+
+def restart_policy(policy: str) -> dict[str, Any]:
+    """The engine's form of a compose restart policy (`no`, `always`, `on-failure:3`...)."""
+    name, _, count = policy.partition(":")
+    return {"Name": "" if name == "no" else name, "MaximumRetryCount": int(count or 0)}

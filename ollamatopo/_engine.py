@@ -253,6 +253,12 @@ class Engine:
         await self._call(f"start container {container_id[:12]}", self._client.start,
                          container_id)
 
+    async def set_restart_policy(self, container_id: str, policy: dict[str, Any]) -> None:
+        with contextlib.suppress(NotFound):
+            await self._call(f"update container {container_id[:12]}",
+                             self._client.update_container, container_id,
+                             restart_policy=policy)
+
     async def stop(self, container_id: str, timeout: float | None = None) -> None:
         """Graceful stop (SIGTERM), then SIGKILL after `timeout` (the container's own if None)."""
         seconds = None if timeout is None else max(0, round(timeout))

@@ -71,6 +71,12 @@ class ReportUnreadable(OllamatopoError):
     exit_code = EXIT_INVALID
 
 
+class ProjectLocked(OllamatopoError):
+    """Another `up` (or the daemon) already works on this project."""
+
+    exit_code = EXIT_INVALID
+
+
 class EngineUnreachable(OllamatopoError):
     """The Docker engine does not answer."""
 

@@ -178,7 +178,11 @@ def build_probe(spec: ReadySpec, *, engine: Engine, http: httpx.AsyncClient,
     return StartedProbe()
 
 
-def http_client() -> httpx.AsyncClient:
+# What other modules name in their signatures: httpx stays behind this module.
+HttpClient = httpx.AsyncClient
+
+
+def http_client() -> HttpClient:
     """One client for a run's HTTP probes; no proxies from the environment, no redirects."""
     return httpx.AsyncClient(trust_env=False, follow_redirects=False,
                              limits=httpx.Limits(max_keepalive_connections=0))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +59,8 @@ class RunRecorder:
     outcome: str = "running"
     total_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # Called with every event and its fields (the daemon's systemd status line uses it).
+    listeners: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._log = structlog.get_logger("ollamatopo").bind(run=self.run_id,
@@ -75,6 +77,8 @@ class RunRecorder:
             phase = self.phases.get(service)
             fields = {"service": service, **({"phase": phase} if phase else {}), **fields}
         getattr(self._log, level)(event, elapsed_s=self.elapsed(), **fields)
+        for listener in self.listeners:
+            listener(event, fields)
 
     def mark(self, service: str, what: str, *, level: str = "info", **fields: Any) -> float:
         """Record that `service` reached `what` (created, started, ready) now, and log it."""

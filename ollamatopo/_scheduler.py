@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import anyio
-import httpx
 
 from ollamatopo._admission import Capacity, admit, clamp
 from ollamatopo._container_config import (
@@ -40,7 +39,7 @@ from ollamatopo._graph import DependencyGraph
 from ollamatopo._loadbalancer import BalancerSync
 from ollamatopo._loader import LoadedPlan
 from ollamatopo._plan import Condition, Plan
-from ollamatopo._probes import Backoff, build_probe, http_client, wait_until_ready
+from ollamatopo._probes import Backoff, HttpClient, build_probe, http_client, wait_until_ready
 from ollamatopo._reconcile import (
     NetworkAction,
     Reconciliation,
@@ -299,7 +298,7 @@ class _Run:
     # One service: prepare ahead, wait for dependencies, start, probe.
 
     async def bring_up(self, name: str, context: NodeContext, watch: ContainerWatch,
-                       http: httpx.AsyncClient) -> None:
+                       http: HttpClient) -> None:
         action = self.desired.reconciliation.services[name]
         timing = self.recorder.services[name]
         timing.action, timing.cause = action.verb.value, action.cause
@@ -345,7 +344,7 @@ class _Run:
         return container_id
 
     async def probe(self, name: str, container_id: str, watch: ContainerWatch,
-                    http: httpx.AsyncClient) -> None:
+                    http: HttpClient) -> None:
         spec = self.plan.services[name]
         state = await self.engine.inspect(container_id)
         if not state.running:
@@ -504,9 +503,9 @@ class DownResult:
 
 
 async def down(engine: Engine, project: str, *, volumes: bool,
-               recorder: RunRecorder) -> DownResult:
+               recorder: RunRecorder, remove: bool = True) -> DownResult:
     """Stop dependents before their dependencies (graceful, then kill), remove containers
-    and networks; named volumes only with `volumes`."""
+    and networks; named volumes only with `volumes`. With `remove` false, only stop."""
     snapshot = await engine.snapshot(project)
     by_service = {c.service or c.name: c for c in snapshot.containers}
     graph = DependencyGraph({
@@ -519,6 +518,9 @@ async def down(engine: Engine, project: str, *, volumes: bool,
         await context.dependencies_hold()
         container = by_service[service]
         await engine.stop(container.id)  # its own StopTimeout: the plan's stop_grace_period
+        if not remove:
+            recorder.emit("container stopped", service=service, container=container.name)
+            return
         await engine.remove_container(container.id)
         removed.append(container.name)
         recorder.emit("container removed", service=service, container=container.name)
@@ -527,6 +529,8 @@ async def down(engine: Engine, project: str, *, volumes: bool,
         recorder.emit("stop failed", service=name, level="error", error=failure.cause)
 
     await traverse(graph, stop, required=lambda _: False, on_failure=on_failure)
+    if not remove:
+        return DownResult([], [], [])
     networks = []
     for network in snapshot.networks:
         await engine.remove_network(network.id)

@@ -33,6 +33,13 @@ class Settings(BaseSettings):
     probe_max_backoff: float = Field(default=0.25, gt=0, le=10.0)
     api_concurrency: int = Field(default=8, ge=1, le=64)
     state_dir: Path = Field(default_factory=_default_state_dir)
+    # Supervision (up --supervise)
+    liveness_interval: float = Field(default=10.0, gt=0, description="seconds between checks")
+    failure_threshold: int = Field(default=3, ge=1, le=100)
+    restart_backoff_initial: float = Field(default=0.5, gt=0, le=60)
+    restart_backoff_max: float = Field(default=60.0, gt=0, le=3600)
+    restart_stable_after: float = Field(default=60.0, gt=0)
+    on_stop: Literal["leave", "stop"] = "leave"
 
     @field_validator("log_format", "log_level", "progress", mode="before")
     @classmethod

@@ -30,6 +30,7 @@ class ContainerWatch:
 
     def __init__(self) -> None:
         self._exits: dict[str, _Exit] = {}
+        self._starts: dict[str, anyio.Event] = {}
 
     def _entry(self, container_id: str) -> _Exit:
         return self._exits.setdefault(container_id, _Exit())
@@ -41,13 +42,20 @@ class ContainerWatch:
         elif event.action == "die":
             entry.exit_code = event.exit_code
             entry.event.set()
-        elif event.action == "start" and entry.event.is_set():
-            # Restarted by its restart policy: it is alive again; wait for the next death.
-            self._exits[event.container_id] = _Exit()
+        elif event.action == "start":
+            if entry.event.is_set():
+                # Restarted by its restart policy: alive again; wait for the next death.
+                self._exits[event.container_id] = _Exit()
+            if event.container_id in self._starts:
+                self._starts.pop(event.container_id).set()
 
     def forget(self, container_id: str) -> None:
         """Drop what is known of a container (it is about to be started anew)."""
         self._exits.pop(container_id, None)
+
+    async def wait_started(self, container_id: str) -> None:
+        """Return once the container is started again (by anyone)."""
+        await self._starts.setdefault(container_id, anyio.Event()).wait()
 
     async def wait_exit(self, container_id: str) -> tuple[int | None, bool]:
         """Return (exit code, OOM-killed) once the container dies."""

@@ -59,7 +59,8 @@ def test_up_on_a_terminal_draws_a_board_that_ends_with_every_service_ready(
     assert code == 0, screen
     assert "\x1b[J" in screen  # frames were redrawn in place
     text = ESCAPES.sub("", screen)
-    frames = [i for i, line in enumerate(text.splitlines()) if line.startswith(f"up {project.name}")]
+    header = f"up {project.name}"
+    frames = [i for i, line in enumerate(text.splitlines()) if line.startswith(header)]
     assert len(frames) >= 5  # the seconds moved while db took 1 s to be ready
     last = text.splitlines()[frames[-1]:]
     assert "2/2 ready" in last[0]

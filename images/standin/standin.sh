@@ -3,6 +3,7 @@
 #   STANDIN_MODE   ready (default) | crash | never | flap
 #   STANDIN_DELAY  seconds before it becomes ready (or crashes); fractions allowed
 #   STANDIN_EXIT_CODE  exit code in crash mode (default 3)
+#   STANDIN_LIFETIME  once ready, exit with STANDIN_EXIT_CODE after this many seconds
 #   STANDIN_PORT   HTTP port once ready (default 8080): GET /health answers 200
 #   STANDIN_PATHS  more paths that answer 200 once ready, separated by spaces, e.g.
 #                  "/minio/health/live /api/health" (a stand-in for minio or grafana);
@@ -54,6 +55,13 @@ done
 httpd -f -p "$port" -h /www & child=$!
 main=$child
 echo "standin ready"
+if [ -n "${STANDIN_LIFETIME:-}" ]; then
+  # ready for a while, then crash: a service that dies in service
+  pause "$STANDIN_LIFETIME"
+  kill $main $servers 2>/dev/null
+  echo "standin dying after ${STANDIN_LIFETIME}s with code ${STANDIN_EXIT_CODE:-3}" >&2
+  exit "${STANDIN_EXIT_CODE:-3}"
+fi
 if [ "$mode" = flap ]; then
   # ready for a moment, then not, then ready again, forever
   while :; do pause 1; withdraw; rm -f /tmp/ready; pause 1; publish; touch /tmp/ready; done

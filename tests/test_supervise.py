@@ -1,0 +1,217 @@
+"""`up --supervise` against the real engine: restarts, backoff, sd_notify, signals, reload."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, Project
+
+PLAN = """
+project: PROJECT
+services:
+  db:
+    image: ollamatopo-standin:latest
+    restart: unless-stopped
+    ports: ["127.0.0.1::8080"]
+    ready: {http: {port: 8080, path: /health}, timeout: 20s}
+  api:
+    image: ollamatopo-standin:latest
+    restart: always
+    environment: {API_VERSION: "1"}
+    ready: {tcp: {port: 8080}, timeout: 20s}
+phases:
+  - {name: base, services: [db]}
+  - {name: app, services: [api]}
+"""
+FAST = {"OLLAMATOPO_LIVENESS_INTERVAL": "1", "OLLAMATOPO_RESTART_BACKOFF_INITIAL": "0.2",
+        "OLLAMATOPO_RESTART_BACKOFF_MAX": "1"}
+
+
+class Daemon:
+    """`up --supervise` running in the background, its JSON events read from a file."""
+
+    def __init__(self, project: Project, env: dict[str, str], *extra: str) -> None:
+        self.log = project.folder / f"daemon-{time.monotonic_ns()}.log"
+        self.errors = self.log.with_suffix(".err")
+        environment = {**os.environ, "PYTHONPATH": str(ROOT),
+                       "OLLAMATOPO_STATE_DIR": str(project.folder / "state"), **FAST, **env}
+        with self.log.open("w") as out, self.errors.open("w") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "ollamatopo", "up", "--supervise", "--plan",
+                 str(project.folder / "plan.yaml"), "--log-format", "json", *extra],
+                stdout=out, stderr=err, env=environment, cwd=project.folder)
+
+    def events(self) -> list[dict[str, Any]]:
+        lines = self.log.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.startswith("{")]
+
+    def wait_for(self, check: Callable[[list[dict[str, Any]]], bool], timeout: float = 30,
+                 what: str = "") -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            events = self.events()
+            if check(events):
+                return events
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}; stderr: "
+                             f"{self.errors.read_text()[-2000:]}")
+
+    def supervising(self, count: int = 1) -> None:
+        self.wait_for(lambda events: len(named(events, "supervising")) >= count,
+                      what="supervising")
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+
+def named(events: list[dict[str, Any]], event: str, service: str | None = None,
+          ) -> list[dict[str, Any]]:
+    return [e for e in events if e["event"] == event
+            and (service is None or e.get("service") == service)]
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+            daemon.process.wait()
+
+
+def start(daemons: list[Daemon], project: Project, env: dict[str, str] | None = None,
+          *extra: str) -> Daemon:
+    daemon = Daemon(project, env or {}, *extra)
+    daemons.append(daemon)
+    return daemon
+
+
+def test_a_killed_service_is_restarted_and_ready_again_within_3_s(
+        project: Project, daemons: list[Daemon]) -> None:
+    project.write(PLAN)
+    daemon = start(daemons, project)
+    daemon.supervising()
+    container = project.containers()["db"]
+    container.reload()
+    assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "no"  # owned by us
+    killed_at = time.monotonic()
+    os.kill(container.attrs["State"]["Pid"], signal.SIGKILL)
+    events = daemon.wait_for(
+        lambda ev: any(e.get("restarts") == 1 for e in named(ev, "service healthy", "db")),
+        what="db healthy again")
+    recovered = time.monotonic() - killed_at
+    assert recovered < 3.0, recovered
+    died = named(events, "service unhealthy", "db")[0]
+    assert died["reason"] == "container died" and died["exit_code"] == 137
+    assert named(events, "service restarting", "db")[0]["restarts"] == 1
+    assert not named(events, "service unhealthy", "api")  # the dependent kept running
+    assert daemon.stop() == 0
+    container.reload()
+    assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert container.status == "running"  # left running: the default on SIGTERM
+
+
+def test_a_crash_loop_backs_off_up_to_the_cap_without_a_hot_loop(
+        project: Project, daemons: list[Daemon]) -> None:
+    project.write(PLAN.replace('API_VERSION: "1"', 'STANDIN_LIFETIME: "0.3"'))
+    daemon = start(daemons, project)
+    daemon.supervising()
+    began = time.monotonic()
+    events = daemon.wait_for(lambda ev: len(named(ev, "service restarting", "api")) >= 6,
+                             timeout=40, what="six restarts")
+    elapsed = time.monotonic() - began
+    delays = [e["delay_s"] for e in named(events, "service restarting", "api")]
+    assert delays[:4] == [0.2, 0.4, 0.8, 1.0] and set(delays[4:]) == {1.0}, delays
+    # Each round is the container's life (0.3 s plus its start) plus the delay: no hot loop.
+    assert elapsed >= sum(delays[:5]), (elapsed, delays)
+    assert daemon.stop() == 0
+
+
+def test_sd_notify_status_ready_watchdog_stopping_in_order(
+        project: Project, daemons: list[Daemon], tmp_path: Path) -> None:
+    project.write(PLAN)
+    address = str(tmp_path / "notify.sock")
+    receiver = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    receiver.bind(address)
+    receiver.settimeout(30)
+    try:
+        daemon = start(daemons, project, {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "400000"})
+        messages: list[str] = []
+        while not any(m.startswith("WATCHDOG=1") for m in messages):
+            messages.append(receiver.recv(4096).decode())
+        assert daemon.stop() == 0
+        receiver.settimeout(2)
+        try:
+            while True:
+                messages.append(receiver.recv(4096).decode())
+        except TimeoutError:
+            pass
+    finally:
+        receiver.close()
+    kinds = [m.split("=", 1)[0] if not m.startswith("READY=1") else "READY" for m in messages]
+    first_ready = kinds.index("READY")
+    assert "STATUS" in kinds[:first_ready]  # progress while phases come up
+    assert "WATCHDOG" in kinds[first_ready:]
+    assert kinds[-1] == "STOPPING" and "STOPPING" not in kinds[:-1]
+
+
+def test_a_second_up_for_the_same_project_is_refused_with_the_holder(
+        project: Project, daemons: list[Daemon]) -> None:
+    project.write(PLAN)
+    daemon = start(daemons, project)
+    daemon.supervising()
+    second = project.run("up", env={"OLLAMATOPO_STATE_DIR": str(project.folder / "state")})
+    assert second.code == 2
+    assert f"pid {daemon.process.pid}" in second.stderr and "up --supervise" in second.stderr
+    assert daemon.stop() == 0
+
+
+def test_sighup_recreates_only_what_changed_and_refuses_a_broken_plan(
+        project: Project, daemons: list[Daemon]) -> None:
+    project.write(PLAN)
+    daemon = start(daemons, project)
+    daemon.supervising()
+    before = {name: c.id for name, c in project.containers().items()}
+
+    project.write(PLAN.replace('API_VERSION: "1"', 'API_VERSION: "2"'))
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.supervising(count=2)
+    after = {name: c.id for name, c in project.containers().items()}
+    assert after["db"] == before["db"] and after["api"] != before["api"]
+
+    project.write(PLAN.replace("restart: always", "restart: sometimes"))
+    daemon.process.send_signal(signal.SIGHUP)
+    events = daemon.wait_for(lambda ev: len(named(ev, "supervising")) >= 3, what="refusal")
+    refused = named(events, "reload refused")
+    assert refused and "services.api.restart" in refused[0]["error"]
+    assert {name: c.id for name, c in project.containers().items()} == after
+    assert daemon.process.poll() is None
+    assert daemon.stop() == 0
+
+
+def test_on_stop_stop_stops_the_containers_in_reverse_order(
+        project: Project, daemons: list[Daemon]) -> None:
+    project.write(PLAN)
+    daemon = start(daemons, project, None, "--on-stop", "stop")
+    daemon.supervising()
+    assert daemon.stop() == 0
+    events = daemon.events()
+    stopped = [e["service"] for e in named(events, "container stopped")]
+    assert stopped == ["api", "db"]
+    assert {c.status for c in project.containers().values()} == {"exited"}
