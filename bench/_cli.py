@@ -123,6 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         try:
             engine.sweep()
+            if engine.leaks:
+                results["leftovers"] = dict(engine.leaks)
+                print("\nbench: the engine refused to remove (labelled "
+                      f"{engine.selector}):", file=sys.stderr)
+                for item, why in engine.leaks.items():
+                    print(f"  {item[:12]}: {why}", file=sys.stderr)
         finally:
             engine.close()
         results["machine_after"] = {"load_average": _load()}

@@ -56,6 +56,7 @@ class Engine:
         except docker.errors.DockerException as error:
             raise BenchError(f"the Docker engine cannot be reached: {error}") from None
         self.session = session
+        self.leaks: dict[str, str] = {}  # what could not be removed -> why
 
     def labels(self, **extra: str) -> dict[str, str]:
         return {LABEL: "1", SESSION_LABEL: self.session, **extra}
@@ -161,15 +162,36 @@ class Engine:
 
     def remove_many(self, ids: Sequence[str], threads: int) -> None:
         def remove(container_id: str) -> None:
-            with suppress(docker.errors.NotFound):
+            try:
                 self.client.api.remove_container(container_id, force=True, v=True)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as error:  # e.g. a removal already under way
+                self.leaks[container_id] = str(error.explanation or error)
 
         with ThreadPoolExecutor(max_workers=threads) as pool:
             list(pool.map(remove, ids))
 
-    def remove_network(self, network_id: str) -> None:
-        with suppress(docker.errors.NotFound):
-            self.client.api.remove_network(network_id)
+    def remove_network(self, network_id: str, tries: int = 4) -> bool:
+        """Remove a network; False (and noted in `leaks`) when the engine refuses.
+
+        Docker 20.10 can keep counting endpoints of containers already removed when many
+        were created or removed at once on one network (moby/moby#42119); it then refuses
+        to remove the network until the daemon restarts. A short retry covers a slow
+        engine; past that the network is reported, not fatal.
+        """
+        for attempt in range(tries):
+            try:
+                self.client.api.remove_network(network_id)
+                return True
+            except docker.errors.NotFound:
+                return True
+            except docker.errors.APIError as error:
+                if attempt + 1 < tries:
+                    time.sleep(0.5 * (attempt + 1))
+                    continue
+                self.leaks[network_id] = str(error.explanation or error)
+        return False
 
     def ready_times(self) -> dict[str, float]:
         """Per target label, when the engine received the stand-in's "standin ready" line,
@@ -214,17 +236,23 @@ class Engine:
     # --- cleanup ----------------------------------------------------------------------------
 
     def sweep(self) -> Sweep:
-        """Remove every container, network and volume of this session, by label."""
+        """Remove every container, network and volume of this session, by label. Never
+        raises for what the engine refuses: that is kept in `leaks`."""
         selector = {"label": self.selector}
-        containers = self.client.api.containers(all=True, quiet=True, filters=selector)
-        self.remove_many([item["Id"] for item in containers], threads=8)
-        networks = self.client.api.networks(filters=selector)
-        for network in networks:
-            self.remove_network(network["Id"])
-        volumes = (self.client.api.volumes(filters=selector) or {}).get("Volumes") or []
-        for volume in volumes:
-            with suppress(docker.errors.NotFound):
-                self.client.api.remove_volume(volume["Name"], force=True)
+        try:
+            containers = self.client.api.containers(all=True, quiet=True, filters=selector)
+            self.remove_many([item["Id"] for item in containers], threads=8)
+            networks = [network for network in self.client.api.networks(filters=selector)
+                        if network["Id"] not in self.leaks]
+            for network in networks:
+                self.remove_network(network["Id"])
+            volumes = (self.client.api.volumes(filters=selector) or {}).get("Volumes") or []
+            for volume in volumes:
+                with suppress(docker.errors.NotFound):
+                    self.client.api.remove_volume(volume["Name"], force=True)
+        except docker.errors.DockerException as error:
+            self.leaks["sweep"] = f"the sweep by label failed: {error}"
+            return Sweep(0, 0, 0)
         return Sweep(len(containers), len(networks), len(volumes))
 
 

@@ -45,6 +45,11 @@ def median_of(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _down(result: Mapping[str, Any]) -> str:
+    code = result.get("down_exit_code")
+    return seconds(result.get("down_s")) + (f" (exit {code})" if code else "")
+
+
 def _heading(text: str) -> str:
     return f"== {text} =="
 
@@ -111,7 +116,7 @@ def render_seed(result: Mapping[str, Any]) -> str:
             if isinstance(worst, float) else "-")),
         ("probes per service", f"median {probes['median']}",
          f"max {probes['max']}, total {probes['total']}"),
-        ("down --volumes", seconds(result.get("down_s")), ""),
+        ("down --volumes", _down(result), ""),
     ]
     return "\n".join([_heading("seed topology under ollamatopo (10 stand-ins, delays 1-4 s)"),
                       table(rows), "", table(summary)])
@@ -160,7 +165,7 @@ def render_scale(result: Mapping[str, Any]) -> str:
                      seconds(ours["all_ready_s"]), seconds(ours["up_exit_s"]),
                      f"{run['throughput_ratio']:.2f}" if run.get("throughput_ratio") else "-",
                      seconds(ours["cpu_s"]), f"{run['cpu_ms_per_service']:.0f} ms",
-                     f"{ours['max_rss_mb']:.0f} MB", seconds(ours["down_s"]),
+                     f"{ours['max_rss_mb']:.0f} MB", _down(ours),
                      seconds(engine["remove_s"])))
     fits = [("line in N (least squares)", "per service", "fixed", "worst residual")]
     for name, fit in (result.get("fits") or {}).items():

@@ -30,7 +30,7 @@ BASELINE_THREADS = 16
 
 
 def ready_timeout(n: int) -> float:
-    return 60.0 + 1.0 * n
+    return 60.0 + 2.0 * n
 
 
 def _targets(names: list[str], addresses: list[str]) -> list[Target]:
@@ -107,6 +107,7 @@ def run_ollamatopo(engine: Engine, image: str, n: int, subnet: str) -> dict[str,
         "max_rss_mb": up.max_rss_mb,
         "down_s": down.wall_s,
         "down_exit_code": down.exit_code,
+        **({"down_error": down.tail(5)} if down.exit_code else {}),
         "down_cpu_s": down.cpu_s,
     }
 

@@ -129,6 +129,8 @@ def seed_result(topology: SeedTopology, delays: Mapping[str, float], ports: Mapp
         "up_max_rss_mb": up.max_rss_mb,
         "ollamatopo_total_s": report.get("total_s"),
         "down_s": down.wall_s,
+        "down_exit_code": down.exit_code,
+        **({"down_error": down.tail(5)} if down.exit_code else {}),
         "latency_samples": [asdict(sample) for sample in samples],
         "bound": {**asdict(bound), "saved_s": bound.saved_s},
         "ratio_to_bound": ratio(ready_s, bound.critical_s),
