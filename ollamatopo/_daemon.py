@@ -26,7 +26,7 @@ from typing import IO, Any
 import anyio
 
 from ollamatopo._engine import Engine
-from ollamatopo._errors import OllamatopoError, ProjectLocked, RunFailed
+from ollamatopo._errors import EngineUnreachable, OllamatopoError, ProjectLocked, RunFailed
 from ollamatopo._loader import LoadedPlan
 from ollamatopo._probes import http_client
 from ollamatopo._report import RunRecorder
@@ -106,8 +106,15 @@ async def serve(engine: Engine, loaded: LoadedPlan, options: DaemonOptions,
                 group.start_soon(_keep_watchdog, notifier, interval)
             with anyio.open_signal_receiver(signal.SIGHUP) as hangups:
                 while True:
-                    await _supervise_until(engine, loaded, options.supervise, recorder,
-                                           hangups.__anext__)
+                    lost: list[BaseException] = []
+                    try:
+                        await _supervise_until(engine, loaded, options.supervise, recorder,
+                                               hangups.__anext__)
+                    except* EngineUnreachable as group:
+                        lost.extend(group.exceptions)
+                    if lost:
+                        await _wait_for_engine(engine, notifier, recorder, lost[0])
+                        continue  # resynchronise from the labels
                     loaded = await _reload(engine, loaded, options, notifier, new_recorder,
                                            reload_plan, on_run)
                     recorder = new_recorder(loaded)
@@ -119,6 +126,25 @@ async def serve(engine: Engine, loaded: LoadedPlan, options: DaemonOptions,
             if options.stop_containers_on_exit:
                 await down(engine, loaded.plan.project, volumes=False, recorder=recorder,
                            remove=False)
+
+
+async def _wait_for_engine(engine: Engine, notifier: SystemdNotifier, recorder: RunRecorder,
+                           error: BaseException) -> None:
+    """The engine went away (restart, socket gone): wait for it, backing off to 10 s."""
+    recorder.emit("engine lost", level="error", error=str(error),
+                  note="waiting for it to come back; the containers are left as they are")
+    notifier.status("the Docker engine is unreachable; waiting for it")
+    began, delay = anyio.current_time(), 0.25
+    while True:
+        await anyio.sleep(delay)
+        try:
+            await engine.ping()
+        except OllamatopoError:
+            delay = min(delay * 2, 10.0)
+            continue
+        recorder.emit("engine back", after_s=round(anyio.current_time() - began, 3))
+        notifier.status("the Docker engine is back; resynchronising")
+        return
 
 
 async def _keep_watchdog(notifier: SystemdNotifier, interval: float) -> None:

@@ -129,6 +129,9 @@ class Engine:
     def close(self) -> None:
         self._client.close()
 
+    async def ping(self) -> None:
+        await self._call("ping the engine", self._client.ping)
+
     async def _call(self, what: str, function: Callable[..., T], *args: Any,
                     limiter: anyio.CapacityLimiter | None = None, **kwargs: Any) -> T:
         try:
@@ -327,9 +330,15 @@ class Engine:
             try:
                 for raw in stream:
                     yield _container_event(raw)
-            except (requests.exceptions.RequestException, OSError, AttributeError, ValueError):
-                if not closed.is_set():
-                    raise
+            except (requests.exceptions.RequestException, OSError, AttributeError,
+                    ValueError) as error:
+                if closed.is_set():
+                    return
+                raise EngineUnreachable(f"lost the engine's event stream at {self.base_url}: "
+                                        f"{_reason(error)}") from None
+            if not closed.is_set():  # the engine hung up: it stopped or restarted
+                raise EngineUnreachable(f"the engine at {self.base_url} closed its event "
+                                        "stream")
         try:
             yield iterate
         finally:

@@ -26,7 +26,7 @@ import anyio
 
 from ollamatopo._container_config import container_config, restart_policy
 from ollamatopo._engine import Engine
-from ollamatopo._errors import EngineError, ProbeFailed
+from ollamatopo._errors import EngineError, OllamatopoError, ProbeFailed
 from ollamatopo._graph import DependencyGraph
 from ollamatopo._loadbalancer import BalancerSync
 from ollamatopo._loader import LoadedPlan
@@ -106,14 +106,25 @@ class _Guard:
 
     async def run(self) -> None:
         self._backoff.ready(time.monotonic())
+        found = await self._found_stopped()
         while True:
-            exit_code = await self._until_unhealthy()
+            exit_code = found.pop() if found else await self._until_unhealthy()
             if not wants_restart(self._policy, exit_code, self.restarts):
                 await self._supervisor.lost(self.name, f"restart policy {self._policy!r}")
                 await self._supervisor.watch.wait_started(self.container_id)
             else:
                 await self._restart(exit_code)
             await self._until_ready()
+
+    async def _found_stopped(self) -> list[int | None]:
+        """A container that stopped while nobody watched (the engine was away, the daemon
+        was not running) is handled as a death at once, not after failed checks."""
+        state = await self._supervisor.engine.inspect(self.container_id)
+        if state.running:
+            return []
+        await self._supervisor.down(self.name, "found stopped", exit_code=state.exit_code,
+                                    oom_killed=state.oom_killed)
+        return [state.exit_code]
 
     async def _until_unhealthy(self) -> int | None:
         """Wait for a death (its exit code) or a run of failed liveness checks (None)."""
@@ -246,7 +257,7 @@ class Supervisor:
             try:
                 await self.engine.set_restart_policy(
                     container_id, restart_policy(self.plan.services[name].restart))
-            except EngineError as error:
+            except OllamatopoError as error:
                 self.recorder.emit("restart policy not restored", service=name,
                                    level="error", error=str(error))
 

@@ -215,3 +215,93 @@ def test_on_stop_stop_stops_the_containers_in_reverse_order(
     stopped = [e["service"] for e in named(events, "container stopped")]
     assert stopped == ["api", "db"]
     assert {c.status for c in project.containers().values()} == {"exited"}
+
+
+class SocketProxy:
+    """A Unix socket forwarding to the engine's: the test cuts it to make the engine
+    vanish for the daemon (the engine itself, and other users of it, are not touched)."""
+
+    def __init__(self, path: Path, target: str = "/var/run/docker.sock") -> None:
+        self.path, self.target = path, target
+        self._connections: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+
+    def open(self) -> None:
+        import threading
+
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if self.path.exists():
+            self.path.unlink()
+        listener.bind(str(self.path))
+        listener.listen(64)
+        self._listener = listener
+
+        def accept() -> None:
+            while True:
+                try:
+                    client, _ = listener.accept()
+                except OSError:
+                    return
+                upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                upstream.connect(self.target)
+                self._connections += [client, upstream]
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+        threading.Thread(target=accept, daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                try:
+                    end.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        for connection in self._connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            connection.close()
+        self._connections.clear()
+        self.path.unlink(missing_ok=True)
+
+
+def test_the_daemon_survives_the_engine_going_away_and_resynchronises(
+        project: Project, daemons: list[Daemon], tmp_path: Path) -> None:
+    project.write(PLAN)
+    proxy = SocketProxy(tmp_path / "engine.sock")
+    proxy.open()
+    try:
+        daemon = start(daemons, project,
+                       {"OLLAMATOPO_DOCKER_HOST": f"unix://{tmp_path / 'engine.sock'}"})
+        daemon.supervising()
+        proxy.cut()
+        daemon.wait_for(lambda ev: bool(named(ev, "engine lost")), what="engine lost")
+        # While the daemon cannot see the engine, a service dies.
+        project.containers()["api"].kill()
+        time.sleep(1.5)
+        assert daemon.process.poll() is None  # still alive, waiting
+        proxy.open()
+        events = daemon.wait_for(
+            lambda ev: len(named(ev, "supervising")) >= 2
+            and any(e.get("restarts") for e in named(ev, "service healthy", "api")),
+            what="resynchronised and api restarted")
+        assert named(events, "engine back")
+        found = named(events, "service unhealthy", "api")
+        assert found and found[-1]["reason"] == "found stopped"  # at once, not after checks
+        assert project.containers()["api"].status == "running"
+        assert daemon.stop() == 0
+    finally:
+        proxy.cut()
