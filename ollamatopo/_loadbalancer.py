@@ -93,14 +93,17 @@ class BalancerSync:
     def is_balancer(self, service: str) -> bool:
         return service in self._balancers
 
-    async def prepare(self, service: str, container_id: str, started: bool) -> None:
-        """Before the balancer starts (or, for a running one, at once): its configuration."""
+    async def prepare(self, service: str, container_id: str, started: bool) -> bool:
+        """Before the balancer starts (or, for a running one, at once): its configuration.
+        True if a running balancer was reloaded."""
         balancer = self._balancers[service]
+        if balancer.container_id == container_id and balancer.written is not None:
+            return False  # prepared already (drained before orphans were removed)
         balancer.container_id, balancer.started = container_id, started
         if started:
             balancer.written = await self._engine.read_file(container_id,
                                                             balancer.spec.config_path)
-        await self._sync(balancer)
+        return await self._sync(balancer)
 
     async def start(self, service: str, start: Callable[[], Awaitable[None]]) -> None:
         """Start the balancer with no configuration change in between: a change written
@@ -122,12 +125,13 @@ class BalancerSync:
                     self._recorder.emit("load balancer reload failed", level="error",
                                         service=balancer.service, error=str(error))
 
-    async def _sync(self, balancer: _Balancer) -> None:
+    async def _sync(self, balancer: _Balancer) -> bool:
+        """Write and reload if the configuration changed; True if it was reloaded."""
         async with balancer.lock:
             backends = [name for name in balancer.spec.backends if name in self.up]
             text = render(balancer.template, balancer.spec, backends, balancer.allow)
             if text == balancer.written or balancer.container_id is None:
-                return
+                return False
             await self._engine.put_file(balancer.container_id, balancer.spec.config_path,
                                         text.encode())
             balancer.written = text
@@ -135,6 +139,7 @@ class BalancerSync:
                 await self._reload(balancer.container_id, balancer)
             self._recorder.emit("load balancer configured", service=balancer.service,
                                 backends=backends, reloaded=balancer.started)
+            return balancer.started
 
     async def _reload(self, container_id: str, balancer: _Balancer) -> None:
         """Reload; retried briefly, since a just-started nginx may not have its pid file yet

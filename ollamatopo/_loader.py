@@ -23,6 +23,7 @@ from ollamatopo._errors import PlanError, PlanProblem, UsageError
 from ollamatopo._graph import DependencyGraph
 from ollamatopo._interpolate import interpolate, parse_dotenv
 from ollamatopo._plan import Plan, ServiceSpec, check_references
+from ollamatopo._replicas import expand_replicas
 
 # A plan is a few hundred values; aliases that expand past this are an attack or a mistake.
 MAX_VALUES = 200_000
@@ -40,8 +41,10 @@ class LoadedPlan:
 
 
 def load_plan(path: Path, environ: Mapping[str, str] | None = None,
-              project: str | None = None) -> LoadedPlan:
-    """Read, interpolate and validate the plan at `path`; raise PlanError with every problem."""
+              project: str | None = None, replicas: Mapping[str, int] | None = None,
+              ) -> LoadedPlan:
+    """Read, interpolate and validate the plan at `path`; raise PlanError with every problem.
+    `replicas` overrides the plan's replica counts (what `scale` set)."""
     source = str(path)
     tree, lines = _read_yaml(path)
     env = _environment(path, os.environ if environ is None else environ)
@@ -66,6 +69,8 @@ def load_plan(path: Path, environ: Mapping[str, str] | None = None,
 
     plan = _validate(tree, source, lines)
     problems = check_references(plan)
+    if not problems:
+        plan, problems = expand_replicas(plan, replicas)
     graph = DependencyGraph.from_plan(plan) if not problems else DependencyGraph({})
     cycle = graph.find_cycle()
     if cycle:

@@ -342,6 +342,7 @@ class ServiceSpec(_Model):
     after: Annotated[dict[str, Condition], BeforeValidator(_after)] | None = None
     optional: bool = False
     load_balance: LoadBalanceSpec | None = None
+    replicas: int = Field(default=1, ge=1, le=500)
 
     @field_validator("restart")
     @classmethod

@@ -52,6 +52,7 @@ from ollamatopo._report import ImagePull, RunRecorder
 from ollamatopo._watch import ContainerWatch, watch_containers
 
 LOG_TAIL = 20
+DRAIN_S = 1.0
 
 
 def new_run_id() -> str:
@@ -284,16 +285,33 @@ class _Run:
             self.recorder.emit("volume ensured", volume=config.name, action="create")
 
     async def remove_orphans(self) -> None:
-        for orphan in self.desired.reconciliation.orphans:
-            if orphan.existing is None:
-                continue
-            if not self.options.remove_orphans:
+        orphans = [(o, o.existing) for o in self.desired.reconciliation.orphans
+                   if o.existing is not None]
+        if not orphans:
+            return
+        if not self.options.remove_orphans:
+            for orphan, existing in orphans:
                 self.recorder.emit("orphan kept", service=orphan.service, level="warning",
-                                   container=orphan.existing.name, cause=orphan.cause)
-                continue
-            await self.engine.stop(orphan.existing.id)
-            await self.engine.remove_container(orphan.existing.id)
+                                   container=existing.name, cause=orphan.cause)
+            return
+        await self._drain_balancers()
+        for orphan, existing in orphans:
+            await self.engine.stop(existing.id)
+            await self.engine.remove_container(existing.id)
             self.recorder.emit("container removed", service=orphan.service, cause=orphan.cause)
+
+    async def _drain_balancers(self) -> None:
+        """Before orphans stop (replicas scaled away, services dropped): the running load
+        balancers are re-rendered without them and reloaded, and requests in flight get
+        DRAIN_S to finish on the old nginx workers."""
+        reloaded = False
+        for name, action in self.desired.reconciliation.services.items():
+            if self.balancers.is_balancer(name) and action.verb is Verb.KEEP \
+                    and action.existing is not None:
+                reloaded |= await self.balancers.prepare(name, action.existing.id, True)
+        if reloaded:
+            self.recorder.emit("draining", seconds=DRAIN_S)
+            await anyio.sleep(DRAIN_S)
 
     # One service: prepare ahead, wait for dependencies, start, probe.
 

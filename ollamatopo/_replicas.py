@@ -1,0 +1,108 @@
+"""Replicas: one declared service, several containers with stable names.
+
+`ollama-node-2: {replicas: 3}` becomes the services ollama-node-2, ollama-node-3 and
+ollama-node-4 (a name that ends in a number counts up from it; any other name keeps
+its own for the first replica and adds -2, -3, ...), so scaling up or down never
+renames a replica that stays. Everything that names the declared service (phases,
+`after:`, load balancer backends) then names all its replicas. Each replica's
+hostname is its own name unless the plan sets one, and `{{replica}}` in an
+environment value becomes that name (for example `NODE_ID: "{{replica}}"`).
+
+Pure: a validated plan and the replica counts in, the expanded plan and any problems out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from ollamatopo._errors import PlanProblem
+from ollamatopo._plan import Condition, LoadBalanceSpec, PhaseSpec, Plan, ServiceSpec
+
+NUMBERED = re.compile(r"^(?P<stem>.*?-)(?P<number>[0-9]+)$")
+REPLICA_TOKEN = "{{replica}}"
+
+
+def replica_names(service: str, count: int) -> list[str]:
+    numbered = NUMBERED.match(service)
+    if numbered:
+        first = int(numbered["number"])
+        return [f"{numbered['stem']}{first + index}" for index in range(count)]
+    return [service, *(f"{service}-{index}" for index in range(2, count + 1))]
+
+
+def is_replicated(plan: Plan, name: str, overrides: Mapping[str, int]) -> bool:
+    return "replicas" in plan.services[name].model_fields_set or name in overrides
+
+
+def replicated(plan: Plan, overrides: Mapping[str, int]) -> dict[str, list[str]]:
+    """For each declared service, the names of its replicas."""
+    return {name: replica_names(name, overrides.get(name, spec.replicas))
+            if is_replicated(plan, name, overrides) else [name]
+            for name, spec in plan.services.items()}
+
+
+def expand_replicas(plan: Plan, overrides: Mapping[str, int] | None = None,
+                    ) -> tuple[Plan, list[PlanProblem]]:
+    overrides = overrides or {}
+    problems = [PlanProblem(f"services.{name}", f"cannot scale {name!r}: no such service")
+                for name in overrides if name not in plan.services]
+    names = replicated(plan, overrides)
+    owners = {name: name for name in plan.services}  # declared names come first
+    for declared, replicas in names.items():
+        for replica in replicas:
+            if replica in owners and owners[replica] != declared:
+                problems.append(PlanProblem(
+                    f"services.{declared}.replicas",
+                    f"replica {replica!r} would have the name of service "
+                    f"{owners[replica]!r}: rename one of them or use fewer replicas"))
+            owners.setdefault(replica, declared)
+        problems.extend(_fixed_host_ports(declared, plan.services[declared], len(replicas)))
+    if problems or not any(is_replicated(plan, name, overrides) for name in plan.services):
+        return plan, problems
+
+    services: dict[str, ServiceSpec] = {}
+    for declared, spec in plan.services.items():
+        for replica in names[declared]:
+            services[replica] = _replica(spec, replica, names,
+                                         is_replicated(plan, declared, overrides))
+    phases = [PhaseSpec(name=phase.name,
+                        services=[r for name in phase.services for r in names[name]])
+              for phase in plan.phases]
+    return plan.model_copy(update={"services": services, "phases": phases}), []
+
+
+def _fixed_host_ports(name: str, spec: ServiceSpec, count: int) -> list[PlanProblem]:
+    if count < 2:
+        return []
+    return [PlanProblem(f"services.{name}.ports[{index}]",
+                        f"{count} replicas cannot all publish host port {port.host_port}: "
+                        "leave the host port out (for example 127.0.0.1::8080)")
+            for index, port in enumerate(spec.ports) if port.host_port is not None]
+
+
+def _replica(spec: ServiceSpec, replica: str, names: Mapping[str, list[str]],
+             is_replica: bool) -> ServiceSpec:
+    update: dict[str, object] = {"replicas": 1}
+    if is_replica:
+        update["hostname"] = spec.hostname or replica
+        update["environment"] = {
+            key: value.replace(REPLICA_TOKEN, replica) if value is not None else None
+            for key, value in spec.environment.items()}
+    if spec.after is not None:
+        update["after"] = _expand_after(spec.after, names)
+    if spec.load_balance is not None:
+        update["load_balance"] = _expand_backends(spec.load_balance, names)
+    return spec.model_copy(update=update)
+
+
+def _expand_after(after: Mapping[str, Condition],
+                  names: Mapping[str, list[str]]) -> dict[str, Condition]:
+    return {replica: condition for dependency, condition in after.items()
+            for replica in names.get(dependency, [dependency])}
+
+
+def _expand_backends(spec: LoadBalanceSpec, names: Mapping[str, list[str]]) -> LoadBalanceSpec:
+    backends = {replica: weight for backend, weight in spec.backends.items()
+                for replica in names.get(backend, [backend])}
+    return spec.model_copy(update={"backends": backends})

@@ -1,0 +1,110 @@
+"""Replicas: stable names, and every reference to a replicated service expanded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ollamatopo._errors import PlanError
+from ollamatopo._loader import LoadedPlan, load_plan
+from ollamatopo._plan import Condition
+from ollamatopo._replicas import replica_names
+
+PLAN = """
+project: shop
+services:
+  db: {image: db}
+  ollama-node-1: {image: node}
+  ollama-node-2:
+    image: node
+    replicas: 2
+    environment: {NODE_ID: "{{replica}}", ROLE: worker}
+    after: {ollama-node-1: started}
+  lb:
+    image: nginx
+    after: [ollama-node-2]
+    load_balance: {template: lb.tmpl, backends: {ollama-node-1: 3, ollama-node-2: 2}}
+phases:
+  - {name: base, services: [db]}
+  - {name: nodes, services: [ollama-node-1, ollama-node-2]}
+  - {name: edge, services: [lb]}
+"""
+
+
+@pytest.fixture
+def plan_file(write_plan: Callable[..., Path]) -> Path:
+    path = write_plan(PLAN)
+    (path.parent / "lb.tmpl").write_text("upstream u {\n{{upstream_servers}}\n}\n")
+    return path
+
+
+@pytest.mark.parametrize(("service", "count", "names"), [
+    ("ollama-node-2", 3, ["ollama-node-2", "ollama-node-3", "ollama-node-4"]),
+    ("worker", 3, ["worker", "worker-2", "worker-3"]),
+    ("worker", 1, ["worker"]),
+    ("shard-09", 2, ["shard-9", "shard-10"]),
+])
+def test_names_are_stable_when_scaling(service: str, count: int, names: list[str]) -> None:
+    assert replica_names(service, count) == names
+    assert replica_names(service, count + 1)[:count] == names  # scaling up renames nothing
+
+
+def test_replicas_expand_phases_dependencies_and_backends(plan_file: Path) -> None:
+    loaded = load_plan(plan_file, {})
+    plan = loaded.plan
+    assert list(plan.services) == ["db", "ollama-node-1", "ollama-node-2", "ollama-node-3",
+                                   "lb"]
+    assert plan.phases[1].services == ["ollama-node-1", "ollama-node-2", "ollama-node-3"]
+    assert plan.services["ollama-node-3"].environment == {"NODE_ID": "ollama-node-3",
+                                                          "ROLE": "worker"}
+    assert plan.services["ollama-node-3"].hostname == "ollama-node-3"
+    assert plan.services["ollama-node-2"].hostname == "ollama-node-2"
+    assert plan.services["ollama-node-1"].hostname is None  # not replicated: untouched
+    assert plan.services["ollama-node-3"].after == {"ollama-node-1": Condition.STARTED}
+    assert plan.services["lb"].after == {"ollama-node-2": Condition.HEALTHY,
+                                         "ollama-node-3": Condition.HEALTHY}
+    balance = plan.services["lb"].load_balance
+    assert balance is not None and balance.backends == {
+        "ollama-node-1": 3, "ollama-node-2": 2, "ollama-node-3": 2}
+    assert loaded.graph.dependencies["lb"] == {"ollama-node-2": Condition.HEALTHY,
+                                               "ollama-node-3": Condition.HEALTHY}
+
+
+def test_scale_overrides_the_plans_count(plan_file: Path) -> None:
+    four = load_plan(plan_file, {}, replicas={"ollama-node-2": 4}).plan
+    assert [n for n in four.services if n.startswith("ollama-node")] == [
+        "ollama-node-1", "ollama-node-2", "ollama-node-3", "ollama-node-4", "ollama-node-5"]
+    one = load_plan(plan_file, {}, replicas={"ollama-node-2": 1}).plan
+    assert "ollama-node-3" not in one.services
+    assert one.services["ollama-node-2"].hostname == "ollama-node-2"
+
+
+def test_scaling_an_unknown_service_is_a_plan_error(plan_file: Path) -> None:
+    with pytest.raises(PlanError) as caught:
+        load_plan(plan_file, {}, replicas={"ollama-node-9": 2})
+    assert "services.ollama-node-9" in str(caught.value)
+
+
+def test_a_replica_that_takes_another_services_name_is_refused(
+        plan_error: Callable[..., PlanError]) -> None:
+    error = plan_error(PLAN.replace("  lb:\n", "  ollama-node-3: {image: x, after: {}}\n  lb:\n")
+                       .replace("services: [lb]", "services: [lb, ollama-node-3]")
+                       .replace("template: lb.tmpl, ", "template: /dev/null, "))
+    assert "services.ollama-node-2.replicas" in str(error)
+    assert "'ollama-node-3'" in str(error)
+
+
+def test_replicas_cannot_share_a_fixed_host_port(load: Callable[..., LoadedPlan],
+                                                 plan_error: Callable[..., PlanError]) -> None:
+    text = """
+    project: shop
+    services:
+      api: {image: api, replicas: 2, ports: ["127.0.0.1:8080:8080"]}
+    phases: [{name: all, services: [api]}]
+    """
+    error = plan_error(text)
+    assert "services.api.ports[0]" in str(error) and "127.0.0.1::8080" in str(error)
+    assert list(load(text.replace("127.0.0.1:8080:8080", "127.0.0.1::8080")).plan.services) \
+        == ["api", "api-2"]
