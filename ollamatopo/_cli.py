@@ -19,7 +19,9 @@ from ollamatopo._errors import (
     EXIT_INTERRUPTED,
     EXIT_INVALID,
     EXIT_OK,
+    EXIT_SERVICE_FAILED,
     OllamatopoError,
+    ProjectLocked,
     ReportNotFound,
     ReportUnreadable,
     UsageError,
@@ -84,6 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--clamp-resources", action="store_true",
                     help="scale CPU and memory limits and reservations down to fit this host "
                          "(each change is logged)")
+
+    scale = commands.add_parser(
+        "scale", parents=[common], help="set the replica count of services (kept for later ups)",
+        description="Set how many replicas a service runs, e.g. `scale ollama-node-2=4`. The "
+                    "count is kept in the state directory and applied by every later up. A "
+                    "running daemon (up --supervise) applies it; otherwise scale brings the "
+                    "change up itself. New replicas join the load balancers once ready; "
+                    "removed ones are drained from them before they stop.")
+    scale.add_argument("requests", nargs="+", metavar="SERVICE=N")
+    scale.add_argument("--timeout", type=float, default=300.0,
+                       help="seconds to wait for a running daemon to apply it (default 300)")
+    scale.set_defaults(keep_on_failure=False, keep_orphans=False, clamp_resources=False,
+                       report=None, supervise=False)
 
     down = commands.add_parser("down", parents=[common],
                                help="stop and remove the topology's containers and networks")
@@ -194,8 +209,12 @@ def _load(settings: Settings) -> LoadedPlan:
     import structlog
 
     from ollamatopo._loader import load_plan
+    from ollamatopo._scale import read_overrides
 
     loaded = load_plan(settings.plan, project=settings.project)
+    overrides = read_overrides(settings.state_dir, loaded.plan.project)
+    if overrides:  # what `scale` set outlives it
+        loaded = load_plan(settings.plan, project=settings.project, replicas=overrides)
     log = structlog.get_logger("ollamatopo")
     for warning in loaded.warnings:
         log.warning("plan warning", detail=warning)
@@ -250,6 +269,65 @@ def command_up(arguments: argparse.Namespace, settings: Settings) -> int:
         return _up_locked(arguments, settings, loaded)
     finally:
         lock.release()
+
+
+def command_scale(arguments: argparse.Namespace, settings: Settings) -> int:
+    from ollamatopo._daemon import ProjectLock
+    from ollamatopo._loader import load_plan
+    from ollamatopo._report import runs_dir
+    from ollamatopo._scale import (
+        ask_daemon,
+        daemon_holding,
+        parse_requests,
+        read_overrides,
+        scaling_summary,
+        write_overrides,
+    )
+
+    requests = parse_requests(arguments.requests)
+    before = _load(settings)
+    project = before.plan.project
+    wanted = {**read_overrides(settings.state_dir, project), **requests}
+    loaded = load_plan(settings.plan, project=settings.project, replicas=wanted)  # validates
+    runs = runs_dir(settings.state_dir, project)
+    lock = ProjectLock(settings.state_dir, project)
+    try:
+        lock.acquire("scale")
+    except ProjectLocked:
+        pid = daemon_holding(lock.holder())
+        if pid is None:
+            raise
+        write_overrides(settings.state_dir, project, wanted)
+        report = ask_daemon(pid, runs, arguments.timeout)
+    else:
+        try:
+            write_overrides(settings.state_dir, project, wanted)
+            _up_locked(arguments, settings, loaded)
+        finally:
+            lock.release()
+        report = json.loads(max(runs.glob("*.json")).read_text(encoding="utf-8"))
+    added = [name for name in loaded.plan.services if name not in before.plan.services]
+    removed = [name for name in before.plan.services if name not in loaded.plan.services]
+    summary = {"scaled": requests, "added": scaling_summary(report, added), "removed": removed,
+               "outcome": report.get("outcome")}
+    print(json.dumps(summary) if wants_json_output(settings) else _format_scaling(summary))
+    return EXIT_OK if report.get("outcome") == "succeeded" else EXIT_SERVICE_FAILED
+
+
+def wants_json_output(settings: Settings) -> bool:
+    from ollamatopo._logging import wants_json
+
+    return wants_json(settings.log_format)
+
+
+def _format_scaling(summary: dict[str, Any]) -> str:
+    lines = [f"scaled {', '.join(f'{k}={v}' for k, v in summary['scaled'].items())}: "
+             f"{summary['outcome']}"]
+    lines += [f"  added   {row['service']}: ready {row['create_to_ready_s']}s after create"
+              for row in summary["added"]]
+    lines += [f"  removed {name} (drained from the load balancers first)"
+              for name in summary["removed"]]
+    return "\n".join(lines)
 
 
 def _new_recorder(loaded: LoadedPlan, command: str = "up") -> RunRecorder:
@@ -535,6 +613,7 @@ def _write_text(path: Path, text: str, kind: str) -> None:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "up": command_up,
+    "scale": command_scale,
     "down": command_down,
     "status": command_status,
     "plan": command_plan,

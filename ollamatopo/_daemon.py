@@ -63,6 +63,13 @@ class ProjectLock:
         handle.flush()
         self._file = handle
 
+    def holder(self) -> str:
+        """Who holds the lock, as its holder wrote it."""
+        try:
+            return self.path.read_text(encoding="utf-8").strip()
+        except OSError:
+            return ""
+
     def release(self) -> None:
         if self._file is not None:
             self._file.close()  # closing the descriptor releases the lock

@@ -78,9 +78,9 @@ class Project:
     def run(self, *args: str, env: dict[str, str] | None = None, plan: str = "plan.yaml",
             timeout: float = 120) -> Result:
         command = [sys.executable, "-m", "ollamatopo", *args]
-        if args and args[0] in ("up", "down", "status", "plan") and "--plan" not in args:
+        if args and args[0] in ("up", "down", "status", "plan", "scale") and "--plan" not in args:
             command += ["--plan", str(self.folder / plan)]
-        if args and args[0] in ("up", "down"):
+        if args and args[0] in ("up", "down", "scale"):
             command += ["--log-format", "json"]
         environment = {**os.environ, "PYTHONPATH": str(ROOT),
                        "OLLAMATOPO_STATE_DIR": str(self.folder / "state"), **(env or {})}

@@ -1,0 +1,110 @@
+"""`scale SERVICE=N`: replica counts that outlive the command.
+
+Like `kubectl scale`, the count is kept: in `<state dir>/<project>/replicas.json`,
+which every later `up`, `status` and `plan` of the project applies over the plan's
+`replicas:`. A running daemon is asked to apply it (SIGHUP: it reloads and
+reconciles); without one, `scale` brings the change up itself. The file is written
+only once the plan with the new counts has been validated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ollamatopo._errors import ProjectLocked, ScaleTimeout, UsageError
+
+SCALE_RE = re.compile(r"^(?P<service>[^=\s]+)=(?P<count>[0-9]+)$")
+HOLDER_RE = re.compile(r"^pid (?P<pid>[0-9]+) on (?P<host>\S+) \((?P<command>[^,]+),")
+
+
+def parse_requests(arguments: Sequence[str]) -> dict[str, int]:
+    requests: dict[str, int] = {}
+    for argument in arguments:
+        match = SCALE_RE.match(argument)
+        if not match or not 1 <= int(match["count"]) <= 500:
+            raise UsageError(f"scale: {argument!r} is not SERVICE=N with N from 1 to 500, "
+                             "for example ollama-node-2=4")
+        requests[match["service"]] = int(match["count"])
+    return requests
+
+
+def overrides_path(state_dir: Path, project: str) -> Path:
+    return state_dir / project / "replicas.json"
+
+
+def read_overrides(state_dir: Path, project: str) -> dict[str, int]:
+    path = overrides_path(state_dir, project)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read the replica counts in {path}: {error}; fix or delete "
+                         "the file (the plan's own counts then apply)") from None
+    if not isinstance(data, dict) or not all(
+            isinstance(k, str) and isinstance(v, int) and 1 <= v <= 500 for k, v in data.items()):
+        raise UsageError(f"{path} is not a map of service to replica count; fix or delete it")
+    return data
+
+
+def write_overrides(state_dir: Path, project: str, overrides: Mapping[str, int]) -> Path:
+    path = overrides_path(state_dir, project)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(dict(sorted(overrides.items())), indent=2) + "\n",
+                         encoding="utf-8")
+    temporary.replace(path)
+    return path
+
+
+def daemon_holding(lock_text: str) -> int | None:
+    """The pid of a supervising daemon on this host named by a project lock's text."""
+    match = HOLDER_RE.match(lock_text.strip())
+    if not match or match["host"] != socket.gethostname():
+        return None
+    return int(match["pid"]) if match["command"] == "up --supervise" else None
+
+
+def ask_daemon(pid: int, runs: Path, timeout_s: float) -> dict[str, Any]:
+    """SIGHUP the daemon and return the report of the reload it then runs."""
+    before = set(runs.glob("*.json")) if runs.is_dir() else set()
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise ProjectLocked(f"the daemon (pid {pid}) that holds the project is gone; run "
+                            "scale again") from None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for path in sorted(set(runs.glob("*.json")) - before):
+            try:
+                report = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue
+            if isinstance(report, dict) and report.get("command") == "reload":
+                return report
+        time.sleep(0.1)
+    raise ScaleTimeout(f"the daemon (pid {pid}) did not report the reload within "
+                       f"{timeout_s:g}s; see its log (journalctl -u ollamatopo)")
+
+
+def scaling_summary(report: Mapping[str, Any], services: Sequence[str]) -> list[dict[str, Any]]:
+    """Per replica created by the run: seconds from create to ready (the scaling time)."""
+    rows = []
+    for name in services:
+        timing = (report.get("services") or {}).get(name) or {}
+        if timing.get("action") != "create":
+            continue
+        created, ready = timing.get("created_s"), timing.get("ready_s")
+        rows.append({"service": name, "status": timing.get("status"),
+                     "create_to_ready_s": round(ready - created, 3)
+                     if isinstance(created, int | float) and isinstance(ready, int | float)
+                     else None})
+    return rows
