@@ -302,3 +302,19 @@ def test_the_daemon_survives_the_engine_going_away_and_resynchronises(
         assert daemon.stop() == 0
     finally:
         proxy.cut()
+
+
+def test_scale_asks_the_running_daemon_and_reports_each_new_replica(
+        project: Project, daemons: list[Daemon]) -> None:
+    project.write(PLAN)
+    daemon = start(daemons, project)
+    daemon.supervising()
+    result = project.run("scale", "api=3",
+                         env={"OLLAMATOPO_STATE_DIR": str(project.folder / "state")})
+    assert result.code == 0, result.stderr
+    summary = json.loads(result.stdout.splitlines()[-1])
+    assert [row["service"] for row in summary["added"]] == ["api-2", "api-3"]
+    assert all(row["status"] == "ready" for row in summary["added"])
+    daemon.supervising(count=2)  # the daemon reloaded and supervises the new replicas
+    assert set(project.containers()) == {"db", "api", "api-2", "api-3"}
+    assert daemon.stop() == 0
