@@ -30,8 +30,9 @@ from ollamatopo._errors import (
 if TYPE_CHECKING:
     from ollamatopo._engine import Engine
     from ollamatopo._loader import LoadedPlan
+    from ollamatopo._metrics import DaemonMetrics
     from ollamatopo._progress import LiveBoard
-    from ollamatopo._report import RunRecorder
+    from ollamatopo._report import EventListener, RunRecorder
     from ollamatopo._scheduler import UpOptions
     from ollamatopo._settings import Settings
     from ollamatopo._systemd import SystemdNotifier
@@ -83,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --supervise, what SIGTERM does to the containers: leave them "
                          "running (default) or stop them in reverse dependency order "
                          "(env OLLAMATOPO_ON_STOP)")
+    up.add_argument("--metrics-port", type=int, metavar="PORT",
+                    help="with --supervise, serve Prometheus metrics on this port (0: any "
+                         "free port; address OLLAMATOPO_METRICS_ADDRESS, default 127.0.0.1)")
     up.add_argument("--clamp-resources", action="store_true",
                     help="scale CPU and memory limits and reservations down to fit this host "
                          "(each change is logged)")
@@ -179,7 +183,7 @@ def _settings(arguments: argparse.Namespace) -> Settings:
     from ollamatopo._settings import Settings
 
     overrides = {key: value for key in ("plan", "project", "log_format", "log_level", "progress",
-                                        "on_stop")
+                                        "on_stop", "metrics_port")
                  if (value := getattr(arguments, key, None)) is not None}
     try:
         return Settings(**overrides)
@@ -330,14 +334,17 @@ def _format_scaling(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _new_recorder(loaded: LoadedPlan, command: str = "up") -> RunRecorder:
+def _new_recorder(loaded: LoadedPlan, command: str = "up",
+                  listeners: list[EventListener] | None = None,
+                  ) -> RunRecorder:
     from ollamatopo._report import RunRecorder
     from ollamatopo._scheduler import new_run_id
 
     plan = loaded.plan
     return RunRecorder(run_id=new_run_id(), project=plan.project, plan_path=str(loaded.path),
                        phases={name: plan.phase_of(name) for name in plan.services},
-                       phase_order=[phase.name for phase in plan.phases], command=command)
+                       phase_order=[phase.name for phase in plan.phases], command=command,
+                       listeners=list(listeners or []))
 
 
 def _up_locked(arguments: argparse.Namespace, settings: Settings, loaded: LoadedPlan) -> int:
@@ -385,22 +392,35 @@ def _up_locked(arguments: argparse.Namespace, settings: Settings, loaded: Loaded
         recorder.listeners.append(status_reporter(notifier, len(plan.services)))
     concluded: list[bool] = []
 
+    metrics = None
+    if arguments.supervise and settings.metrics_port is not None:
+        from ollamatopo._metrics import DaemonMetrics
+
+        metrics = DaemonMetrics(plan.project)
+        recorder.listeners.append(metrics.on_event)
+
     async def run() -> None:
         import anyio
 
         engine = await _connect(settings)
         try:
-            async with anyio.create_task_group() as group:
-                if board is not None:
-                    group.start_soon(board.keep_refreshing)
-                await up(engine, loaded, options, recorder)
-                group.cancel_scope.cancel()
-            if notifier is not None:
-                if board is not None:
-                    board.finish()
-                conclude(recorder, arguments.report)
-                concluded.append(True)
-                await _supervise(engine, settings, loaded, options, notifier, conclude)
+            async with anyio.create_task_group() as daemon:
+                if metrics is not None:
+                    await _start_metrics(daemon, metrics, settings, recorder)
+                async with anyio.create_task_group() as group:
+                    if board is not None:
+                        group.start_soon(board.keep_refreshing)
+                    await up(engine, loaded, options, recorder)
+                    group.cancel_scope.cancel()
+                if notifier is not None:
+                    if board is not None:
+                        board.finish()
+                    conclude(recorder, arguments.report)
+                    concluded.append(True)
+                    listeners: list[EventListener] = [metrics.on_event] if metrics else []
+                    await _supervise(engine, settings, loaded, options, notifier, conclude,
+                                     listeners)
+                daemon.cancel_scope.cancel()
         finally:
             engine.close()
 
@@ -418,9 +438,23 @@ def _up_locked(arguments: argparse.Namespace, settings: Settings, loaded: Loaded
     return EXIT_OK
 
 
+async def _start_metrics(group: Any, metrics: DaemonMetrics, settings: Settings,
+                         recorder: RunRecorder) -> None:
+    from ollamatopo._metrics import serve_metrics
+
+    host, port = settings.metrics_address, settings.metrics_port or 0
+    try:
+        bound = await group.start(serve_metrics, metrics, host, port)
+    except OSError as error:
+        raise UsageError(f"cannot serve metrics on {host}:{port}: {error.strerror}; choose "
+                         "another --metrics-port or OLLAMATOPO_METRICS_ADDRESS") from None
+    recorder.emit("metrics served", url=f"http://{host}:{bound}/metrics")
+
+
 async def _supervise(engine: Engine, settings: Settings, loaded: LoadedPlan,
                      options: UpOptions, notifier: SystemdNotifier,
-                     conclude: Callable[[RunRecorder], None]) -> None:
+                     conclude: Callable[[RunRecorder], None],
+                     listeners: list[EventListener]) -> None:
     from ollamatopo._daemon import DaemonOptions, serve
     from ollamatopo._probes import Backoff
     from ollamatopo._supervisor import SuperviseOptions
@@ -441,7 +475,7 @@ async def _supervise(engine: Engine, settings: Settings, loaded: LoadedPlan,
         conclude(finished)
 
     await serve(engine, loaded, daemon, notifier,
-                new_recorder=lambda current: _new_recorder(current, "supervise"),
+                new_recorder=lambda current: _new_recorder(current, "supervise", listeners),
                 reload_plan=lambda: _load(settings), on_run=after_reload)
 
 

@@ -34,6 +34,10 @@ class ServiceTiming:
     optional: bool = False
 
 
+# Called with every event and its fields (the daemon's systemd status line, its metrics).
+EventListener = Callable[[str, dict[str, Any]], None]
+
+
 @dataclass
 class ImagePull:
     downloaded: int = 0
@@ -59,8 +63,7 @@ class RunRecorder:
     outcome: str = "running"
     total_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    # Called with every event and its fields (the daemon's systemd status line uses it).
-    listeners: list[Callable[[str, dict[str, Any]], None]] = field(default_factory=list)
+    listeners: list[EventListener] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._log = structlog.get_logger("ollamatopo").bind(run=self.run_id,

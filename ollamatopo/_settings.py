@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     restart_backoff_max: float = Field(default=60.0, gt=0, le=3600)
     restart_stable_after: float = Field(default=60.0, gt=0)
     on_stop: Literal["leave", "stop"] = "leave"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_address: str = "127.0.0.1"
 
     @field_validator("log_format", "log_level", "progress", mode="before")
     @classmethod

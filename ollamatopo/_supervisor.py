@@ -162,6 +162,7 @@ class _Guard:
             with anyio.move_on_after(options.liveness_interval_s):
                 await self.recheck.wait()
             self.recheck = anyio.Event()
+            began = time.monotonic()
             try:
                 probe = await self._supervisor.probe_for(self.name, self.container_id)
                 with anyio.fail_after(ATTEMPT_TIMEOUT_S + 1):
@@ -173,6 +174,9 @@ class _Guard:
                                                error=str(error) or "timed out")
             else:
                 failures = 0
+                self._supervisor.recorder.emit(
+                    "liveness check passed", service=self.name, level="debug",
+                    latency_s=round(time.monotonic() - began, 4))
 
     async def _restart(self, exit_code: int | None) -> None:
         supervisor = self._supervisor

@@ -318,3 +318,26 @@ def test_scale_asks_the_running_daemon_and_reports_each_new_replica(
     daemon.supervising(count=2)  # the daemon reloaded and supervises the new replicas
     assert set(project.containers()) == {"db", "api", "api-2", "api-3"}
     assert daemon.stop() == 0
+
+
+def test_the_daemon_serves_prometheus_metrics(project: Project, daemons: list[Daemon]) -> None:
+    import httpx
+
+    project.write(PLAN)
+    daemon = start(daemons, project, None, "--metrics-port", "0")
+    daemon.supervising()
+    url = named(daemon.events(), "metrics served")[0]["url"]
+    assert url.startswith("http://127.0.0.1:")
+    text = httpx.get(url, timeout=5).text
+    assert f'ollamatopo_service_ready{{project="{project.name}",service="db"}} 1' in text
+    assert f'ollamatopo_service_restarts_total{{project="{project.name}",service="db"}} 0' in text
+    assert 'ollamatopo_service_startup_seconds{' in text and 'phase="base"' in text
+    assert f'ollamatopo_engine_up{{project="{project.name}"}} 1' in text
+
+    project.containers()["db"].kill()
+    daemon.wait_for(lambda ev: any(e.get("restarts") for e in named(ev, "service healthy", "db")),
+                    what="db restarted")
+    text = httpx.get(url, timeout=5).text
+    assert f'ollamatopo_service_restarts_total{{project="{project.name}",service="db"}} 1' in text
+    assert httpx.get(url.replace("/metrics", "/other"), timeout=5).status_code == 404
+    assert daemon.stop() == 0
