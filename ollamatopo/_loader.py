@@ -156,21 +156,29 @@ def _read_yaml(path: Path) -> tuple[Any, dict[str, int]]:
                          "OLLAMATOPO_PLAN") from None
     except (OSError, UnicodeDecodeError) as error:
         raise UsageError(f"cannot read plan file {source}: {error}") from None
-    loader = _StrictLoader(text)
+    loader: _StrictLoader | None = None
     try:
+        loader = _StrictLoader(text)  # the reader checks every character here, at once
         node = loader.get_single_node()
         lines = _line_index(node, source)
         tree = loader.construct_document(node) if node is not None else None
     except RecursionError:
         raise PlanError(source, [PlanProblem("", "the document nests too deep to be a plan")]) \
             from None
+    except yaml.reader.ReaderError as error:
+        at = text.count("\n", 0, error.position) + 1
+        raise PlanError(source, [PlanProblem("", f"not valid YAML: the character "
+                                                 f"{chr(error.character)!r} is not allowed in "
+                                                 "YAML text; write it escaped in a double-quoted "
+                                                 "string", at)]) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         line = int(mark.line) + 1 if mark is not None else None
         problem = getattr(error, "problem", None) or str(error)
         raise PlanError(source, [PlanProblem("", f"not valid YAML: {problem}", line)]) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     if not isinstance(tree, dict):
         raise PlanError(source, [PlanProblem("", "a plan is a mapping with project, networks, "
                                                  "volumes, services and phases")])

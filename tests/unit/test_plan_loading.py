@@ -405,6 +405,15 @@ def test_invalid_yaml_is_refused_with_its_line(plan_error: Refuse) -> None:
     assert problem.line == 3
 
 
+@pytest.mark.parametrize("character", ["\x00", "\x07", "\x1b", "\ufffe"])
+def test_a_control_character_in_the_text_is_a_plan_error(plan_error: Refuse,
+                                                          character: str) -> None:
+    """Found by test_hostile_plans: the YAML reader's check ran before the error handling."""
+    (problem,) = plan_error(f"project: p\nservices: {{}}\nimage: a{character}b\n").problems
+    assert problem.message.startswith("not valid YAML: the character")
+    assert problem.line == 3
+
+
 @pytest.mark.parametrize("text", ["", "- a\n- b\n", "just text\n"])
 def test_a_plan_must_be_a_mapping(plan_error: Refuse, text: str) -> None:
     (problem,) = plan_error(text).problems
