@@ -29,6 +29,7 @@ from ollamatopo._replicas import expand_replicas
 MAX_VALUES = 200_000
 MAX_DEPTH = 64
 MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_DIGITS = 100  # an integer longer than this is no port, size or count
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,29 @@ def read_project_name(path: Path) -> str | None:
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of keeping the last one."""
+    """SafeLoader that refuses duplicate keys instead of keeping the last one, and turns a
+    value its constructors cannot build (a 5000-digit number, February 30th) into a YAML
+    error at that value's line."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as error:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read the value {_excerpt(node)}: {error}",
+                node.start_mark) from None
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        if sum(character.isdigit() for character in str(node.value)) > MAX_DIGITS:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a number with more than {MAX_DIGITS} digits is not a plan value",
+                node.start_mark)
+        return int(super().construct_yaml_int(node))
+
+
+def _excerpt(node: yaml.Node) -> str:
+    text = str(node.value) if isinstance(node, yaml.ScalarNode) else node.tag
+    return repr(text if len(text) <= 40 else text[:40] + "...")
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -142,6 +165,7 @@ def _key_line(node: yaml.MappingNode, key: object) -> int:
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
 
 
 def _read_yaml(path: Path) -> tuple[Any, dict[str, int]]:

@@ -414,6 +414,19 @@ def test_a_control_character_in_the_text_is_a_plan_error(plan_error: Refuse,
     assert problem.line == 3
 
 
+@pytest.mark.parametrize(("value", "fragment"), [
+    ("9" * 5000, "a number with more than 100 digits"),
+    ("2001-02-30", "cannot read the value '2001-02-30': day is out of range for month"),
+])
+def test_a_value_yaml_cannot_build_is_a_plan_error(plan_error: Refuse, value: str,
+                                                    fragment: str) -> None:
+    """Found by test_hostile_plans: PyYAML's constructors raised ValueError."""
+    (problem,) = plan_error(f"project: p\nservices:\n  a: {{image: x, hostname: {value}}}\n"
+                            ).problems
+    assert fragment in problem.message
+    assert problem.line == 3
+
+
 @pytest.mark.parametrize("text", ["", "- a\n- b\n", "just text\n"])
 def test_a_plan_must_be_a_mapping(plan_error: Refuse, text: str) -> None:
     (problem,) = plan_error(text).problems
