@@ -48,9 +48,11 @@ class ChildRun:
     def lines(self) -> list[str]:
         return [line for _, line in self.stdout]
 
-    def tail(self, count: int = 15) -> str:
-        text = "\n".join(self.lines()[-count:]) + "\n" + self.stderr
-        return "\n".join(text.strip().splitlines()[-count:])
+    def tail(self, count: int = 8, width: int = 300) -> str:
+        """The last lines of stderr (or of stdout when stderr is empty), each cut short."""
+        lines = self.stderr.strip().splitlines() or self.lines()
+        return "\n".join(line if len(line) <= width else line[:width] + " ..."
+                         for line in lines[-count:])
 
 
 def ollamatopo_argv(*arguments: str) -> list[str]:

@@ -45,6 +45,13 @@ def median_of(values: Sequence[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def short(error: str, width: int = 160) -> str:
+    """An error's first line, and its last when there are more (where the cause usually is)."""
+    lines = [line.strip() for line in error.strip().splitlines() if line.strip()] or [""]
+    text = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}"
+    return text if len(text) <= width else text[:width] + " ..."
+
+
 def _down(result: Mapping[str, Any]) -> str:
     code = result.get("down_exit_code")
     return seconds(result.get("down_s")) + (f" (exit {code})" if code else "")
@@ -137,7 +144,7 @@ def render_compose(result: Mapping[str, Any], seed: Mapping[str, Any] | None) ->
     for variant, run in result.get("runs", {}).items():
         label = f"compose, {run.get('description', variant)}"
         if "error" in run:
-            rows.append((label, "not measured", run["error"].splitlines()[0], "", ""))
+            rows.append((label, "not measured", short(run["error"]), "", ""))
             continue
         speedup = run.get("speedup")
         goal = targets.get(variant)
@@ -158,7 +165,7 @@ def render_scale(result: Mapping[str, Any]) -> str:
                                     "down", "engine remove")]
     for run in result.get("runs", []):
         if "error" in run:
-            rows.append((str(run["n"]), "not measured: " + run["error"].splitlines()[0]))
+            rows.append((str(run["n"]), "not measured: " + short(run["error"])))
             continue
         ours, engine = run["ollamatopo"], run["engine"]
         rows.append((str(run["n"]), seconds(engine["all_ready_s"]),

@@ -114,12 +114,15 @@ def run_ollamatopo(engine: Engine, image: str, n: int, subnet: str) -> dict[str,
 
 def run_scale(engine: Engine, image: str, n: int,
               threads: int = BASELINE_THREADS) -> dict[str, Any]:
+    # Each side picks its own free subnet: a network the engine refused to remove
+    # (moby#42119) still holds the subnet of the side before.
     subnet = pick_subnet(n, engine.subnets_in_use())
     baseline = run_baseline(engine, image, n, subnet, threads)
-    ours = run_ollamatopo(engine, image, n, subnet)
+    our_subnet = pick_subnet(n, engine.subnets_in_use())
+    ours = run_ollamatopo(engine, image, n, our_subnet)
     return {
         "n": n,
-        "subnet": subnet,
+        "subnets": {"engine": subnet, "ollamatopo": our_subnet},
         "engine": baseline,
         "ollamatopo": ours,
         "throughput_ratio": ratio(baseline["all_ready_s"], ours["all_ready_s"]),

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bench._report import render, table, write_results
+from bench._report import render, short, table, write_results
 
 
 def _seed() -> dict[str, Any]:
@@ -54,9 +54,15 @@ def test_render_every_section_and_the_targets() -> None:
     assert "target within +0.5 s: met" in text
     assert "postgres -> ollama-node-1" in text
     assert "3.00x" in text and ">= 2.5x: met" in text
-    assert "not measured  BenchError: boom" in text
+    assert "not measured  BenchError: boom ... more" in text
     assert "not measured: BenchError: no" in text
     assert "ollamatopo ready" in text and "50 ms" in text
+
+
+def test_short_errors_keep_the_first_and_last_line() -> None:
+    assert short("BenchError: up exited 1:\n{json}\ncannot create network") == (
+        "BenchError: up exited 1: ... cannot create network")
+    assert short("x" * 200, width=10) == "xxxxxxxxxx ..."
 
 
 def test_a_failed_benchmark_says_why() -> None:
