@@ -7,13 +7,14 @@ message that says what form is expected (pydantic puts the plan path in front).
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from dataclasses import dataclass
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", re.ASCII)
 _DURATION_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
-_BYTES = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$", re.IGNORECASE)
+_BYTES = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)$", re.IGNORECASE | re.ASCII)
 _BYTE_FACTORS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 MAX_DURATION_S = 7 * 24 * 3600.0
@@ -25,7 +26,7 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 1m30s or 500ms")
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = _finite(value)
     elif isinstance(value, str):
         seconds = _parse_duration_text(value.strip())
     else:
@@ -35,11 +36,21 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
-def _parse_duration_text(text: str) -> float:
+def _finite(value: int | float) -> float:
+    """A float of `value`; a number too large for one becomes infinity (refused by the range
+    checks), not an OverflowError."""
     try:
-        return float(text)
-    except ValueError:
-        pass
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
+def _parse_duration_text(text: str) -> float:
+    if text.isascii():
+        try:
+            return float(text)
+        except ValueError:
+            pass
     parts = _DURATION_PART.findall(text)
     if not parts or "".join(number + unit for number, unit in parts) != text:
         raise ValueError(f"{text!r} is not a duration: use forms such as 30s, 1m30s, 500ms")
@@ -57,7 +68,8 @@ def parse_bytes(value: object) -> int:
         if not match:
             raise ValueError(f"{value!r} is not a size: use forms such as 512M, 1G, 256k")
         number, unit, _ = match.groups()
-        size = int(float(number) * _BYTE_FACTORS[unit.lower()])
+        scaled = float(number) * _BYTE_FACTORS[unit.lower()]
+        size = int(scaled) if math.isfinite(scaled) else MAX_BYTES + 1
     else:
         raise ValueError("expected a size such as 512M or 1G")
     if not 0 < size <= MAX_BYTES:
@@ -69,8 +81,11 @@ def parse_cpus(value: object) -> float:
     """CPU count from `3`, `"0.5"`, `0.25`."""
     if isinstance(value, bool):
         raise ValueError("expected a CPU count such as 0.5 or 2")
+    if isinstance(value, str) and not value.isascii():
+        value = "?"  # float() reads any script's digits; a plan's numbers are ASCII
     try:
-        cpus = float(value) if isinstance(value, int | float | str) else float("nan")
+        cpus = _finite(value) if isinstance(value, int | float) else (
+            float(value) if isinstance(value, str) else math.nan)
     except ValueError:
         raise ValueError(f"{value!r} is not a CPU count: use a number such as 0.5 or 2") from None
     if not 0 < cpus <= 4096:
@@ -140,6 +155,6 @@ def parse_port(value: object) -> PortBinding:
 
 
 def _port_number(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
         raise ValueError(f"{text!r} is not a port number (1-65535)")
     return int(text)

@@ -178,3 +178,30 @@ def test_port_binding_text() -> None:
     assert str(PortBinding(80)) == "80/tcp"
     assert str(PortBinding(80, "tcp", 8080)) == "8080:80/tcp"
     assert str(PortBinding(53, "udp", 53, "10.0.0.1")) == "10.0.0.1:53:53/udp"
+
+
+# --- hostile quantities (found by test_hostile_plans) ---------------------------------------
+
+HUGE = 10**400  # no float holds it
+
+
+@pytest.mark.parametrize(("parse", "value"), [
+    (parse_duration, HUGE), (parse_duration, "9" * 400 + "s"), (parse_duration, float("inf")),
+    (parse_duration, "nan"), (parse_bytes, "9" * 400 + "G"), (parse_bytes, HUGE),
+    (parse_cpus, HUGE), (parse_cpus, "1e999"), (parse_cpus, -HUGE),
+])
+def test_numbers_too_large_for_a_float_are_refused_with_a_value_error(parse: object,
+                                                                      value: object) -> None:
+    assert callable(parse)
+    with pytest.raises(ValueError, match="must be|is not"):
+        parse(value)
+
+
+@pytest.mark.parametrize(("parse", "value"), [
+    (parse_duration, "٣٠s"), (parse_duration, "٣٠"), (parse_bytes, "١G"), (parse_cpus, "٢"),
+    (parse_port, "٨٠٨٠"), (parse_port, "80:٨٠"), (parse_port, "²"),
+])
+def test_digits_of_other_scripts_are_not_numbers(parse: object, value: str) -> None:
+    assert callable(parse)
+    with pytest.raises(ValueError, match="is not"):
+        parse(value)
