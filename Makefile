@@ -49,3 +49,9 @@ bench: $(STAMP) host images
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# The container image of ollamatopo itself (Dockerfile), built offline FROM the demo's
+# Debian base with a wheelhouse made on the host; rebuilt only when its recipe changes.
+.PHONY: ollamatopo-image
+ollamatopo-image: $(STAMP) host
+	$(PY) images/wheels.py
