@@ -252,9 +252,23 @@ class ServiceNetwork(_Model):
     ipv4_address: str | None = None
 
 
+def _names(items: list[object]) -> list[str]:
+    """A list of names, as the short forms of `networks` and `after` write them."""
+    for index, item in enumerate(items):
+        if not isinstance(item, str):
+            raise ValueError(f"item {index} ({_shown(item)}) is not a name: write names only, "
+                             "for example [back, front]")
+    return [str(item) for item in items]
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:40] + "..."
+
+
 def _networks(value: object) -> object:
     if isinstance(value, list):
-        return {name: {} for name in value}
+        return {name: {} for name in _names(value)}
     if isinstance(value, dict):
         return {name: {} if item is None else item for name, item in value.items()}
     return value
@@ -262,7 +276,7 @@ def _networks(value: object) -> object:
 
 def _after(value: object) -> object:
     if isinstance(value, list):
-        return {name: Condition.HEALTHY.value for name in value}
+        return {name: Condition.HEALTHY.value for name in _names(value)}
     return value
 
 

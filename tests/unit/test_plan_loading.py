@@ -267,6 +267,20 @@ def test_after_with_an_unknown_condition_is_refused(plan_error: Refuse) -> None:
               a: {image: x}
             phases: [{name: one, services: [a]}]
          """, "project", "not a valid project name", id="bad-project"),
+        pytest.param("""
+            project: p
+            services:
+              a: {image: x, networks: [[back]]}
+            phases: [{name: one, services: [a]}]
+         """, "services.a.networks", "item 0 (['back']) is not a name", id="network-list-item"),
+        pytest.param("""
+            project: p
+            services:
+              a: {image: x}
+              b: {image: x, after: [a, {a: started}]}
+            phases: [{name: one, services: [a, b]}]
+         """, "services.b.after", "item 1 ({'a': 'started'}) is not a name",
+                     id="after-list-item"),
     ],
 )
 def test_problem_path(plan_error: Refuse, text: str, path: str, fragment: str) -> None:
