@@ -36,7 +36,7 @@ LABEL_PREFIX = "ollamatopo."
 
 
 def _check_name(value: str, what: str, pattern: re.Pattern[str] = NAME_RE) -> str:
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):  # `$` alone would let a trailing newline through
         rule = "lowercase letters, digits, '-' and '_'" if pattern is PROJECT_RE else (
             "letters, digits, '_', '.' and '-'"
         )
@@ -326,7 +326,7 @@ class LoadBalanceSpec(_Model):
         return value
 
 
-RESTART_RE = re.compile(r"^(no|always|unless-stopped|on-failure(:[0-9]+)?)$")
+RESTART_RE = re.compile(r"(no|always|unless-stopped|on-failure(:[0-9]{1,9})?)")
 
 
 class ServiceSpec(_Model):
@@ -361,7 +361,7 @@ class ServiceSpec(_Model):
     @field_validator("restart")
     @classmethod
     def _restart(cls, value: str) -> str:
-        if not RESTART_RE.match(value):
+        if not RESTART_RE.fullmatch(value):
             raise ValueError(
                 f"{value!r} is not a restart policy: use no, always, unless-stopped, "
                 "on-failure or on-failure:N"

@@ -290,6 +290,21 @@ def test_problem_path(plan_error: Refuse, text: str, path: str, fragment: str) -
     assert fragment in str(error)
 
 
+@pytest.mark.parametrize(("where", "path"), [
+    ("project: \"p\\n\"\nservices: {a: {image: x}}", "project"),
+    ("project: p\nservices: {\"a\\n\": {image: x}}", "services.a\n"),
+    ("project: p\nnetworks: {\"n\\n\": {}}\nservices: {a: {image: x}}", "networks.n\n"),
+    ("project: p\nservices: {a: {image: x, restart: \"always\\n\"}}", "services.a.restart"),
+    ("project: p\nservices: {a: {image: x, restart: \"on-failure:99999999999\"}}",
+     "services.a.restart"),
+])
+def test_a_trailing_newline_is_not_part_of_a_valid_name(plan_error: Refuse, where: str,
+                                                         path: str) -> None:
+    """Found by test_hostile_plans: `$` matches before a trailing newline."""
+    text = where + "\nphases: [{name: one, services: [a]}]\n"
+    assert path in [problem.path for problem in plan_error(text).problems]
+
+
 def test_unknown_key_lists_the_allowed_keys(plan_error: Refuse) -> None:
     error = plan_error("""
         project: p
