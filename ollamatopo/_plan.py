@@ -172,12 +172,19 @@ class TcpCheck(_Model):
     port: Port
 
 
+MAX_PATTERN = 1000
+
+
 def _regex(value: object) -> object:
     if isinstance(value, str):
+        if len(value) > MAX_PATTERN:
+            raise ValueError(f"a log pattern of {len(value)} characters is too long (at most "
+                             f"{MAX_PATTERN})")
         try:
             re.compile(value)
-        except re.error as error:
-            raise ValueError(f"{value!r} is not a regular expression: {error}") from None
+        except (re.error, RecursionError, OverflowError) as error:  # nesting, huge {n}
+            reason = str(error) or type(error).__name__
+            raise ValueError(f"{_shown(value)} is not a regular expression: {reason}") from None
     return value
 
 

@@ -305,6 +305,22 @@ def test_a_trailing_newline_is_not_part_of_a_valid_name(plan_error: Refuse, wher
     assert path in [problem.path for problem in plan_error(text).problems]
 
 
+@pytest.mark.parametrize(("pattern", "fragment"), [
+    ("(" * 500 + ")" * 500, "is not a regular expression"),
+    ("a{4294967296}", "is not a regular expression: the repetition number is too large"),
+    ("(unclosed", "is not a regular expression: missing )"),
+    ("x" * 1001, "too long"),
+])
+def test_a_log_pattern_that_cannot_compile_is_a_plan_error(plan_error: Refuse, pattern: str,
+                                                           fragment: str) -> None:
+    """Found by test_hostile_plans: RecursionError and OverflowError escaped re.compile."""
+    error = plan_error(f"project: p\nservices: {{a: {{image: x, ready: {{log: '{pattern}'}}}}}}\n"
+                       "phases: [{name: one, services: [a]}]\n")
+    (problem,) = error.problems
+    assert problem.path == "services.a.ready.log"
+    assert fragment in problem.message
+
+
 def test_unknown_key_lists_the_allowed_keys(plan_error: Refuse) -> None:
     error = plan_error("""
         project: p
