@@ -80,9 +80,18 @@ def target_of(client: docker.DockerClient, base: str) -> Target:
     """Ask the base image which Python, C library and machine it has."""
     script = ("import json, platform, sys; print(json.dumps([sys.version_info[:2], "
               "platform.libc_ver(), platform.machine()]))")
-    output = client.containers.run(base, ["python3", "-c", script], remove=True,
-                                   network_mode="none", entrypoint=[],
-                                   labels={IMAGE_LABEL: "ollamatopo-probe"})
+    container = client.containers.create(base, ["python3", "-c", script], entrypoint=[],
+                                         network_mode="none",
+                                         labels={IMAGE_LABEL: "ollamatopo-probe"})
+    try:
+        container.start()
+        code = int(container.wait(timeout=60)["StatusCode"])
+        output = container.logs(stdout=True, stderr=True)
+    finally:
+        container.remove(force=True)
+    if code != 0:
+        raise SystemExit(f"images/wheels.py: python3 in {base} exited {code}: "
+                         f"{bytes(output).decode(errors='replace')[-500:]}")
     python, (libc, libc_version), machine = json.loads(bytes(output).decode())
     if libc != "glibc":
         raise SystemExit(f"images/wheels.py: {base} has no glibc ({libc!r}): no wheels fit it")
@@ -185,7 +194,7 @@ def build(client: docker.DockerClient, tag: str = DEFAULT_TAG, base: str = DEFAU
             raise RuntimeError(f"the build of {tag} did not take its labels")
         ancestors = {str(entry["Id"]).removeprefix("sha256:")[:12]
                      for entry in client.api.history(image.id)}
-        _remove_quietly(client, [short for short in created if short not in ancestors])
+        _remove_quietly(client, [short for short in created[::-1] if short not in ancestors])
         if previous is not None and previous != image.id:
             _remove_quietly(client, [previous])
         return Built(tag, time.monotonic() - started, wheels_seconds, int(image.attrs["Size"]),
@@ -206,6 +215,7 @@ def _docker_build(client: docker.DockerClient, context: str, tag: str,
         for chunk in client.api.build(path=context, tag=tag, rm=True, forcerm=True, pull=False,
                                       buildargs=buildargs, labels=labels, decode=True):
             if "error" in chunk:
+                _remove_quietly(client, created[::-1])
                 tail = "".join(output)[-3000:]
                 raise RuntimeError(f"docker build of {tag} failed: {chunk['error']}\n{tail}")
             for line in str(chunk.get("stream", "")).splitlines():
