@@ -28,6 +28,8 @@ import pytest
 
 from tests.conftest import LABEL
 
+pytestmark = pytest.mark.docker
+
 RUN_ID = uuid.uuid4().hex[:10]
 LABELS = {"ollamatopo.test": "container-image", "ollamatopo.test-run": RUN_ID}
 STANDIN = "ollamatopo-standin:latest"
