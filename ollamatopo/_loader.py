@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import stat
 import types
 import typing
 from collections.abc import Mapping
@@ -29,6 +30,7 @@ from ollamatopo._replicas import expand_replicas
 MAX_VALUES = 200_000
 MAX_DEPTH = 64
 MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_AUX_BYTES = 1024 * 1024  # an env_file, `.env` or load balancer template
 MAX_DIGITS = 100  # an integer longer than this is no port, size or count
 
 
@@ -171,15 +173,14 @@ _StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_y
 def _read_yaml(path: Path) -> tuple[Any, dict[str, int]]:
     source = str(path)
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise PlanError(source, [PlanProblem("", "the file is larger than 4 MiB; a plan is "
-                                                     "a few kilobytes")])
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"plan file {source} not found: pass --plan FILE or set "
-                         "OLLAMATOPO_PLAN") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"cannot read plan file {source}: {error}") from None
+        text = read_text_file(path, MAX_FILE_BYTES, regular_only=False)
+    except Unreadable as error:
+        if error.missing:
+            raise UsageError(f"plan file {source} not found: pass --plan FILE or set "
+                             "OLLAMATOPO_PLAN") from None
+        if error.content:
+            raise PlanError(source, [PlanProblem("", error.reason, error.line)]) from None
+        raise UsageError(f"cannot read plan file {source}: {error.reason}") from None
     loader: _StrictLoader | None = None
     try:
         loader = _StrictLoader(text)  # the reader checks every character here, at once
@@ -248,6 +249,43 @@ def _strip_extensions(tree: dict[str, Any]) -> dict[str, Any]:
     return cleaned
 
 
+# --- files ----------------------------------------------------------------------------------
+
+
+class Unreadable(Exception):
+    """Why a file cannot be used: missing, refused by the system, or not plan-sized text."""
+
+    def __init__(self, reason: str, *, missing: bool = False, content: bool = False,
+                 line: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason, self.missing, self.content, self.line = reason, missing, content, line
+
+
+def read_text_file(path: Path, limit: int, *, regular_only: bool = True) -> str:
+    """A file's UTF-8 text, reading at most `limit` bytes: a device such as /dev/zero or a
+    huge file never fills memory. Files a plan names must be regular files (no FIFO that
+    blocks); the plan itself may come from a pipe."""
+    try:
+        if regular_only and not stat.S_ISREG(path.stat().st_mode):
+            raise Unreadable("it is not a regular file")
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except FileNotFoundError:
+        raise Unreadable("no such file", missing=True) from None
+    except OSError as error:
+        raise Unreadable(error.strerror or type(error).__name__) from None
+    except ValueError:  # a NUL character in the path
+        raise Unreadable("the file name contains a NUL character") from None
+    if len(data) > limit:
+        raise Unreadable(f"the file is larger than {limit // 1024} KiB", content=True)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise Unreadable(f"the file is not UTF-8 text (byte {data[error.start]:#04x} on line "
+                         f"{line})", content=True, line=line) from None
+
+
 # --- environment ----------------------------------------------------------------------------
 
 
@@ -256,7 +294,11 @@ def _environment(path: Path, environ: Mapping[str, str]) -> dict[str, str]:
     dotenv = path.parent / ".env"
     values: dict[str, str] = {}
     if dotenv.is_file():
-        values, bad = parse_dotenv(dotenv.read_text(encoding="utf-8"))
+        try:
+            values, bad = parse_dotenv(read_text_file(dotenv, MAX_AUX_BYTES))
+        except Unreadable as error:
+            raise PlanError(str(dotenv), [PlanProblem("", f"cannot read {dotenv}: "
+                                                          f"{error.reason}")]) from None
         if bad:
             raise PlanError(str(dotenv), [PlanProblem(f"line {n}", f"{text!r} is not KEY=value")
                                           for n, text in bad])
@@ -273,10 +315,11 @@ def _resolve_environments(plan: Plan, base: Path, env: Mapping[str, str], source
         for index, env_file in enumerate(spec.env_file):
             file_path = (base / env_file).expanduser()
             try:
-                values, bad = parse_dotenv(file_path.read_text(encoding="utf-8"))
-            except OSError as error:
+                values, bad = parse_dotenv(read_text_file(file_path, MAX_AUX_BYTES))
+            except Unreadable as error:
                 problems.append(PlanProblem(f"services.{name}.env_file[{index}]",
-                                            f"cannot read {file_path}: {error.strerror}"))
+                                            f"cannot read {_shown_path(file_path)}: "
+                                            f"{error.reason}"))
                 continue
             problems.extend(PlanProblem(f"services.{name}.env_file[{index}]",
                                         f"{file_path} line {n}: {text!r} is not KEY=value")
@@ -289,6 +332,11 @@ def _resolve_environments(plan: Plan, base: Path, env: Mapping[str, str], source
     if problems:
         raise PlanError(source, problems)
     return plan.model_copy(update={"services": services})
+
+
+def _shown_path(path: Path) -> str:
+    text = repr(str(path))[1:-1]  # control characters escaped
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _read_templates(plan: Plan, base: Path, source: str) -> dict[str, str]:
@@ -304,10 +352,10 @@ def _read_templates(plan: Plan, base: Path, source: str) -> dict[str, str]:
         where = f"services.{name}.load_balance.template"
         file_path = (base / spec.load_balance.template).expanduser()
         try:
-            text = file_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            problems.append(PlanProblem(where, f"cannot read {file_path}: "
-                                               f"{getattr(error, 'strerror', None) or error}"))
+            text = read_text_file(file_path, MAX_AUX_BYTES)
+        except Unreadable as error:
+            problems.append(PlanProblem(where, f"cannot read {_shown_path(file_path)}: "
+                                               f"{error.reason}"))
             continue
         problems.extend(PlanProblem(where, f"{file_path}: {problem}")
                         for problem in template_problems(text))

@@ -640,3 +640,43 @@ def test_unreadable_env_file_is_a_plan_error(plan_error: Refuse) -> None:
     """)
     assert [p.path for p in error.problems] == ["services.a.env_file[0]"]
     assert "cannot read" in error.problems[0].message
+
+
+@pytest.mark.parametrize(("env_file", "fragment"), [
+    ("/dev/zero", "it is not a regular file"),
+    ('"bad\\0name.env"', "the file name contains a NUL character"),
+    ("latin1.env", "the file is not UTF-8 text (byte 0xe9 on line 2)"),
+    ("huge.env", "the file is larger than 1024 KiB"),
+    (".", "it is not a regular file"),
+])
+def test_env_files_that_cannot_be_read_whole_as_text_are_plan_errors(
+        plan_error: Refuse, tmp_path: Path, env_file: str, fragment: str) -> None:
+    """Found by test_hostile_plans: non-UTF-8 and NUL names raised, /dev/zero never ended."""
+    (tmp_path / "latin1.env").write_bytes(b"A=1\nB=caf\xe9\n")
+    (tmp_path / "huge.env").write_bytes(b"A=" + b"x" * (1024 * 1024) + b"\n")
+    error = plan_error(f"""
+        project: p
+        services:
+          a: {{image: x, env_file: [{env_file}]}}
+        phases: [{{name: one, services: [a]}}]
+    """)
+    assert [p.path for p in error.problems] == ["services.a.env_file[0]"]
+    assert fragment in error.problems[0].message
+
+
+def test_a_dotenv_and_a_plan_that_are_not_utf8_are_plan_errors(write_plan: Callable[..., Path],
+                                                              tmp_path: Path) -> None:
+    from ollamatopo._loader import load_plan
+
+    plan = write_plan("project: p\nservices: {a: {image: x}}\n"
+                      "phases: [{name: one, services: [a]}]\n")
+    (tmp_path / ".env").write_bytes(b"\xff\xfeA=1\n")
+    with pytest.raises(PlanError, match=r"\.env: the file is not UTF-8 text"):
+        load_plan(plan, {})
+    (tmp_path / ".env").unlink()
+    plan.write_bytes(b"project: p\nimage: caf\xe9\n")
+    with pytest.raises(PlanError) as caught:
+        load_plan(plan, {})
+    (problem,) = caught.value.problems
+    assert (problem.line, problem.message) == (2, "the file is not UTF-8 text (byte 0xe9 on "
+                                                  "line 2)")
