@@ -296,12 +296,12 @@ def test_the_unit_is_a_notify_service_running_the_supervisor(unit: Unit) -> None
     assert command[0].startswith("/") and command[0].endswith("/python")
     assert command[1:4] == ["-m", "ollamatopo", "up"]
     assert "--supervise" in command
-    assert command[command.index("--plan") + 1] == "/etc/ollamatopo/topology.yaml"
+    assert command[command.index("--plan") + 1] == "/etc/ollamatopo/config/topology.yaml"
     # the flags are the command line's own
     from ollamatopo._cli import build_parser
 
     parsed = build_parser().parse_args(command[3:])
-    assert parsed.supervise is True and str(parsed.plan) == "/etc/ollamatopo/topology.yaml"
+    assert parsed.supervise is True and str(parsed.plan) == "/etc/ollamatopo/config/topology.yaml"
     # the install location is the container image's
     entrypoint = re.search(r'^ENTRYPOINT \["([^"]+)"', (ROOT / "Dockerfile").read_text(
         encoding="utf-8"), re.MULTILINE)
