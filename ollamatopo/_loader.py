@@ -31,6 +31,8 @@ MAX_VALUES = 200_000
 MAX_DEPTH = 64
 MAX_FILE_BYTES = 4 * 1024 * 1024
 MAX_AUX_BYTES = 1024 * 1024  # an env_file, `.env` or load balancer template
+MAX_EXPANDED_CHARS = 16 * 2**20  # paths and scalars, counted as aliases expand them
+MAX_KEY_CHARS = 256
 MAX_DIGITS = 100  # an integer longer than this is no port, size or count
 
 
@@ -211,21 +213,39 @@ def _read_yaml(path: Path) -> tuple[Any, dict[str, int]]:
 
 
 def _line_index(root: yaml.Node | None, source: str) -> dict[str, int]:
-    """Line of every path in the document, counting values as aliases expand them."""
+    """Line of every path in the document, counting values and text as aliases expand them.
+
+    Keys are plain scalars of at most MAX_KEY_CHARS: a key that is itself a tree of aliases
+    (which PyYAML's repr would expand) or a long key over a long aliased list (every path
+    repeating it) is refused before it costs anything."""
     lines: dict[str, int] = {}
-    budget = [MAX_VALUES]
+    values = [MAX_VALUES]
+    characters = [MAX_EXPANDED_CHARS]
+
+    def refuse(path: str, node: yaml.Node, what: str) -> PlanError:
+        return PlanError(source, [PlanProblem(path, what, int(node.start_mark.line) + 1)])
 
     def walk(node: yaml.Node, path: str, depth: int) -> None:
-        budget[0] -= 1
-        if budget[0] < 0 or depth > MAX_DEPTH:
-            what = "nests deeper than 64 levels" if depth > MAX_DEPTH else (
-                f"expands to more than {MAX_VALUES} values (YAML aliases?)")
-            raise PlanError(source, [PlanProblem(path, f"the document {what}",
-                                                 int(node.start_mark.line) + 1)])
+        values[0] -= 1
+        characters[0] -= len(path) + (len(node.value) if isinstance(node, yaml.ScalarNode)
+                                      else 0)
+        if depth > MAX_DEPTH:
+            raise refuse(path, node, f"the document nests deeper than {MAX_DEPTH} levels")
+        if values[0] < 0:
+            raise refuse(path, node, f"the document expands to more than {MAX_VALUES} values "
+                                     "(YAML aliases?)")
+        if characters[0] < 0:
+            raise refuse(path, node, "the document expands to more than "
+                                     f"{MAX_EXPANDED_CHARS // 2**20} MiB of text (YAML aliases?)")
         lines.setdefault(path, int(node.start_mark.line) + 1)
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
-                name = str(getattr(key, "value", "?"))
+                if not isinstance(key, yaml.ScalarNode):
+                    raise refuse(path, key, "a mapping key must be a plain scalar")
+                name = str(key.value)
+                if len(name) > MAX_KEY_CHARS:
+                    raise refuse(path, key, f"a key of {len(name)} characters is too long (at "
+                                            f"most {MAX_KEY_CHARS})")
                 walk(value, f"{path}.{name}" if path else name, depth + 1)
         elif isinstance(node, yaml.SequenceNode):
             for index, item in enumerate(node.value):

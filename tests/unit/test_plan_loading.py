@@ -509,6 +509,32 @@ def test_alias_bomb_is_refused_quickly(plan_error: Refuse) -> None:
     assert "expands to more than" in problem.message
 
 
+def _laughs(levels: int) -> str:
+    """Nine laughs, then each level nine aliases of the one before, as one flow mapping."""
+    parts = ["l0: &l0 [" + ", ".join(["lol"] * 9) + "]"]
+    parts += [f"l{n}: &l{n} [" + ", ".join([f"*l{n - 1}"] * 9) + "]" for n in range(1, levels)]
+    return "{" + ", ".join(parts) + "}"
+
+
+@pytest.mark.parametrize(("text", "fragment"), [
+    pytest.param("? " + _laughs(9) + "\n: x\nproject: p\n", "a mapping key must be a plain "
+                 "scalar", id="laughs-in-a-key"),
+    pytest.param("k: &a [" + ",".join(["1"] * 20000) + "]\n? \"" + "K" * 100_000 + "\"\n: *a\n",
+                 "a key of 100000 characters is too long", id="long-key-over-a-long-list"),
+    pytest.param("k: &a [" + ",".join(["1"] * 20000) + "]\n" + "".join(
+        f"{'  ' * n}k{'x' * 250}{n}:\n" for n in range(60)) + "  " * 60 + "v: *a\n",
+                 "expands to more than 16 MiB of text", id="long-paths-over-a-long-list"),
+])
+def test_expansion_through_keys_is_refused_quickly(plan_error: Refuse, text: str,
+                                                   fragment: str) -> None:
+    """Found by test_hostile_plans: PyYAML's repr of a key expanded its aliases, and every
+    path of an aliased list repeated a long key (gigabytes of paths)."""
+    started = time.monotonic()
+    (problem,) = plan_error(text).problems
+    assert time.monotonic() - started < 2
+    assert fragment in problem.message
+
+
 def test_deep_nesting_is_refused(plan_error: Refuse) -> None:
     (problem,) = plan_error("project: p\nservices: " + "[" * 100 + "]" * 100 + "\n").problems
     assert "nests deeper than 64 levels" in problem.message
