@@ -43,12 +43,26 @@ class Interpolation:
     unset: list[tuple[str, str]] = field(default_factory=list)  # (name, path) substituted empty
     invalid: list[tuple[str, str]] = field(default_factory=list)  # (path, text)
     used: set[str] = field(default_factory=set)
+    too_large: str | None = None  # where the substituted text went past `max_chars`
+    budget: int | None = field(default=None, repr=False)
 
 
-def interpolate(tree: Any, env: Mapping[str, str]) -> Interpolation:
-    """Substitute variables in every string value of `tree` (mapping keys are left alone)."""
-    result = Interpolation(value=None)
-    result.value = _walk(tree, env, "", result)
+class _TooLarge(Exception):
+    pass
+
+
+def interpolate(tree: Any, env: Mapping[str, str],
+                max_chars: int | None = None) -> Interpolation:
+    """Substitute variables in every string value of `tree` (mapping keys are left alone).
+
+    With `max_chars`, the text produced by substitutions is bounded: a long variable
+    repeated through YAML aliases stops at `too_large` (its path) with `value` None,
+    instead of filling memory."""
+    result = Interpolation(value=None, budget=max_chars)
+    try:
+        result.value = _walk(tree, env, "", result)
+    except _TooLarge:
+        result.value = None
     return result
 
 
@@ -96,7 +110,13 @@ def _substitute(text: str, env: Mapping[str, str], path: str, out: Interpolation
             return ""
         return value
 
-    return _PATTERN.sub(replace, text)
+    substituted = _PATTERN.sub(replace, text)
+    if out.budget is not None:
+        out.budget -= len(substituted)
+        if out.budget < 0:
+            out.too_large = path
+            raise _TooLarge
+    return substituted
 
 
 def parse_dotenv(text: str) -> tuple[dict[str, str], list[tuple[int, str]]]:

@@ -56,7 +56,12 @@ def load_plan(path: Path, environ: Mapping[str, str] | None = None,
     warnings: list[str] = []
 
     tree = _strip_extensions(tree)
-    result = interpolate(tree, env)
+    result = interpolate(tree, env, max_chars=MAX_EXPANDED_CHARS)
+    if result.too_large is not None:
+        raise PlanError(source, [PlanProblem(
+            result.too_large, f"variables expand the document past {MAX_EXPANDED_CHARS // 2**20} "
+            "MiB of text (a long value repeated through YAML aliases?)",
+            lines.get(result.too_large))])
     if result.missing:
         names = ", ".join(sorted({missing.name for missing in result.missing}))
         problems = [PlanProblem(m.path, f"${{{m.name}}}: {m.message}", lines.get(m.path))

@@ -167,3 +167,15 @@ def test_parse_dotenv_reports_bad_lines_with_their_numbers() -> None:
 def test_parse_dotenv_later_lines_win() -> None:
     values, _ = parse_dotenv("A=1\nA=2")
     assert values == {"A": "2"}
+
+
+def test_substituted_text_is_bounded() -> None:
+    """Found by test_hostile_plans: one long variable repeated through aliases (the same
+    string object many times) made a new long string at every place."""
+    value = "${BIG}"
+    result = interpolate({"a": {"b": [value] * 1000}}, {"BIG": "x" * 10_000}, max_chars=100_000)
+    assert result.value is None
+    assert result.too_large == "a.b[10]"  # ten fit exactly
+    within = interpolate({"a": [value] * 9}, {"BIG": "x" * 10_000}, max_chars=100_000)
+    assert within.too_large is None
+    assert within.value == {"a": ["x" * 10_000] * 9}

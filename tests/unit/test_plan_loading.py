@@ -535,6 +535,19 @@ def test_expansion_through_keys_is_refused_quickly(plan_error: Refuse, text: str
     assert fragment in problem.message
 
 
+def test_a_long_variable_repeated_through_aliases_is_refused(plan_error: Refuse) -> None:
+    """Found by test_hostile_plans: 100,000 copies of a 1 MB variable was 100 GB."""
+    started = time.monotonic()
+    error = plan_error("project: p\nx-v: &v \"${BIG}\"\nx-l: &l [" + ", ".join(["*v"] * 100)
+                       + "]\nservices:\n  a:\n    image: x\n    bomb: ["
+                       + ", ".join(["*l"] * 1000) + "]\n", {"BIG": "B" * 1_000_000})
+    (problem,) = error.problems
+    assert time.monotonic() - started < 2
+    assert problem.path == "services.a.bomb[0][16]"
+    assert problem.line == 2  # where the repeated value is written
+    assert "variables expand the document past 16 MiB" in problem.message
+
+
 def test_deep_nesting_is_refused(plan_error: Refuse) -> None:
     (problem,) = plan_error("project: p\nservices: " + "[" * 100 + "]" * 100 + "\n").problems
     assert "nests deeper than 64 levels" in problem.message
