@@ -26,10 +26,12 @@ from ollamatopo._interpolate import interpolate, parse_dotenv
 from ollamatopo._plan import Plan, ServiceSpec, check_references
 from ollamatopo._replicas import expand_replicas
 
-# A plan is a few hundred values; aliases that expand past this are an attack or a mistake.
-MAX_VALUES = 200_000
+# A plan is a few hundred values; past these limits it is an attack or a mistake, and
+# loading stays within about a second and a few hundred megabytes.
+MAX_VALUES = 200_000  # as aliases expand them
 MAX_DEPTH = 64
-MAX_FILE_BYTES = 4 * 1024 * 1024
+MAX_WRITTEN_VALUES = 20_000  # as written, before aliases
+MAX_FILE_BYTES = 512 * 1024
 MAX_AUX_BYTES = 1024 * 1024  # an env_file, `.env` or load balancer template
 MAX_EXPANDED_CHARS = 16 * 2**20  # paths and scalars, counted as aliases expand them
 MAX_KEY_CHARS = 256
@@ -114,6 +116,18 @@ class _StrictLoader(yaml.SafeLoader):
     value its constructors cannot build (a 5000-digit number, February 30th) into a YAML
     error at that value's line."""
 
+    written = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        """Count values as they are parsed: the pure-Python parser takes some 40 µs a value,
+        so a file of a quarter million tiny values is refused after MAX_WRITTEN_VALUES."""
+        self.written += 1
+        if self.written > MAX_WRITTEN_VALUES:
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise _Oversized(f"the document has more than {MAX_WRITTEN_VALUES} values; a plan "
+                             "has a few hundred", mark)
+        return super().compose_node(parent, index)
+
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep)
@@ -128,6 +142,12 @@ class _StrictLoader(yaml.SafeLoader):
                 None, None, f"a number with more than {MAX_DIGITS} digits is not a plan value",
                 node.start_mark)
         return int(super().construct_yaml_int(node))
+
+
+class _Oversized(yaml.YAMLError):
+    def __init__(self, problem: str, mark: Any) -> None:
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
 
 
 def _excerpt(node: yaml.Node) -> str:
@@ -207,7 +227,9 @@ def _read_yaml(path: Path) -> tuple[Any, dict[str, int]]:
         mark = getattr(error, "problem_mark", None)
         line = int(mark.line) + 1 if mark is not None else None
         problem = getattr(error, "problem", None) or str(error)
-        raise PlanError(source, [PlanProblem("", f"not valid YAML: {problem}", line)]) from None
+        if not isinstance(error, _Oversized):
+            problem = f"not valid YAML: {problem}"
+        raise PlanError(source, [PlanProblem("", problem, line)]) from None
     finally:
         if loader is not None:
             loader.dispose()
