@@ -40,43 +40,56 @@ class DependencyGraph:
         return DependencyGraph(flipped)
 
     def find_cycle(self) -> list[str] | None:
-        """A cycle as a list of services (first repeated at the end), or None."""
+        """A cycle as a list of services (first repeated at the end), or None.
+
+        Depth-first without recursion: a chain of thousands of `after:` is no RecursionError."""
         state: dict[str, int] = {}  # 1: on the current path, 2: done
-        stack: list[str] = []
-
-        def visit(node: str) -> list[str] | None:
-            state[node] = 1
-            stack.append(node)
-            for dependency in self.dependencies.get(node, {}):
-                if state.get(dependency) == 1:
-                    return [*stack[stack.index(dependency):], dependency]
-                if dependency in self.dependencies and dependency not in state:
-                    found = visit(dependency)
-                    if found:
-                        return found
-            stack.pop()
-            state[node] = 2
-            return None
-
-        for node in self.dependencies:
-            if node not in state:
-                cycle = visit(node)
-                if cycle:
-                    return cycle
+        for root in self.dependencies:
+            if root in state:
+                continue
+            state[root] = 1
+            path = [root]
+            pending = [iter(self.dependencies[root])]
+            while pending:
+                dependency = next(pending[-1], None)
+                if dependency is None:
+                    state[path.pop()] = 2
+                    pending.pop()
+                elif state.get(dependency) == 1:
+                    return [*path[path.index(dependency):], dependency]
+                elif dependency in self.dependencies and dependency not in state:
+                    state[dependency] = 1
+                    path.append(dependency)
+                    pending.append(iter(self.dependencies[dependency]))
         return None
 
     def topological_order(self) -> list[str]:
-        """Dependencies before dependents; ties keep plan order. The graph must be acyclic."""
+        """Dependencies before dependents; ties keep plan order. The graph must be acyclic.
+
+        In rounds: each round takes, in plan order, every node whose dependencies are all
+        placed. Linear in the edges (a chain of thousands is no quadratic scan)."""
+        position = {node: index for index, node in enumerate(self.dependencies)}
+        waiting = {node: len(deps) for node, deps in self.dependencies.items()}
+        dependents: dict[str, list[str]] = {node: [] for node in self.dependencies}
+        for node, deps in self.dependencies.items():
+            for dependency in deps:
+                if dependency in dependents:
+                    dependents[dependency].append(node)
         order: list[str] = []
-        placed: set[str] = set()
-        remaining = list(self.dependencies)
-        while remaining:
-            ready = [n for n in remaining if all(d in placed for d in self.dependencies[n])]
-            if not ready:
-                raise ValueError(f"dependency cycle among {remaining}")
+        ready = [node for node, count in waiting.items() if count == 0]
+        while ready:
             order.extend(ready)
-            placed.update(ready)
-            remaining = [n for n in remaining if n not in placed]
+            released = []
+            for node in ready:
+                for dependent in dependents[node]:
+                    waiting[dependent] -= 1
+                    if waiting[dependent] == 0:
+                        released.append(dependent)
+            ready = sorted(released, key=position.__getitem__)
+        if len(order) < len(self.dependencies):
+            placed = set(order)
+            remaining = [node for node in self.dependencies if node not in placed]
+            raise ValueError(f"dependency cycle among {remaining}")
         return order
 
     def critical_path(self, durations: Mapping[str, float]) -> tuple[list[str], float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ollamatopo._graph import DependencyGraph
@@ -148,3 +150,24 @@ def test_reversed_drops_edges_to_unknown_nodes() -> None:
 
 def test_reversed_twice_restores_the_edges_of_a_healthy_graph() -> None:
     assert SHOP.reversed().reversed().dependencies == SHOP.dependencies
+
+
+# --- long chains (found by test_hostile_plans) ----------------------------------------------
+
+
+def chain(length: int, *, closed: bool = False) -> DependencyGraph:
+    """s0 waits for s1, which waits for s2, ...; closed: the last waits for s0."""
+    last = {"s0": HEALTHY} if closed else {}
+    return graph(**{f"s{i}": {f"s{i + 1}": HEALTHY} if i < length - 1 else last
+                    for i in range(length)})
+
+
+def test_a_chain_of_thousands_has_no_recursion_limit_and_takes_no_quadratic_time() -> None:
+    started = time.monotonic()
+    long = chain(20_000)
+    assert long.find_cycle() is None
+    assert long.topological_order() == [f"s{i}" for i in reversed(range(20_000))]
+    assert long.critical_path({})[1] == 20_000.0
+    cycle = chain(20_000, closed=True).find_cycle()
+    assert cycle is not None and len(cycle) == 20_001
+    assert time.monotonic() - started < 2
