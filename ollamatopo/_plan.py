@@ -404,11 +404,14 @@ class PhaseSpec(_Model):
     services: list[str]
 
 
+MAX_SERVICES = 1000  # containers of one plan, replicas counted
+
+
 class Plan(_Model):
     project: str
     networks: dict[str, NetworkSpec] = {}
     volumes: dict[str, VolumeSpec] = {}
-    services: dict[str, ServiceSpec]
+    services: Annotated[dict[str, ServiceSpec], Field(max_length=MAX_SERVICES)]
     phases: list[PhaseSpec]
 
     @field_validator("project")
@@ -464,6 +467,7 @@ def check_references(plan: Plan) -> list[PlanProblem]:
             except ValueError as error:
                 add(PlanProblem(f"{kind}s.{name}", str(error)))
 
+    suggest = _Hints()
     seen_phase: dict[str, str] = {}
     phase_names: set[str] = set()
     for index, phase in enumerate(plan.phases):
@@ -474,7 +478,7 @@ def check_references(plan: Plan) -> list[PlanProblem]:
         for position, service in enumerate(phase.services):
             place = f"{where}.services[{position}]"
             if service not in plan.services:
-                hint = _suggest(service, plan.services)
+                hint = suggest(service, plan.services)
                 add(PlanProblem(place, f"unknown service {service!r}{hint}"))
             elif service in seen_phase:
                 add(PlanProblem(place, f"service {service!r} is already in phase "
@@ -487,35 +491,36 @@ def check_references(plan: Plan) -> list[PlanProblem]:
                                                 "services of one of the phases"))
 
     for name, spec in plan.services.items():
-        problems.extend(_service_references(plan, name, spec))
+        problems.extend(_service_references(plan, name, spec, suggest))
     problems.extend(_host_port_conflicts(plan))
     return problems
 
 
-def _service_references(plan: Plan, name: str, spec: ServiceSpec) -> Iterator[PlanProblem]:
+def _service_references(plan: Plan, name: str, spec: ServiceSpec,
+                        suggest: _Hints) -> Iterator[PlanProblem]:
     where = f"services.{name}"
     for network in spec.networks:
         if network not in plan.networks:
             yield PlanProblem(f"{where}.networks.{network}",
-                              f"unknown network {network!r}{_suggest(network, plan.networks)}; "
+                              f"unknown network {network!r}{suggest(network, plan.networks)}; "
                               "declare it under the top-level networks")
     for index, mount in enumerate(spec.volumes):
         if mount.named and mount.source not in plan.volumes:
             yield PlanProblem(f"{where}.volumes[{index}]",
                               f"unknown volume {mount.source!r}"
-                              f"{_suggest(mount.source, plan.volumes)}; declare it under the "
+                              f"{suggest(mount.source, plan.volumes)}; declare it under the "
                               "top-level volumes, or write ./path for a bind mount")
     for dependency in spec.after or {}:
         if dependency not in plan.services:
             yield PlanProblem(f"{where}.after.{dependency}",
                               f"unknown service {dependency!r}"
-                              f"{_suggest(dependency, plan.services)}")
+                              f"{suggest(dependency, plan.services)}")
         elif dependency == name:
             yield PlanProblem(f"{where}.after.{dependency}", "a service cannot wait for itself")
     for backend in spec.load_balance.backends if spec.load_balance else {}:
         if backend not in plan.services:
             yield PlanProblem(f"{where}.load_balance.backends.{backend}",
-                              f"unknown service {backend!r}{_suggest(backend, plan.services)}")
+                              f"unknown service {backend!r}{suggest(backend, plan.services)}")
         elif backend == name:
             yield PlanProblem(f"{where}.load_balance.backends.{backend}",
                               "a load balancer cannot be its own backend")
@@ -543,8 +548,18 @@ def _host_port_conflicts(plan: Plan) -> Iterator[PlanProblem]:
                 bound.append((name, port.host_ip))
 
 
-def _suggest(name: str, known: Mapping[str, Any] | list[str]) -> str:
-    import difflib
+class _Hints:
+    """"did you mean" for the first few unknown names of a plan only: difflib over a
+    thousand names takes milliseconds, and a hostile plan has thousands of unknown names."""
 
-    close = difflib.get_close_matches(name, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    def __init__(self, budget: int = 20) -> None:
+        self.budget = budget
+
+    def __call__(self, name: str, known: Mapping[str, Any] | list[str]) -> str:
+        if self.budget <= 0:
+            return ""
+        self.budget -= 1
+        import difflib
+
+        close = difflib.get_close_matches(name, list(known), n=1)
+        return f" (did you mean {close[0]!r}?)" if close else ""

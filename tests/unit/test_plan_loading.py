@@ -564,6 +564,45 @@ def test_files_that_would_take_seconds_to_parse_are_refused(plan_error: Refuse, 
     assert fragment in problem.message
 
 
+def _services(count: int, spec: str = "{image: x}") -> str:
+    return "".join(f"  s{i}: {spec}\n" for i in range(count))
+
+
+@pytest.mark.parametrize(("text", "path", "fragment"), [
+    pytest.param("project: p\nservices:\n" + _services(1001) + "phases: []\n", "services",
+                 "at most 1000 items", id="services"),
+    pytest.param("project: p\nservices:\n" + _services(100, "{image: x, replicas: 500}")
+                 + "phases: [{name: one, services: [" + ", ".join(f"s{i}" for i in range(100))
+                 + "]}]\n", "services", "asks for 50000 containers with its replicas; at most "
+                 "1000", id="replicas"),
+])
+def test_at_most_a_thousand_containers(plan_error: Refuse, text: str, path: str,
+                                       fragment: str) -> None:
+    """Found by test_hostile_plans: 500 replicas of 100 services took 15 s to expand, and
+    two phases of thousands of services were millions of default dependencies."""
+    started = time.monotonic()
+    (problem,) = plan_error(text).problems
+    assert time.monotonic() - started < 2
+    assert (problem.path, fragment in problem.message) == (path, True), problem
+
+
+def test_thousands_of_unknown_names_are_reported_quickly(plan_error: Refuse) -> None:
+    """Found by test_hostile_plans: a "did you mean" for each of thousands of unknown names
+    (difflib over every known one) took half a minute; the first twenty get one."""
+    started = time.monotonic()
+    error = plan_error("project: p\nservices:\n" + _services(999, "{image: x, imgae: y}")
+                       + "phases: [{name: one, services: [" + ", ".join(
+                           f"t{i}" for i in range(3000)) + "]}]\n")
+    assert time.monotonic() - started < 2
+    assert len(error.problems) == 999
+    assert sum("did you mean 'image'?" in p.message for p in error.problems) == 20
+    error = plan_error("project: p\nservices:\n" + _services(999) + "phases: [{name: one, "
+                       "services: [" + ", ".join(f"s{i}x" for i in range(3000)) + "]}]\n")
+    assert time.monotonic() - started < 4
+    assert len(error.problems) == 3000 + 999
+    assert sum("did you mean" in p.message for p in error.problems) == 20
+
+
 def test_deep_nesting_is_refused(plan_error: Refuse) -> None:
     (problem,) = plan_error("project: p\nservices: " + "[" * 100 + "]" * 100 + "\n").problems
     assert "nests deeper than 64 levels" in problem.message
