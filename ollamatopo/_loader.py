@@ -384,6 +384,10 @@ def _resolve_environments(plan: Plan, base: Path, env: Mapping[str, str], source
             problems.extend(PlanProblem(f"services.{name}.env_file[{index}]",
                                         f"{file_path} line {n}: {text!r} is not KEY=value")
                             for n, text in bad)
+            problems.extend(PlanProblem(f"services.{name}.env_file[{index}]",
+                                        f"{file_path}: the value of {key} contains a NUL "
+                                        "character") for key, value in values.items()
+                            if "\x00" in value)
             merged.update(values)
         for key, value in spec.environment.items():
             merged[key] = value if value is not None else env.get(key)

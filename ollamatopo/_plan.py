@@ -11,11 +11,13 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
+import unicodedata
 from collections.abc import Iterator, Mapping
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -96,6 +98,27 @@ def _key_values(value: object) -> object:
 
 
 KeyValues = Annotated[dict[str, str | None], BeforeValidator(_key_values)]
+
+
+def control_characters(text: str) -> bool:
+    """Whether `text` holds a character that has no business in a name: C0 and C1 controls,
+    DEL, and the invisible format characters (bidi overrides, zero widths)."""
+    return any(unicodedata.category(character) in ("Cc", "Cf", "Cs") for character in text)
+
+
+def _environment_names(value: dict[str, str | None]) -> dict[str, str | None]:
+    """Names the engine and a shell take: not empty, no `=` (it would split the name), no
+    control characters; values without NUL (no process can receive one)."""
+    for key, text in value.items():
+        if not key or "=" in key or control_characters(key):
+            raise ValueError(f"{_shown(key)} is not an environment variable name: use letters, "
+                             "digits and _, without '=' or control characters")
+        if text is not None and "\x00" in text:
+            raise ValueError(f"the value of {key} contains a NUL character")
+    return value
+
+
+Environment = Annotated[KeyValues, AfterValidator(_environment_names)]
 
 
 class _Model(BaseModel):
@@ -340,7 +363,7 @@ class ServiceSpec(_Model):
     image: str = Field(min_length=1)
     command: Argv | None = None
     entrypoint: Argv | None = None
-    environment: KeyValues = {}
+    environment: Environment = {}
     env_file: Annotated[list[str], BeforeValidator(_string_list)] = []
     ports: list[Annotated[PortBinding, BeforeValidator(parse_port)]] = []
     volumes: list[Annotated[VolumeMount, BeforeValidator(_volume_mount)]] = []

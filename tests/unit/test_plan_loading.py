@@ -774,3 +774,36 @@ def test_a_dotenv_and_a_plan_that_are_not_utf8_are_plan_errors(write_plan: Calla
     (problem,) = caught.value.problems
     assert (problem.line, problem.message) == (2, "the file is not UTF-8 text (byte 0xe9 on "
                                                   "line 2)")
+
+
+@pytest.mark.parametrize(("environment", "fragment"), [
+    ("{'A=B': x}", "'A=B' is not an environment variable name"),
+    ("['=x']", "'' is not an environment variable name"),
+    ("{\"A\\tB\": x}", "'A\\tB' is not an environment variable name"),
+    ("{\"\\u202eA\": x}", "is not an environment variable name"),
+    ("{A: \"x\\0y\"}", "the value of A contains a NUL character"),
+])
+def test_environment_names_the_engine_would_split_or_mangle_are_refused(
+        plan_error: Refuse, environment: str, fragment: str) -> None:
+    """Found by test_hostile_plans: `A=B: x` reached the engine as A with the value B=x."""
+    error = plan_error(f"""
+        project: p
+        services:
+          a: {{image: x, environment: {environment}}}
+        phases: [{{name: one, services: [a]}}]
+    """)
+    assert [p.path for p in error.problems] == ["services.a.environment"]
+    assert fragment in error.problems[0].message
+    assert "x\0y" not in str(error)
+
+
+def test_a_nul_in_an_env_file_value_is_refused(plan_error: Refuse, tmp_path: Path) -> None:
+    (tmp_path / "a.env").write_bytes(b"A=x\x00y\n")
+    error = plan_error("""
+        project: p
+        services:
+          a: {image: x, env_file: a.env}
+        phases: [{name: one, services: [a]}]
+    """)
+    assert [p.path for p in error.problems] == ["services.a.env_file[0]"]
+    assert "the value of A contains a NUL character" in error.problems[0].message
