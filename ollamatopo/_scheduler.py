@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import anyio
+import tenacity
 
 from ollamatopo._admission import Capacity, admit, clamp
 from ollamatopo._container_config import (
@@ -53,6 +54,7 @@ from ollamatopo._watch import ContainerWatch, watch_containers
 
 LOG_TAIL = 20
 DRAIN_S = 1.0
+NETWORK_RETRY_S = 5.0
 
 
 def new_run_id() -> str:
@@ -432,10 +434,9 @@ class _Run:
             async with anyio.create_task_group() as group:
                 for container_id in containers:
                     group.start_soon(self.engine.remove_container, container_id)
-            for network in networks:
-                await self.engine.remove_network(network)
+            removed = await remove_networks(self.engine, networks, self.recorder)
             self.recorder.emit("rolled back", containers=len(containers),
-                               networks=len(networks))
+                               networks=len(removed))
 
 
 async def up(engine: Engine, loaded: LoadedPlan, options: UpOptions,
@@ -513,6 +514,30 @@ def _report_phases(recorder: RunRecorder) -> None:
 # --- down -----------------------------------------------------------------------------------
 
 
+async def remove_networks(engine: Engine, networks: list[str],
+                          recorder: RunRecorder) -> list[str]:
+    """Remove each network; the ones removed. Docker 20.10 may count the endpoints of just
+    removed containers for a while (moby/moby#42119): such a removal is retried for
+    NETWORK_RETRY_S, then the network is kept with a warning instead of failing the run."""
+    removed = []
+    for network in networks:
+        retrying = tenacity.AsyncRetrying(
+            sleep=anyio.sleep, reraise=True, stop=tenacity.stop_after_delay(NETWORK_RETRY_S),
+            wait=tenacity.wait_exponential(multiplier=0.1, max=1.0),
+            retry=tenacity.retry_if_exception(
+                lambda error: "active endpoints" in str(error)))
+        try:
+            await retrying(engine.remove_network, network)
+        except EngineError as error:
+            recorder.emit("network kept", level="warning", network=network, error=str(error),
+                          fix="the engine still counts endpoints on it: restart dockerd, "
+                              "then run down again")
+            continue
+        removed.append(network)
+    return removed
+
+
+
 @dataclass(frozen=True)
 class DownResult:
     containers: list[str]
@@ -549,11 +574,9 @@ async def down(engine: Engine, project: str, *, volumes: bool,
     await traverse(graph, stop, required=lambda _: False, on_failure=on_failure)
     if not remove:
         return DownResult([], [], [])
-    networks = []
-    for network in snapshot.networks:
-        await engine.remove_network(network.id)
-        networks.append(network.name)
-        recorder.emit("network removed", network=network.name)
+    networks = await remove_networks(engine, [n.name for n in snapshot.networks], recorder)
+    for name in networks:
+        recorder.emit("network removed", network=name)
     removed_volumes = []
     if volumes:
         for volume in snapshot.volumes:
