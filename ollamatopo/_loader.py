@@ -222,10 +222,11 @@ def _read_yaml(path: Path) -> tuple[Any, dict[str, int]]:
             raise PlanError(source, [PlanProblem("", error.reason, error.line)]) from None
         raise UsageError(f"cannot read plan file {source}: {error.reason}") from None
     loader: _StrictLoader | None = None
+    positions: dict[tuple[int, int], str] = {}  # where a value or key starts -> its path
     try:
         loader = _StrictLoader(text)  # the reader checks every character here, at once
         node = loader.get_single_node()
-        lines = _line_index(node, source)
+        lines = _line_index(node, source, positions)
         tree = loader.construct_document(node) if node is not None else None
     except RecursionError:
         raise PlanError(source, [PlanProblem("", "the document nests too deep to be a plan")]) \
@@ -242,7 +243,8 @@ def _read_yaml(path: Path) -> tuple[Any, dict[str, int]]:
         problem = getattr(error, "problem", None) or str(error)
         if not isinstance(error, _Oversized):
             problem = f"not valid YAML: {problem}"
-        raise PlanError(source, [PlanProblem("", problem, line)]) from None
+        where = positions.get((mark.line, mark.column), "") if mark is not None else ""
+        raise PlanError(source, [PlanProblem(where, problem, line)]) from None
     finally:
         if loader is not None:
             loader.dispose()
@@ -252,8 +254,11 @@ def _read_yaml(path: Path) -> tuple[Any, dict[str, int]]:
     return tree, lines
 
 
-def _line_index(root: yaml.Node | None, source: str) -> dict[str, int]:
-    """Line of every path in the document, counting values and text as aliases expand them.
+def _line_index(root: yaml.Node | None, source: str,
+                positions: dict[tuple[int, int], str]) -> dict[str, int]:
+    """Line of every path in the document, counting values and text as aliases expand them;
+    `positions` gets the path of each value and key by where it starts (for the errors of
+    constructing the document, which carry only that).
 
     Keys are plain scalars of at most MAX_KEY_CHARS: a key that is itself a tree of aliases
     (which PyYAML's repr would expand) or a long key over a long aliased list (every path
@@ -278,6 +283,7 @@ def _line_index(root: yaml.Node | None, source: str) -> dict[str, int]:
             raise refuse(path, node, "the document expands to more than "
                                      f"{MAX_EXPANDED_CHARS // 2**20} MiB of text (YAML aliases?)")
         lines.setdefault(path, int(node.start_mark.line) + 1)
+        positions.setdefault((node.start_mark.line, node.start_mark.column), path)
         if isinstance(node, yaml.MappingNode):
             for key, value in node.value:
                 if not isinstance(key, yaml.ScalarNode):
@@ -286,7 +292,9 @@ def _line_index(root: yaml.Node | None, source: str) -> dict[str, int]:
                 if len(name) > MAX_KEY_CHARS:
                     raise refuse(path, key, f"a key of {len(name)} characters is too long (at "
                                             f"most {MAX_KEY_CHARS})")
-                walk(value, f"{path}.{name}" if path else name, depth + 1)
+                child = f"{path}.{name}" if path else name
+                positions.setdefault((key.start_mark.line, key.start_mark.column), child)
+                walk(value, child, depth + 1)
         elif isinstance(node, yaml.SequenceNode):
             for index, item in enumerate(node.value):
                 walk(item, f"{path}[{index}]", depth + 1)

@@ -434,7 +434,7 @@ def test_duplicate_keys_are_refused(plan_error: Refuse) -> None:
         phases: [{name: one, services: [a]}]
     """)
     (problem,) = error.problems
-    assert problem.path == ""
+    assert problem.path == "services.a"
     assert "duplicate key 'a' (first at line 3)" in problem.message
     assert problem.line == 4
 
@@ -469,7 +469,7 @@ def test_a_value_yaml_cannot_build_is_a_plan_error(plan_error: Refuse, value: st
     (problem,) = plan_error(f"project: p\nservices:\n  a: {{image: x, hostname: {value}}}\n"
                             ).problems
     assert fragment in problem.message
-    assert problem.line == 3
+    assert (problem.path, problem.line) == ("services.a.hostname", 3)
 
 
 @pytest.mark.parametrize("text", ["", "- a\n- b\n", "just text\n"])
