@@ -173,6 +173,7 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
     of several merged mappings the first listed wins, as YAML's merge key says."""
     merged: dict[Any, Any] = {}
     mapping: dict[Any, Any] = {}
+    first: dict[Any, tuple[Any, int]] = {}  # key -> (the key as first written, its line)
     for key_node, value_node in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
             _merge_into(merged, loader.construct_object(value_node, deep=True), key_node)
@@ -182,9 +183,13 @@ def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[An
             raise yaml.constructor.ConstructorError(
                 None, None, "a mapping key must be a plain scalar", key_node.start_mark)
         if key in mapping:
+            written, line = first[key]
+            same = type(written) is type(key)  # 1 == True == 1.0 in a Python dict
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first at line "
-                f"{_key_line(node, key)})", key_node.start_mark)
+                None, None, f"duplicate key {key!r} (first at line {line})" if same else
+                f"the keys {written!r} (line {line}) and {key!r} are one key to Python: write "
+                "keys in quotes", key_node.start_mark)
+        first[key] = (key, int(key_node.start_mark.line) + 1)
         mapping[key] = loader.construct_object(value_node, deep=True)
     return {**merged, **mapping}
 
@@ -197,13 +202,6 @@ def _merge_into(merged: dict[Any, Any], value: Any, mark_node: yaml.Node) -> Non
                 None, None, "`<<` merges mappings only", mark_node.start_mark)
         for key, item in source.items():
             merged.setdefault(key, item)
-
-
-def _key_line(node: yaml.MappingNode, key: object) -> int:
-    for key_node, _ in node.value:
-        if getattr(key_node, "value", None) == str(key):
-            return int(key_node.start_mark.line) + 1
-    return 0
 
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)

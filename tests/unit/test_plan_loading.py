@@ -321,6 +321,15 @@ def test_a_log_pattern_that_cannot_compile_is_a_plan_error(plan_error: Refuse, p
     assert fragment in problem.message
 
 
+def test_keys_python_takes_as_one_are_refused(plan_error: Refuse) -> None:
+    """Found by test_hostile_plans: {1: x, true: y} kept only one of them, and the error
+    said "duplicate key True (first at line 0)"."""
+    (problem,) = plan_error("project: p\nx: {1: x, true: y}\n").problems
+    assert (problem.path, problem.line) == ("x.true", 2)
+    assert problem.message == ("not valid YAML: the keys 1 (line 2) and True are one key to "
+                               "Python: write keys in quotes")
+
+
 def test_unknown_key_lists_the_allowed_keys(plan_error: Refuse) -> None:
     error = plan_error("""
         project: p
