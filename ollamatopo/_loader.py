@@ -452,6 +452,9 @@ def _validate(tree: Any, source: str, lines: dict[str, int]) -> Plan:
 
 
 def _loc_path(loc: tuple[int | str, ...]) -> str:
+    if loc and loc[-1] == "[key]":  # pydantic's place for a bad key: (..., key, "[key]")
+        parent = _loc_path(loc[:-2])
+        return f"{parent}.{loc[-2]}" if parent else str(loc[-2])
     path = ""
     for part in loc:
         if isinstance(part, int):
@@ -472,6 +475,8 @@ def _message(item: Any, hints: list[int]) -> str:
         return f"unknown key {key!r}: {hint}allowed here: {', '.join(sorted(allowed))}"
     if kind == "missing":
         return "required key is missing"
+    if item["loc"] and item["loc"][-1] == "[key]":
+        return f"the key {item['loc'][-2]!r} must be text: write it in quotes"
     message = str(item["msg"])
     return message.removeprefix("Value error, ")
 

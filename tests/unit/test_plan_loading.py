@@ -321,6 +321,21 @@ def test_a_log_pattern_that_cannot_compile_is_a_plan_error(plan_error: Refuse, p
     assert fragment in problem.message
 
 
+def test_a_key_that_is_not_text_is_named_at_its_path(plan_error: Refuse) -> None:
+    """Found by test_hostile_plans: the path read `services[1].[key]`."""
+    error = plan_error("""
+        project: p
+        services:
+          a: {image: x, environment: {1: x, 2: y}}
+          1: {image: x}
+        phases: [{name: one, services: [a]}]
+    """)
+    assert sorted((p.path, p.message, p.line) for p in error.problems) == [
+        ("services.1", "the key 1 must be text: write it in quotes", 5),
+        ("services.a.environment.1", "the key 1 must be text: write it in quotes", 4),
+        ("services.a.environment.2", "the key 2 must be text: write it in quotes", 4)]
+
+
 def test_keys_python_takes_as_one_are_refused(plan_error: Refuse) -> None:
     """Found by test_hostile_plans: {1: x, true: y} kept only one of them, and the error
     said "duplicate key True (first at line 0)"."""
