@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench._stats import ratio
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -125,8 +127,22 @@ def render_seed(result: Mapping[str, Any]) -> str:
          f"max {probes['max']}, total {probes['total']}"),
         ("down --volumes", _down(result), ""),
     ]
-    return "\n".join([_heading("seed topology under ollamatopo (10 stand-ins, delays 1-4 s)"),
-                      table(rows), "", table(summary)])
+    warm = result.get("warm")
+    if isinstance(warm, Mapping) and "all_ready_s" in warm:
+        warm_over = warm.get("over_bound_s")
+        summary += [
+            ("warm run (history of the cold run): all ready", seconds(warm["all_ready_s"]),
+             f"{times(warm.get('ratio_to_bound'))} of the bound, "
+             f"{'+' if isinstance(warm_over, float) and warm_over >= 0 else ''}"
+             f"{seconds(warm_over)}; target within +0.5 s: "
+             + (verdict(warm_over <= 0.5) if isinstance(warm_over, float) else "-")),
+            ("warm run: detection latency",
+             f"median {millis(warm['detection'].get('median'))}",
+             f"worst {millis(warm['detection'].get('worst'))}; "
+             f"probes median {warm['probes_per_service']['median']}"),
+        ]
+    return "\n".join([_heading("seed topology under ollamatopo (10 stand-ins, delays 1-4 s): "
+                               "cold run"), table(rows), "", table(summary)])
 
 
 def render_compose(result: Mapping[str, Any], seed: Mapping[str, Any] | None) -> str:
@@ -136,15 +152,18 @@ def render_compose(result: Mapping[str, Any], seed: Mapping[str, Any] | None) ->
     if failed:
         return failed
     ours = (seed or {}).get("all_ready_s")
+    warm = ((seed or {}).get("warm") or {})
     rows: list[tuple[str, ...]] = [("run", "all ready", "up exited", "ollamatopo faster by",
-                                    "target")]
-    rows.append(("ollamatopo (seed run)", seconds(ours),
-                 seconds((seed or {}).get("up_exit_s")), "", ""))
+                                    "target", "warm run faster by")]
+    rows.append(("ollamatopo (seed run, cold)", seconds(ours),
+                 seconds((seed or {}).get("up_exit_s")), "", "", ""))
+    rows.append(("ollamatopo (seed run, warm)", seconds(warm.get("all_ready_s")),
+                 seconds(warm.get("up_exit_s")), "", "", ""))
     targets = {"seed": 2.5, "1s": 1.0}
     for variant, run in result.get("runs", {}).items():
         label = f"compose, {run.get('description', variant)}"
         if "error" in run:
-            rows.append((label, "not measured", short(run["error"]), "", ""))
+            rows.append((label, "not measured", short(run["error"]), "", "", ""))
             continue
         speedup = run.get("speedup")
         goal = targets.get(variant)
@@ -152,7 +171,8 @@ def render_compose(result: Mapping[str, Any], seed: Mapping[str, Any] | None) ->
                      times(speedup),
                      f"{'>=' if variant == 'seed' else '>'} {goal:g}x: "
                      + (verdict(speedup >= goal if variant == "seed" else speedup > goal)
-                        if isinstance(speedup, float) and goal else "-")))
+                        if isinstance(speedup, float) and goal else "-"),
+                     times(ratio(run.get("all_ready_s"), warm.get("all_ready_s")))))
     return "\n".join([_heading(f"peers: {name}"), table(rows)])
 
 

@@ -54,37 +54,50 @@ def loopback_targets(ports: Mapping[str, int]) -> list[Target]:
 
 def run_seed(engine: Engine, image: str, topology: SeedTopology | None = None,
              delays: Mapping[str, float] = SEED_DELAYS) -> dict[str, Any]:
+    """A cold run (no history), then a warm one: the same plan and state directory, so
+    ollamatopo knows each service's start-to-ready seconds from the cold run, as it does
+    on a host that brings its topology up again. The cold run is the headline."""
     topology = topology or load_seed()
     samples = measure_latency(engine, image, free_ports(1)[0])
     latency = median(sample.ready_s for sample in samples) or 0.0
     bound = compute_bound(topology.dependencies(),
                           [members for _, members in topology.phases], delays, latency)
-    ports = seed_ports(topology)
     project = f"bench-seed-{engine.session}"
     with tempfile.TemporaryDirectory(prefix="ollamatopo-bench-") as folder:
         root = Path(folder)
-        plan_path = root / "seed.yaml"
-        plan = seed_plan(topology, project=project, image=image, ports=ports,
-                         labels=engine.labels(), delays=delays)
-        plan_path.write_text(yaml.safe_dump(plan, sort_keys=False), encoding="utf-8")
-        report_path = root / "report.json"
-        env = _child.ollamatopo_env(root / "state")
-        try:
-            poller = ReadinessPoller(loopback_targets(ports), gated=True)
-            with poller, engine.watch_starts(poller.open_gate):
-                up = _child.run(_child.ollamatopo_argv(
-                    "up", "--plan", str(plan_path), "--log-format", "json",
-                    "--report", str(report_path)), env=env, timeout_s=READY_TIMEOUT_S + 60)
-                poller.wait(0 if up.exit_code else READY_TIMEOUT_S)
-            if up.exit_code != 0:
-                raise BenchError(f"ollamatopo up exited {up.exit_code}:\n{up.tail()}")
-            actual = engine.ready_times()
-            report = _read_json(report_path)
-            down = _child.run(_child.ollamatopo_argv("down", "--plan", str(plan_path),
-                                                     "--volumes", "--log-format", "json"),
-                              env=env, timeout_s=120)
-        finally:
-            engine.sweep()
+        cold = _one_seed_run(engine, image, topology, delays, root, project, "cold",
+                             samples, bound)
+        warm = _one_seed_run(engine, image, topology, delays, root, project, "warm",
+                             samples, bound)
+    return {**cold, "warm": warm}
+
+
+def _one_seed_run(engine: Engine, image: str, topology: SeedTopology,
+                  delays: Mapping[str, float], root: Path, project: str, label: str,
+                  samples: Sequence[Latency], bound: Bound) -> dict[str, Any]:
+    ports = seed_ports(topology)
+    plan_path = root / f"seed-{label}.yaml"
+    plan = seed_plan(topology, project=project, image=image, ports=ports,
+                     labels=engine.labels(), delays=delays)
+    plan_path.write_text(yaml.safe_dump(plan, sort_keys=False), encoding="utf-8")
+    report_path = root / f"report-{label}.json"
+    env = _child.ollamatopo_env(root / "state")
+    try:
+        poller = ReadinessPoller(loopback_targets(ports), gated=True)
+        with poller, engine.watch_starts(poller.open_gate):
+            up = _child.run(_child.ollamatopo_argv(
+                "up", "--plan", str(plan_path), "--log-format", "json",
+                "--report", str(report_path)), env=env, timeout_s=READY_TIMEOUT_S + 60)
+            poller.wait(0 if up.exit_code else READY_TIMEOUT_S)
+        if up.exit_code != 0:
+            raise BenchError(f"ollamatopo up ({label}) exited {up.exit_code}:\n{up.tail()}")
+        actual = engine.ready_times()
+        report = _read_json(report_path)
+        down = _child.run(_child.ollamatopo_argv("down", "--plan", str(plan_path),
+                                                 "--volumes", "--log-format", "json"),
+                          env=env, timeout_s=120)
+    finally:
+        engine.sweep()
     return seed_result(topology, delays, ports, poller.first_ready(), poller.probes(), up,
                        actual, report, down, samples, bound)
 

@@ -70,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--keep-on-failure", action="store_true",
                     help="leave what this run created in place when it fails")
     up.add_argument("--report", type=Path, metavar="FILE",
-                    help="where to write the JSON report (default: in the state directory)")
+                    help="also write the JSON report to FILE (it is always kept in the state "
+                         "directory, where later runs read their history)")
     up.add_argument("--keep-orphans", action="store_true",
                     help="do not remove the project's containers of services not in the plan")
     up.add_argument("--progress", choices=["auto", "tty", "plain"],
@@ -350,7 +351,7 @@ def _new_recorder(loaded: LoadedPlan, command: str = "up",
 def _up_locked(arguments: argparse.Namespace, settings: Settings, loaded: LoadedPlan) -> int:
     from ollamatopo._logging import wants_json
     from ollamatopo._probes import Backoff
-    from ollamatopo._report import runs_dir, write_report
+    from ollamatopo._report import latest_durations, runs_dir, write_report
     from ollamatopo._scheduler import UpOptions, up
 
     plan = loaded.plan
@@ -361,18 +362,23 @@ def _up_locked(arguments: argparse.Namespace, settings: Settings, loaded: Loaded
         backoff=Backoff(settings.probe_initial_backoff, settings.probe_max_backoff),
         remove_orphans=not arguments.keep_orphans,
         clamp_resources=arguments.clamp_resources,
+        start_concurrency=settings.start_concurrency,
+        durations=latest_durations(settings.state_dir, plan.project),
     )
 
     def conclude(finished: RunRecorder, path: Path | None = None) -> None:
-        """The end of one `up` (or reload): its report written, its table shown."""
-        path = path or runs_dir(settings.state_dir, plan.project) / (
+        """The end of one `up` (or reload): its report written to the state directory (the
+        history later runs and `report` read) and to `path` if asked, its table shown."""
+        kept = runs_dir(settings.state_dir, plan.project) / (
             f"{finished.started_at.replace(':', '').replace('-', '')[:15]}"
             f"-{finished.run_id}.json")
-        written = _write_report_quietly(write_report, finished.report(), path)
+        report = finished.report()
+        written = [where for where in (kept, path) if where is not None
+                   and _write_report_quietly(write_report, report, where)]
         if not wants_json(settings.log_format):
             print(finished.table())
         if written:
-            finished.emit("report written", path=str(written))
+            finished.emit("report written", path=str(written[-1]))
 
     board: LiveBoard | None = arguments.board
     if board is not None:

@@ -120,6 +120,27 @@ class DependencyGraph:
             cursor = via[cursor]
         return list(reversed(path)), finish[last]
 
+    def slack(self, durations: Mapping[str, float]) -> dict[str, float]:
+        """How much later than its earliest start each service could begin without making
+        the whole longer (0 on the critical path); same edge rules as `critical_path`."""
+        order = self.topological_order()
+        begin: dict[str, float] = {}
+        for node in order:
+            begin[node] = max((begin[dep] + (durations.get(dep, 1.0)
+                                             if condition is Condition.HEALTHY else 0.0)
+                               for dep, condition in self.dependencies[node].items()
+                               if dep in self.dependencies), default=0.0)
+        end = max((begin[n] + durations.get(n, 1.0) for n in order), default=0.0)
+        latest: dict[str, float] = {}
+        for node in reversed(order):
+            latest[node] = end - durations.get(node, 1.0)
+            for dependent in self.dependents(node):
+                condition = self.dependencies[dependent][node]
+                room = latest[dependent] - (durations.get(node, 1.0)
+                                            if condition is Condition.HEALTHY else 0.0)
+                latest[node] = min(latest[node], room)
+        return {node: round(latest[node] - begin[node], 6) for node in order}
+
     def phase_bound(self, phases: Iterable[Iterable[str]], durations: Mapping[str, float]) -> float:
         """What the same durations cost if every phase were a barrier for the next."""
         return sum(max((durations.get(name, 1.0) for name in phase), default=0.0)

@@ -38,7 +38,7 @@ class ReadinessProbe(Protocol):
 @dataclass(frozen=True)
 class Backoff:
     initial_s: float = 0.05
-    cap_s: float = 0.25
+    cap_s: float = 0.15
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from ollamatopo._reconcile import (
     reconcile,
 )
 from ollamatopo._report import ImagePull, RunRecorder
+from ollamatopo._start_queue import StartQueue
 from ollamatopo._watch import ContainerWatch, watch_containers
 
 LOG_TAIL = 20
@@ -142,6 +143,9 @@ class UpOptions:
     backoff: Backoff = field(default_factory=Backoff)
     remove_orphans: bool = True
     clamp_resources: bool = False
+    start_concurrency: int = 2
+    # Start-to-ready seconds of earlier runs: who is on the critical path starts first.
+    durations: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -242,6 +246,10 @@ class _Run:
         self.run_id = recorder.run_id
         self.container_ids: dict[str, str] = {}
         self.images = ImageSupply(engine, recorder, desired)
+        self.starts = StartQueue(
+            options.start_concurrency, loaded.graph.slack(options.durations),
+            expected=[name for name, deps in loaded.graph.dependencies.items()
+                      if not deps and desired.reconciliation.services[name].verb is not Verb.KEEP])
         self.balancers = BalancerSync(engine, self.plan, loaded.templates, recorder)
         # Backends that were running before this run count as up until a probe says not.
         self.balancers.up.update(name for name, action in desired.reconciliation.services.items()
@@ -319,6 +327,13 @@ class _Run:
 
     async def bring_up(self, name: str, context: NodeContext, watch: ContainerWatch,
                        http: HttpClient) -> None:
+        try:
+            await self._bring_up(name, context, watch, http)
+        finally:
+            self.starts.withdraw(name)  # if it never asked for a start slot, others need not wait
+
+    async def _bring_up(self, name: str, context: NodeContext, watch: ContainerWatch,
+                        http: HttpClient) -> None:
         action = self.desired.reconciliation.services[name]
         timing = self.recorder.services[name]
         timing.action, timing.cause = action.verb.value, action.cause
@@ -341,7 +356,8 @@ class _Run:
 
     async def start(self, name: str, container_id: str) -> None:
         try:
-            await self.engine.start(container_id)
+            async with self.starts.slot(name):
+                await self.engine.start(container_id)
         except EngineError as error:
             raise ServiceFailed(name, f"the engine refused to start it: {error}") from None
         self.recorder.mark(name, "started")

@@ -171,3 +171,18 @@ def test_a_chain_of_thousands_has_no_recursion_limit_and_takes_no_quadratic_time
     cycle = chain(20_000, closed=True).find_cycle()
     assert cycle is not None and len(cycle) == 20_001
     assert time.monotonic() - started < 2
+
+
+def test_slack_is_zero_on_the_critical_path_and_positive_off_it() -> None:
+    graph = DependencyGraph({
+        "db": {}, "cache": {}, "ui": {},
+        "api": {"db": Condition.HEALTHY, "cache": Condition.HEALTHY},
+        "worker": {"api": Condition.STARTED},
+    })
+    slack = graph.slack({"db": 3, "cache": 1, "api": 4, "worker": 2, "ui": 1})
+    assert slack["db"] == 0 and slack["api"] == 0
+    assert slack["cache"] == 2        # may begin 2 s later and still be ready for api
+    assert slack["worker"] == 2       # begins with api (started edge), ends 2 s before it
+    assert slack["ui"] == 6
+    assert set(graph.critical_path({"db": 3, "cache": 1, "api": 4, "worker": 2, "ui": 1})[0]) \
+        == {n for n, s in slack.items() if s == 0}

@@ -1,0 +1,71 @@
+"""The start queue: a bounded number of starts, the least slack first."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from ollamatopo._start_queue import StartQueue
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def test_waiting_services_start_in_order_of_slack_within_the_slots() -> None:
+    queue = StartQueue(2, {"jaeger": 6.0, "grafana": 3.0, "minio": 0.0, "postgres": 0.0,
+                           "redis": 2.0})
+    order: list[str] = []
+    running = 0
+    most = 0
+
+    async def start(name: str) -> None:
+        nonlocal running, most
+        async with queue.slot(name):
+            running += 1
+            most = max(most, running)
+            order.append(name)
+            await anyio.sleep(0.01)
+            running -= 1
+
+    async with anyio.create_task_group() as group:
+        for name in ("jaeger", "grafana", "redis", "minio", "postgres"):
+            group.start_soon(start, name)
+            await anyio.sleep(0)  # arrive in this order
+    assert most == 2
+    assert order[:2] == ["jaeger", "grafana"]  # free slots are taken by whoever comes
+    assert order[2:] == ["minio", "postgres", "redis"]  # then the least slack first
+
+
+async def test_a_cancelled_waiter_gives_up_its_place_and_slots_are_not_lost() -> None:
+    queue = StartQueue(1, {})
+    async with queue.slot("a"):
+        with anyio.move_on_after(0.01):
+            async with queue.slot("b"):
+                pytest.fail("b must not get the slot while a holds it")
+    with anyio.fail_after(1):
+        async with queue.slot("c"):
+            pass
+
+
+async def test_a_free_slot_waits_for_an_expected_service_with_less_slack() -> None:
+    queue = StartQueue(2, {"jaeger": 6.0, "postgres": 0.0, "redis": 0.0},
+                       expected={"postgres", "redis"})
+    order: list[str] = []
+
+    async def start(name: str) -> None:
+        async with queue.slot(name):
+            order.append(name)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(start, "jaeger")
+        await anyio.sleep(0.01)
+        assert order == []  # jaeger came first, yet the critical ones are still expected
+        group.start_soon(start, "postgres")
+        await anyio.sleep(0.01)
+        assert order == ["postgres"]
+        queue.withdraw("redis")  # kept running: it will not come
+    assert order == ["postgres", "jaeger"]
