@@ -143,7 +143,7 @@ class UpOptions:
     backoff: Backoff = field(default_factory=Backoff)
     remove_orphans: bool = True
     clamp_resources: bool = False
-    start_concurrency: int = 2
+    start_concurrency: int = 8
     # Start-to-ready seconds of earlier runs: who is on the critical path starts first.
     durations: Mapping[str, float] = field(default_factory=dict)
 

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     probe_initial_backoff: float = Field(default=0.05, gt=0, le=1.0)
     probe_max_backoff: float = Field(default=0.15, gt=0, le=10.0)
     api_concurrency: int = Field(default=8, ge=1, le=64)
-    start_concurrency: int = Field(default=2, ge=1, le=64,
+    start_concurrency: int = Field(default=8, ge=1, le=64,
                                    description="containers started at once, least slack first")
     state_dir: Path = Field(default_factory=_default_state_dir)
     # Supervision (up --supervise)

@@ -69,3 +69,25 @@ async def test_a_free_slot_waits_for_an_expected_service_with_less_slack() -> No
         assert order == ["postgres"]
         queue.withdraw("redis")  # kept running: it will not come
     assert order == ["postgres", "jaeger"]
+
+
+async def test_alike_services_start_together_and_others_wait_for_the_critical_ones() -> None:
+    queue = StartQueue(8, {"db": 0.0, "api-1": 0.0, "api-2": 0.0, "ui": 2.0})
+    running: set[str] = set()
+    seen_with: dict[str, set[str]] = {}
+    release = anyio.Event()
+
+    async def start(name: str) -> None:
+        async with queue.slot(name):
+            seen_with[name] = set(running)
+            running.add(name)
+            await release.wait()
+            running.discard(name)
+
+    async with anyio.create_task_group() as group:
+        for name in ("db", "api-1", "api-2", "ui"):
+            group.start_soon(start, name)
+        await anyio.sleep(0.01)
+        assert running == {"db", "api-1", "api-2"}  # same slack: all at once
+        release.set()
+    assert seen_with["ui"] == set()  # ui (more slack) waited until they had started
