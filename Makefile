@@ -39,7 +39,7 @@ unit: $(STAMP)
 	$(PY) -m pytest tests/unit
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check ollamatopo tests images
+	$(VENV)/bin/ruff check ollamatopo tests images bench
 	$(VENV)/bin/mypy
 
 # The benchmark (issue 4): reports, never fails on a slow machine. BENCH_ARGS picks parts,
