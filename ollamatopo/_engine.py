@@ -3,16 +3,27 @@
 Async methods over the blocking SDK: each call runs in a worker thread under one
 CapacityLimiter (the bound on concurrent API calls), and every SDK or transport
 exception becomes an `EngineError` or `EngineUnreachable` right here.
+
+Transient engine errors (a 5xx answer that names no lasting cause, a connection reset or
+closed without an answer) are retried with tenacity where repeating the call is safe:
+reads, stop, remove, update, volume creation. Calls that make something are retried only
+after checking that the first attempt did not already make it: a container or network is
+looked up by name and taken if it carries this run's label, a start is not repeated once
+the container has started since the call began, a network connection not once the
+container is on that network. So a retry never creates a second container.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
+import ipaddress
+import re
 import tarfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -24,6 +35,8 @@ import anyio.to_thread
 import docker
 import docker.errors
 import requests.exceptions
+import structlog
+import tenacity
 
 from ollamatopo._container_config import (
     LABEL_DEPENDS,
@@ -36,7 +49,7 @@ from ollamatopo._container_config import (
     NetworkConfig,
     VolumeConfig,
 )
-from ollamatopo._errors import EngineError, EngineUnreachable
+from ollamatopo._errors import EngineError, EngineUnreachable, OllamatopoError
 from ollamatopo._reconcile import ObservedContainer, ObservedNetwork, Snapshot
 
 T = TypeVar("T")
@@ -48,6 +61,14 @@ HOW_TO_REACH = (
 
 
 PULL_CONCURRENCY = 4
+RETRY_ATTEMPTS = 4
+RETRY_INITIAL_S = 0.1
+RETRY_MAX_S = 1.0
+# 5xx answers that name a lasting cause: repeating the call cannot help.
+LASTING = ("address already in use", "port is already allocated", "overlaps",
+           "oci runtime", "no space left", "invalid", "not permitted", "already exists")
+
+Settle = Callable[[], Awaitable["tuple[T] | None"]]
 
 
 def split_reference(image: str) -> tuple[str, str]:
@@ -100,8 +121,10 @@ class ContainerEvent:
 class Engine:
     """One connection to the Docker engine, shared by every task of a run."""
 
-    def __init__(self, client: docker.APIClient, concurrency: int) -> None:
+    def __init__(self, client: docker.APIClient, concurrency: int,
+                 retry_attempts: int = RETRY_ATTEMPTS) -> None:
         self._client = client
+        self._retry_attempts = max(1, retry_attempts)
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._pull_limiter = anyio.CapacityLimiter(PULL_CONCURRENCY)
         self.base_url = str(client.base_url)
@@ -130,31 +153,74 @@ class Engine:
         self._client.close()
 
     async def ping(self) -> None:
-        await self._call("ping the engine", self._client.ping)
+        await self._call("ping the engine", self._client.ping, retry=True)
 
     async def _call(self, what: str, function: Callable[..., T], *args: Any,
-                    limiter: anyio.CapacityLimiter | None = None, **kwargs: Any) -> T:
-        try:
+                    limiter: anyio.CapacityLimiter | None = None, retry: bool = False,
+                    settle: Settle[T] | None = None, abandon_on_cancel: bool = False,
+                    **kwargs: Any) -> T:
+        """Run one SDK call in a worker thread; its errors become ours.
+
+        `retry`: the call is safe to repeat, and a transient error repeats it (with
+        backoff, RETRY_ATTEMPTS in all). `settle`: the call makes something; before each
+        repeat, `settle()` says whether the earlier attempt made it after all (a 1-tuple
+        with the result) or not (None: repeat). `abandon_on_cancel`: a cancelled caller
+        does not wait for the thread (which must then end soon by itself).
+        """
+        attempts = 0
+
+        async def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1 and settle is not None:
+                done = await settle()
+                if done is not None:
+                    return done[0]
             return await anyio.to_thread.run_sync(partial(function, *args, **kwargs),
-                                                  limiter=limiter or self._limiter)
+                                                  limiter=limiter or self._limiter,
+                                                  abandon_on_cancel=abandon_on_cancel)
+
+        def log_retry(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            structlog.get_logger("ollamatopo").warning(
+                "engine call retried", call=what, attempt=state.attempt_number,
+                error=_reason(error) if error else "")
+
+        retrying = tenacity.AsyncRetrying(
+            sleep=anyio.sleep,
+            stop=tenacity.stop_after_attempt(self._retry_attempts
+                                             if retry or settle else 1),
+            wait=tenacity.wait_random_exponential(multiplier=RETRY_INITIAL_S, max=RETRY_MAX_S),
+            retry=tenacity.retry_if_exception(_transient),
+            before_sleep=log_retry,
+            reraise=True,
+        )
+
+        def tried() -> str:
+            return f" (tried {attempts} times)" if attempts > 1 else ""
+
+        try:
+            return await retrying(attempt)
         except docker.errors.NotFound as error:
             raise NotFound(f"{what}: {_reason(error)}") from None
         except docker.errors.APIError as error:
-            raise EngineError(f"{what}: {_reason(error)}") from None
+            raise EngineError(f"{what}: {_reason(error)}{tried()}") from None
         except (requests.exceptions.ConnectionError, ConnectionError) as error:
             raise EngineUnreachable(f"{what}: lost the Docker engine at {self.base_url}: "
-                                    f"{_reason(error)}; {HOW_TO_REACH}") from None
+                                    f"{_reason(error)}{tried()}; {HOW_TO_REACH}") from None
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
-            raise EngineError(f"{what}: {_reason(error)}") from None
+            raise EngineError(f"{what}: {_reason(error)}{tried()}") from None
 
     # --- observe ----------------------------------------------------------------------------
 
     async def snapshot(self, project: str, images: list[str] | tuple[str, ...] = ()) -> Snapshot:
         label = {"label": [f"{LABEL_PROJECT}={project}"]}
         raw_containers = await self._call("list containers", self._client.containers,
-                                          all=True, filters=label)
-        raw_networks = await self._call("list networks", self._client.networks, filters=label)
-        raw_volumes = await self._call("list volumes", self._client.volumes, filters=label)
+                                          all=True, filters=label, retry=True)
+        raw_networks = await self._call("list networks", self._client.networks, filters=label,
+                                        retry=True)
+        raw_volumes = await self._call("list volumes", self._client.volumes, filters=label,
+                                       retry=True)
         containers = tuple(_observed_container(raw) for raw in raw_containers)
         networks = tuple(_observed_network(raw) for raw in raw_networks)
         volumes = tuple(v["Name"] for v in (raw_volumes or {}).get("Volumes") or [])
@@ -169,30 +235,32 @@ class Engine:
         """Ids of the containers and networks that one `up` created (by its run label)."""
         label = {"label": [f"{LABEL_PROJECT}={project}", f"{LABEL_RUN}={run_id}"]}
         containers = await self._call("list containers", self._client.containers, all=True,
-                                      filters=label)
-        networks = await self._call("list networks", self._client.networks, filters=label)
+                                      filters=label, retry=True)
+        networks = await self._call("list networks", self._client.networks, filters=label,
+                                    retry=True)
         return [str(c["Id"]) for c in containers], [str(n["Id"]) for n in networks]
 
     async def capacity(self) -> tuple[float, int]:
         """The host's CPU count and memory in bytes, as the engine sees them."""
-        info = await self._call("read engine info", self._client.info)
+        info = await self._call("read engine info", self._client.info, retry=True)
         return float(info.get("NCPU") or 0), int(info.get("MemTotal") or 0)
 
     async def image_id(self, image: str) -> str | None:
         try:
-            raw = await self._call(f"inspect image {image}", self._client.inspect_image, image)
+            raw = await self._call(f"inspect image {image}", self._client.inspect_image, image,
+                                   retry=True)
         except NotFound:
             return None
         return str(raw["Id"])
 
     async def inspect(self, container_id: str) -> ContainerState:
         raw = await self._call(f"inspect container {container_id[:12]}",
-                               self._client.inspect_container, container_id)
+                               self._client.inspect_container, container_id, retry=True)
         return _container_state(raw)
 
     async def logs(self, container_id: str, tail: int | str = "all") -> str:
         raw = await self._call("read logs", self._client.logs, container_id, stdout=True,
-                               stderr=True, tail=tail)
+                               stderr=True, tail=tail, retry=True)
         return bytes(raw).decode("utf-8", errors="replace")
 
     # --- act --------------------------------------------------------------------------------
@@ -201,12 +269,16 @@ class Engine:
                    on_progress: Callable[[int, int], None] | None = None) -> None:
         """Pull `image`; `on_progress(downloaded bytes, total bytes)` is called in the event
         loop as layers arrive. Pulls have their own limiter: a slow pull never holds up
-        the API calls of services whose images are present."""
+        the API calls of services whose images are present. A cancelled pull does not hold
+        up its caller: the thread stops reading at the next progress message."""
         repository, tag = split_reference(image)
+        cancelled = threading.Event()
 
         def run() -> None:
             layers: dict[str, tuple[int, int]] = {}
             for message in self._client.pull(repository, tag=tag, stream=True, decode=True):
+                if cancelled.is_set():
+                    return
                 if "error" in message:
                     raise EngineError(f"pull image {image}: {message['error']}")
                 detail = message.get("progressDetail") or {}
@@ -215,26 +287,80 @@ class Engine:
                     anyio.from_thread.run_sync(on_progress, sum(c for c, _ in layers.values()),
                                                sum(t for _, t in layers.values()))
 
-        await self._call(f"pull image {image}", run, limiter=self._pull_limiter)
+        try:
+            await self._call(f"pull image {image}", run, limiter=self._pull_limiter,
+                             abandon_on_cancel=True)
+        finally:
+            cancelled.set()
 
     async def create_network(self, config: NetworkConfig, run_id: str) -> str:
         labels = {**config.create_kwargs["labels"], LABEL_RUN: run_id}
-        raw = await self._call(f"create network {config.name}", self._client.create_network,
-                               config.name, **{**config.create_kwargs, "labels": labels})
+
+        async def made_already() -> tuple[dict[str, Any]] | None:
+            found = await self._ours(f"inspect network {config.name}",
+                                     self._client.inspect_network, config.name, run_id)
+            return None if found is None else ({"Id": found["Id"]},)
+
+        try:
+            raw = await self._call(f"create network {config.name}",
+                                   self._client.create_network, config.name,
+                                   settle=made_already,
+                                   **{**config.create_kwargs, "labels": labels})
+        except EngineError as error:
+            if "overlap" in str(error).lower():
+                raise EngineError(f"{error}{await self._overlapping(config)}") from None
+            raise
         return str(raw["Id"])
+
+    async def _overlapping(self, config: NetworkConfig) -> str:
+        """Which existing network's subnet overlaps the one `config` asks for (for the
+        message), or an empty string."""
+        pools = (config.create_kwargs.get("ipam") or {}).get("Config") or []
+        wanted = []
+        for pool in pools:
+            with contextlib.suppress(ValueError, TypeError):
+                wanted.append(ipaddress.ip_network(pool.get("Subnet"), strict=False))
+        if not wanted:
+            return ""
+        try:
+            networks = await self._call("list networks", self._client.networks, retry=True)
+        except OllamatopoError:
+            return ""
+        for network in networks or []:
+            for pool in (network.get("IPAM") or {}).get("Config") or []:
+                try:
+                    subnet = ipaddress.ip_network(pool.get("Subnet"), strict=False)
+                except (ValueError, TypeError):
+                    continue
+                for mine in wanted:
+                    if mine.version == subnet.version and mine.overlaps(subnet):
+                        return (f"; subnet {mine} overlaps {subnet} of the existing network "
+                                f"{network.get('Name')}: choose a free subnet")
+        return ""
+
+    async def _ours(self, what: str, inspect: Callable[[str], dict[str, Any]], name: str,
+                    run_id: str) -> dict[str, Any] | None:
+        """The object named `name` if it exists and this run made it, else None."""
+        try:
+            raw = await self._call(what, inspect, name, retry=True)
+        except NotFound:
+            return None
+        labels = raw.get("Labels") or (raw.get("Config") or {}).get("Labels") or {}
+        return raw if labels.get(LABEL_RUN) == run_id else None
 
     async def remove_network(self, name_or_id: str) -> None:
         with contextlib.suppress(NotFound):
             await self._call(f"remove network {name_or_id}", self._client.remove_network,
-                             name_or_id)
+                             name_or_id, retry=True)
 
     async def create_volume(self, config: VolumeConfig) -> None:
         await self._call(f"create volume {config.name}", self._client.create_volume,
-                         config.name, **config.create_kwargs)
+                         config.name, retry=True, **config.create_kwargs)
 
     async def remove_volume(self, name: str) -> None:
         with contextlib.suppress(NotFound):
-            await self._call(f"remove volume {name}", self._client.remove_volume, name)
+            await self._call(f"remove volume {name}", self._client.remove_volume, name,
+                             retry=True)
 
     async def create_container(self, config: ContainerConfig, run_id: str) -> str:
         """Create the container on its first network, then connect it to the others."""
@@ -242,37 +368,62 @@ class Engine:
         kwargs = dict(config.create_kwargs)
         kwargs["networking_config"] = {"EndpointsConfig": {first.network: _endpoint(first)}}
         kwargs["labels"] = {**config.labels, LABEL_RUN: run_id}
+
+        async def made_already() -> tuple[dict[str, Any]] | None:
+            found = await self._ours(f"inspect container {config.name}",
+                                     self._client.inspect_container, config.name, run_id)
+            return None if found is None else ({"Id": found["Id"]},)
+
         raw = await self._call(f"create container {config.name}", self._client.create_container,
-                               name=config.name, **kwargs)
+                               name=config.name, settle=made_already, **kwargs)
         container_id = str(raw["Id"])
         for endpoint in others:
+
+            async def connected(network: str = endpoint.network) -> tuple[None] | None:
+                state = await self.inspect(container_id)
+                return (None,) if network in state.addresses else None
+
             await self._call(f"connect {config.name} to {endpoint.network}",
                              self._client.connect_container_to_network, container_id,
                              endpoint.network, aliases=list(endpoint.aliases),
-                             ipv4_address=endpoint.ipv4_address)
+                             ipv4_address=endpoint.ipv4_address, settle=connected)
         return container_id
 
     async def start(self, container_id: str) -> None:
+        """Start the container. Repeated after a transient error only if the container has
+        not started since this call began (it may have started and died already: that is
+        for the caller to see, not a reason to start it twice)."""
+        began = time.time()
+
+        async def started_already() -> tuple[None] | None:
+            raw = await self._call(f"inspect container {container_id[:12]}",
+                                   self._client.inspect_container, container_id, retry=True)
+            state = raw.get("State") or {}
+            since = _timestamp(str(state.get("StartedAt") or ""))
+            started = state.get("Running") or (since is not None and since >= began - 1.0)
+            return (None,) if started else None
+
         await self._call(f"start container {container_id[:12]}", self._client.start,
-                         container_id)
+                         container_id, settle=started_already)
 
     async def set_restart_policy(self, container_id: str, policy: dict[str, Any]) -> None:
         with contextlib.suppress(NotFound):
             await self._call(f"update container {container_id[:12]}",
                              self._client.update_container, container_id,
-                             restart_policy=policy)
+                             restart_policy=policy, retry=True)
 
     async def stop(self, container_id: str, timeout: float | None = None) -> None:
         """Graceful stop (SIGTERM), then SIGKILL after `timeout` (the container's own if None)."""
         seconds = None if timeout is None else max(0, round(timeout))
         with contextlib.suppress(NotFound):
             await self._call(f"stop container {container_id[:12]}", self._client.stop,
-                             container_id, timeout=seconds)
+                             container_id, timeout=seconds, retry=True)
 
     async def remove_container(self, container_id: str) -> None:
         with contextlib.suppress(NotFound):
             await self._call(f"remove container {container_id[:12]}",
-                             self._client.remove_container, container_id, force=True, v=False)
+                             self._client.remove_container, container_id, force=True, v=False,
+                             retry=True)
 
     async def put_file(self, container_id: str, path: str, content: bytes) -> None:
         """Write one file into the container (created or running)."""
@@ -283,7 +434,7 @@ class Engine:
             info.size, info.mode, info.mtime = len(content), 0o644, int(time.time())
             tar.addfile(info, io.BytesIO(content))
         await self._call(f"write {path}", self._client.put_archive, container_id,
-                         directory or "/", archive.getvalue())
+                         directory or "/", archive.getvalue(), retry=True)
 
     async def read_file(self, container_id: str, path: str) -> str | None:
         """One file's text from the container, or None when it is not there."""
@@ -295,7 +446,7 @@ class Engine:
                 return handle.read().decode(errors="replace") if handle else None
 
         try:
-            return await self._call(f"read {path}", read)
+            return await self._call(f"read {path}", read, retry=True)
         except NotFound:
             return None
 
@@ -354,11 +505,61 @@ def _endpoint(endpoint: Any) -> dict[str, Any]:
 
 
 def _reason(error: BaseException) -> str:
+    """One line saying why the engine (or the connection to it) failed."""
+    return _plain(_engine_words(error))
+
+
+def _engine_words(error: BaseException) -> str:
     explanation = getattr(error, "explanation", None)
     if explanation:
-        return str(explanation.decode() if isinstance(explanation, bytes) else explanation)
-    text = str(error) or type(error).__name__
-    return text.splitlines()[0] if text else type(error).__name__
+        text = str(explanation.decode(errors="replace") if isinstance(explanation, bytes)
+                   else explanation)
+    else:
+        text = str(error) or type(error).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " ".join(lines) if lines else type(error).__name__
+
+
+# The engine's words for a host port someone else holds: the userland proxy cannot bind
+# it (another process), or the engine has given it to another container.
+_PORT_TAKEN = (
+    re.compile(r"listen (?:tcp|udp)[46]? (?P<address>\S+): bind: address already in use"),
+    re.compile(r"Bind for (?P<address>\S+) failed: port is already allocated"),
+)
+
+
+def _plain(text: str) -> str:
+    """The engine's message, with the causes a user can act on said first and plainly."""
+    for pattern in _PORT_TAKEN:
+        match = pattern.search(text)
+        if match:
+            return (f"host port {match['address']} is already in use by another process or "
+                    "container: free it or publish another port")
+    return text
+
+
+def _transient(error: BaseException) -> bool:
+    """Worth repeating: a 5xx that names no lasting cause, or the connection failing."""
+    if isinstance(error, docker.errors.APIError):
+        status = error.status_code or 0
+        words = _engine_words(error).lower()
+        return status >= 500 and not any(cause in words for cause in LASTING)
+    return isinstance(error, (requests.exceptions.ConnectionError,
+                              requests.exceptions.ChunkedEncodingError, ConnectionError))
+
+
+def _timestamp(text: str) -> float | None:
+    """The engine's RFC 3339 time (nanoseconds, Z) as seconds since the epoch; None for
+    its zero time or anything unreadable."""
+    if not text or text.startswith("0001-"):
+        return None
+    head, _, fraction = text.rstrip("Z").partition(".")
+    try:
+        moment = datetime.datetime.fromisoformat(head).replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return None
+    digits = "".join(c for c in fraction if c.isdigit())[:6]
+    return moment.timestamp() + (int(digits) / 10 ** len(digits) if digits else 0.0)
 
 
 def _observed_container(raw: dict[str, Any]) -> ObservedContainer:

@@ -10,6 +10,7 @@ cancels the rest; what this run created is then removed (unless kept).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -67,6 +68,15 @@ def new_run_id() -> str:
 
 class DependencyFailed(ServiceFailed):
     """A service did not start because something it waits for failed."""
+
+
+class NetworkFailed(ServiceFailed):
+    """A network of the plan could not be made; the services on it cannot start."""
+
+    def __init__(self, network: str, users: list[str], cause: str) -> None:
+        super().__init__(f"network {network}", cause)
+        used = f" (used by {', '.join(users)})" if users else ""
+        self.args = (f"network {network!r}{used} failed: {cause}",)
 
 
 @dataclass
@@ -274,8 +284,9 @@ class _Run:
         try:
             await self.engine.create_network(config, self.run_id)
         except EngineError as error:
-            raise ServiceFailed(f"network {config.key}", f"cannot create network "
-                                f"{config.name}: {error}") from None
+            users = sorted(name for name, container in self.desired.containers.items()
+                           if any(e.network == config.name for e in container.endpoints))
+            raise NetworkFailed(config.key, users, str(error)) from None
         self.recorder.emit("network ensured", network=config.name, action=action.verb.value,
                            cause=action.cause)
 
@@ -291,7 +302,10 @@ class _Run:
 
     async def ensure_volume(self, config: VolumeConfig) -> None:
         if config.name not in self.desired.snapshot.volumes:
-            await self.engine.create_volume(config)
+            try:
+                await self.engine.create_volume(config)
+            except EngineError as error:
+                raise ServiceFailed(f"volume {config.name}", str(error)) from None
             self.recorder.emit("volume ensured", volume=config.name, action="create")
 
     async def remove_orphans(self) -> None:
@@ -435,6 +449,11 @@ class _Run:
                 logs = await self.engine.logs(container_id, tail=LOG_TAIL)
             except OllamatopoError:
                 logs = ""
+            if not oom:  # the engine's `oom` event may come after `die`, or not at all
+                with contextlib.suppress(OllamatopoError):
+                    state = await self.engine.inspect(container_id)
+                    oom = state.oom_killed
+                    code = state.exit_code if code is None else code
         why = " (OOM-killed)" if oom else ""
         tail = "\n".join(f"    | {line}" for line in logs.rstrip().splitlines()[-LOG_TAIL:])
         return ServiceFailed(name, f"container exited with code {code}{why} while waiting for "
@@ -481,8 +500,8 @@ async def up(engine: Engine, loaded: LoadedPlan, options: UpOptions,
             try:
                 await run.ensure_shared()
                 await run.remove_orphans()
-            except ServiceFailed as failure:
-                failures.append(failure)
+            except* ServiceFailed as group:  # ensure_shared's task group wraps them
+                failures.extend(_leaves(group))
             if not failures:
                 failures = await traverse(
                     loaded.graph,
@@ -518,6 +537,16 @@ async def admit_resources(engine: Engine, loaded: LoadedPlan, options: UpOptions
         loaded = dataclasses.replace(loaded, plan=plan)
     admit(loaded.plan, capacity)
     return loaded
+
+
+def _leaves(group: BaseExceptionGroup[ServiceFailed]) -> list[ServiceFailed]:
+    found: list[ServiceFailed] = []
+    for error in group.exceptions:
+        if isinstance(error, BaseExceptionGroup):
+            found += _leaves(error)
+        else:
+            found.append(error)
+    return found
 
 
 def _report_phases(recorder: RunRecorder) -> None:
