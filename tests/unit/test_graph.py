@@ -163,14 +163,14 @@ def chain(length: int, *, closed: bool = False) -> DependencyGraph:
 
 
 def test_a_chain_of_thousands_has_no_recursion_limit_and_takes_no_quadratic_time() -> None:
-    started = time.monotonic()
+    started = time.process_time()
     long = chain(20_000)
     assert long.find_cycle() is None
     assert long.topological_order() == [f"s{i}" for i in reversed(range(20_000))]
     assert long.critical_path({})[1] == 20_000.0
     cycle = chain(20_000, closed=True).find_cycle()
     assert cycle is not None and len(cycle) == 20_001
-    assert time.monotonic() - started < 2
+    assert time.process_time() - started < 2
 
 
 def test_slack_is_zero_on_the_critical_path_and_positive_off_it() -> None:

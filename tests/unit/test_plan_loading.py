@@ -553,20 +553,20 @@ def test_expansion_through_keys_is_refused_quickly(plan_error: Refuse, text: str
                                                    fragment: str) -> None:
     """Found by test_hostile_plans: PyYAML's repr of a key expanded its aliases, and every
     path of an aliased list repeated a long key (gigabytes of paths)."""
-    started = time.monotonic()
+    started = time.process_time()
     (problem,) = plan_error(text).problems
-    assert time.monotonic() - started < 2
+    assert time.process_time() - started < 2
     assert fragment in problem.message
 
 
 def test_a_long_variable_repeated_through_aliases_is_refused(plan_error: Refuse) -> None:
     """Found by test_hostile_plans: 100,000 copies of a 1 MB variable was 100 GB."""
-    started = time.monotonic()
+    started = time.process_time()
     error = plan_error("project: p\nx-v: &v \"${BIG}\"\nx-l: &l [" + ", ".join(["*v"] * 100)
                        + "]\nservices:\n  a:\n    image: x\n    bomb: ["
                        + ", ".join(["*l"] * 1000) + "]\n", {"BIG": "B" * 1_000_000})
     (problem,) = error.problems
-    assert time.monotonic() - started < 2
+    assert time.process_time() - started < 2
     assert problem.path == "services.a.bomb[0][16]"
     assert problem.line == 2  # where the repeated value is written
     assert "variables expand the document past 16 MiB" in problem.message
@@ -582,9 +582,9 @@ def test_files_that_would_take_seconds_to_parse_are_refused(plan_error: Refuse, 
                                                             fragment: str) -> None:
     """Found by test_hostile_plans: PyYAML's pure-Python parser takes some 40 µs a value; a
     4 MiB file of tiny values took 15 s."""
-    started = time.monotonic()
+    started = time.process_time()
     (problem,) = plan_error(text).problems
-    assert time.monotonic() - started < 2
+    assert time.process_time() - started < 2
     assert fragment in problem.message
 
 
@@ -604,25 +604,25 @@ def test_at_most_a_thousand_containers(plan_error: Refuse, text: str, path: str,
                                        fragment: str) -> None:
     """Found by test_hostile_plans: 500 replicas of 100 services took 15 s to expand, and
     two phases of thousands of services were millions of default dependencies."""
-    started = time.monotonic()
+    started = time.process_time()
     (problem,) = plan_error(text).problems
-    assert time.monotonic() - started < 2
+    assert time.process_time() - started < 2
     assert (problem.path, fragment in problem.message) == (path, True), problem
 
 
 def test_thousands_of_unknown_names_are_reported_quickly(plan_error: Refuse) -> None:
     """Found by test_hostile_plans: a "did you mean" for each of thousands of unknown names
     (difflib over every known one) took half a minute; the first twenty get one."""
-    started = time.monotonic()
+    started = time.process_time()
     error = plan_error("project: p\nservices:\n" + _services(999, "{image: x, imgae: y}")
                        + "phases: [{name: one, services: [" + ", ".join(
                            f"t{i}" for i in range(3000)) + "]}]\n")
-    assert time.monotonic() - started < 2
+    assert time.process_time() - started < 2
     assert len(error.problems) == 999
     assert sum("did you mean 'image'?" in p.message for p in error.problems) == 20
     error = plan_error("project: p\nservices:\n" + _services(999) + "phases: [{name: one, "
                        "services: [" + ", ".join(f"s{i}x" for i in range(3000)) + "]}]\n")
-    assert time.monotonic() - started < 4
+    assert time.process_time() - started < 4
     assert len(error.problems) == 3000 + 999
     assert sum("did you mean" in p.message for p in error.problems) == 20
 
