@@ -513,10 +513,12 @@ def command_down(arguments: argparse.Namespace, settings: Settings) -> int:
             result = await down(engine, project, volumes=arguments.volumes, recorder=recorder)
         finally:
             engine.close()
-        kept = "" if arguments.volumes else "; named volumes kept (remove them with --volumes)"
+        kept = result.kept_volumes
+        note = (f"named volumes kept: {', '.join(kept)} (remove them with --volumes)" if kept
+                else None)
         recorder.emit("down completed", containers=len(result.containers),
                       networks=len(result.networks), volumes=result.volumes,
-                      total_s=recorder.elapsed(), note=kept.lstrip("; ") or None)
+                      kept_volumes=kept, total_s=recorder.elapsed(), note=note)
 
     _run_async(run)
     return EXIT_OK

@@ -588,6 +588,7 @@ class DownResult:
     containers: list[str]
     networks: list[str]
     volumes: list[str]
+    kept_volumes: list[str] = field(default_factory=list)  # without `volumes`: still there
 
 
 async def down(engine: Engine, project: str, *, volumes: bool,
@@ -628,5 +629,6 @@ async def down(engine: Engine, project: str, *, volumes: bool,
             await engine.remove_volume(volume)
             removed_volumes.append(volume)
             recorder.emit("volume removed", volume=volume)
-    return DownResult(removed, networks, removed_volumes)
+    kept = [] if volumes else sorted(snapshot.volumes)
+    return DownResult(removed, networks, removed_volumes, kept)
 
