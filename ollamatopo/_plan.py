@@ -35,6 +35,26 @@ NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
 # Compose's rule for project names (they prefix every object name and label).
 PROJECT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 LABEL_PREFIX = "ollamatopo."
+# Label keys as Docker's docs recommend them (reverse DNS, letters, digits, . _ - /); label
+# values are text without control characters.
+LABEL_KEY_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,253}[A-Za-z0-9])?")
+MAX_LABEL_VALUE = 4096
+# A hostname or network alias: dot-separated labels of letters, digits, '-' and '_'.
+DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9])?"
+DNS_NAME_RE = re.compile(rf"{DNS_LABEL}(?:\.{DNS_LABEL})*")
+MAX_HOSTNAME = 63  # Linux's HOST_NAME_MAX is 64 with the final NUL
+MAX_ALIAS = 253
+# An image reference, by the grammar of docker/distribution's reference package.
+_DOMAIN = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+_DOMAIN_NAME = rf"(?:{_DOMAIN}(?:\.{_DOMAIN})*|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+IMAGE_RE = re.compile(
+    rf"(?P<name>(?:{_DOMAIN_NAME}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?")
+MAX_IMAGE_NAME = 255
+DRIVER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,254}")
+MAX_PHASE_NAME = 100
 
 
 def _check_name(value: str, what: str, pattern: re.Pattern[str] = NAME_RE) -> str:
@@ -121,6 +141,77 @@ def _environment_names(value: dict[str, str | None]) -> dict[str, str | None]:
 Environment = Annotated[KeyValues, AfterValidator(_environment_names)]
 
 
+def _labels(value: dict[str, str]) -> dict[str, str]:
+    """Label keys Docker's docs recommend, none of ollamatopo's own, and plain-text values."""
+    for key, text in value.items():
+        if key.startswith(LABEL_PREFIX):
+            raise ValueError(f"label {key!r}: labels starting with {LABEL_PREFIX!r} "
+                             "are ollamatopo's own")
+        if not LABEL_KEY_RE.fullmatch(key):
+            raise ValueError(f"label {_shown(key)}: a label key is letters, digits, '.', '_', "
+                             "'-' and '/', starts and ends with a letter or digit, and is at "
+                             "most 255 characters")
+        if len(text) > MAX_LABEL_VALUE or control_characters(text):
+            raise ValueError(f"label {key}: the value must be at most {MAX_LABEL_VALUE} "
+                             "characters, without control characters")
+    return value
+
+
+Labels = Annotated[dict[str, Annotated[str, BeforeValidator(_scalar_text)]],
+                   AfterValidator(_labels)]
+
+
+def _dns_name(value: str, what: str, limit: int) -> str:
+    if len(value) > limit or not DNS_NAME_RE.fullmatch(value):
+        raise ValueError(f"{_shown(value)} is not a valid {what}: use letters, digits, '-' and "
+                         "'_' in dot-separated parts of at most 63, starting and ending with a "
+                         f"letter or digit, at most {limit} in all")
+    return value
+
+
+def _hostname(value: str) -> str:
+    return _dns_name(value, "hostname", MAX_HOSTNAME)
+
+
+def _alias(value: str) -> str:
+    return _dns_name(value, "network alias", MAX_ALIAS)
+
+
+def _image(value: str) -> str:
+    """A reference the engine can pull and create from, as Docker's own grammar has it."""
+    match = IMAGE_RE.fullmatch(value)
+    if not match or len(match["name"]) > MAX_IMAGE_NAME:
+        raise ValueError(f"{_shown(value)} is not an image reference: write "
+                         "[registry[:port]/]name[:tag][@digest] with a lowercase name, for "
+                         "example postgres:16 or registry.local:5000/team/app:1.2")
+    return value
+
+
+def _driver(value: str) -> str:
+    if not DRIVER_RE.fullmatch(value):
+        raise ValueError(f"{_shown(value)} is not a driver name: use letters, digits and "
+                         "'_', '.', ':', '/', '-', for example bridge or local")
+    return value
+
+
+def _phase_name(value: str) -> str:
+    if len(value) > MAX_PHASE_NAME or control_characters(value):
+        raise ValueError(f"{_shown(value)} is not a phase name: at most {MAX_PHASE_NAME} "
+                         "characters, without control characters")
+    return value
+
+
+def _ipv4(value: str) -> str:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(f"{_shown(value)} is not an IPv4 address") from None
+    return value
+
+
+Driver = Annotated[str, AfterValidator(_driver)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -129,13 +220,13 @@ class _Model(BaseModel):
 
 
 class NetworkSpec(_Model):
-    driver: str = "bridge"
+    driver: Driver = "bridge"
     subnet: str | None = None
     gateway: str | None = None
     internal: bool = False
     mtu: int | None = Field(default=None, ge=68, le=65535)
     driver_opts: dict[str, Annotated[str, BeforeValidator(_scalar_text)]] = {}
-    labels: dict[str, Annotated[str, BeforeValidator(_scalar_text)]] = {}
+    labels: Labels = {}
 
     @field_validator("subnet", "gateway")
     @classmethod
@@ -160,9 +251,9 @@ class NetworkSpec(_Model):
 
 
 class VolumeSpec(_Model):
-    driver: str = "local"
+    driver: Driver = "local"
     driver_opts: dict[str, Annotated[str, BeforeValidator(_scalar_text)]] = {}
-    labels: dict[str, Annotated[str, BeforeValidator(_scalar_text)]] = {}
+    labels: Labels = {}
 
 
 def _empty_as_default(value: object) -> object:
@@ -278,8 +369,8 @@ class DeploySpec(_Model):
 
 
 class ServiceNetwork(_Model):
-    aliases: list[str] = []
-    ipv4_address: str | None = None
+    aliases: list[Annotated[str, AfterValidator(_alias)]] = []
+    ipv4_address: Annotated[str, AfterValidator(_ipv4)] | None = None
 
 
 def _names(items: list[object]) -> list[str]:
@@ -360,7 +451,7 @@ RESTART_RE = re.compile(r"(no|always|unless-stopped|on-failure(:[0-9]{1,9})?)")
 
 
 class ServiceSpec(_Model):
-    image: str = Field(min_length=1)
+    image: Annotated[str, AfterValidator(_image)]
     command: Argv | None = None
     entrypoint: Argv | None = None
     environment: Environment = {}
@@ -368,10 +459,11 @@ class ServiceSpec(_Model):
     ports: list[Annotated[PortBinding, BeforeValidator(parse_port)]] = []
     volumes: list[Annotated[VolumeMount, BeforeValidator(_volume_mount)]] = []
     networks: Annotated[dict[str, ServiceNetwork], BeforeValidator(_networks)] = {}
-    hostname: str | None = None
+    hostname: Annotated[str, AfterValidator(_hostname)] | None = None
     user: str | None = None
     working_dir: str | None = None
-    labels: Annotated[dict[str, str], BeforeValidator(_key_values)] = {}
+    labels: Annotated[dict[str, str], BeforeValidator(_key_values),
+                      AfterValidator(_labels)] = {}
     restart: str = "no"
     cap_add: list[str] = []
     cap_drop: list[str] = []
@@ -398,15 +490,6 @@ class ServiceSpec(_Model):
             )
         return value
 
-    @field_validator("labels")
-    @classmethod
-    def _own_labels(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if key.startswith(LABEL_PREFIX):
-                raise ValueError(f"label {key!r}: labels starting with {LABEL_PREFIX!r} "
-                                 "are ollamatopo's own")
-        return value
-
     @field_validator("ports")
     @classmethod
     def _distinct_container_ports(cls, value: list[PortBinding]) -> list[PortBinding]:
@@ -423,7 +506,7 @@ class ServiceSpec(_Model):
 
 
 class PhaseSpec(_Model):
-    name: str = Field(min_length=1)
+    name: Annotated[str, Field(min_length=1), AfterValidator(_phase_name)]
     services: list[str]
 
 

@@ -709,10 +709,10 @@ def test_unset_variable_gives_a_warning(load: Load) -> None:
     loaded = load("""
         project: p
         services:
-          a: {image: "img:${TAG}"}
+          a: {image: "img${TAG}"}
         phases: [{name: one, services: [a]}]
     """)
-    assert loaded.plan.services["a"].image == "img:"
+    assert loaded.plan.services["a"].image == "img"
     assert loaded.warnings == ("services.a.image: variable TAG is not set, using an empty string",)
 
 
