@@ -358,3 +358,78 @@ phases:
     again = project.run("up")
     assert again.code == 0, again.stderr
     assert set(project.containers()) == {"local", "pulled"}
+
+
+# --- many cycles ----------------------------------------------------------------------------
+
+DRIVER = """
+import json, os, sys, threading, time
+from ollamatopo._cli import main
+
+good, bad, rounds, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+with open(out, "w") as report:
+    for number in range(1, rounds + 1):
+        began = time.monotonic()
+        plan = bad if number % 4 == 0 else good  # every fourth up fails and rolls back
+        up = main(["up", "--plan", plan, "--log-format", "json"])
+        down = main(["down", "--plan", plan, "--log-format", "json"])
+        took = time.monotonic() - began
+        deadline = time.monotonic() + 2  # worker threads end just after their loop
+        while threading.active_count() > 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        report.write(json.dumps({
+            "round": number, "up": up, "down": down, "seconds": round(took, 2),
+            "threads": threading.active_count(), "tasks": len(os.listdir("/proc/self/task")),
+            "fds": len(os.listdir("/proc/self/fd"))}) + "\\n")
+        report.flush()
+"""
+
+
+def cycle(project: Project, services: int, rounds: int) -> list[dict[str, Any]]:
+    """`rounds` of up and down of a plan of `services` zero-delay stand-ins, all in ONE
+    process (ollamatopo's main called again and again); every fourth up fails (a crashing
+    extra service) and rolls back. Returns each round's figures."""
+    import json
+
+    good = project.write(many(services, ready="{none: true}"), "good.yaml")
+    bad = project.write(many(services, ready="{none: true}").replace(
+        "  s00:\n", f"  crasher:\n    image: {IMAGE}\n    environment: {{STANDIN_MODE: crash}}\n"
+        "    ready: {log: never, timeout: 30s}\n  s00:\n").replace(
+        "services: [s00", "services: [crasher, s00"), "bad.yaml")
+    driver = project.folder / "driver.py"
+    driver.write_text(DRIVER, encoding="utf-8")
+    out = project.folder / "rounds.jsonl"
+    environment = {**os.environ, "PYTHONPATH": str(ROOT),
+                   "OLLAMATOPO_STATE_DIR": str(project.folder / "state")}
+    done = subprocess.run([sys.executable, str(driver), str(good), str(bad), str(rounds),
+                           str(out)], capture_output=True, text=True, env=environment,
+                          timeout=60 + rounds * services * 2, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(figures) == rounds
+    for row in figures:
+        assert row["up"] == (1 if row["round"] % 4 == 0 else 0), row
+        assert row["down"] == 0, row
+    first = figures[0]
+    assert all(row["threads"] <= first["threads"] for row in figures), figures
+    assert all(row["tasks"] <= first["tasks"] for row in figures), figures
+    assert all(row["fds"] <= first["fds"] for row in figures), figures
+    assert_nothing_left(project)
+    print("round seconds:", [row["seconds"] for row in figures])  # shown with -rP
+    print("threads:", sorted({row["threads"] for row in figures}),
+          "fds:", sorted({row["fds"] for row in figures}))
+    return figures
+
+
+def test_twenty_rounds_in_one_process_leak_no_thread_fd_container_or_network(
+        project: Project) -> None:
+    """20 rounds of 6 services: the in-process part of issue 6's many cycles, kept small
+    so the suite stays quick (about a minute here). 20 rounds of 50 services is
+    test_soak_twenty_rounds_of_fifty_services."""
+    cycle(project, services=6, rounds=20)
+
+
+@pytest.mark.skipif(not os.environ.get("OLLAMATOPO_SOAK"),
+                    reason="a soak of about 12 minutes: set OLLAMATOPO_SOAK=1")
+def test_soak_twenty_rounds_of_fifty_services(project: Project) -> None:
+    cycle(project, services=50, rounds=20)
