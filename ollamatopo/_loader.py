@@ -23,8 +23,8 @@ from pydantic import BaseModel, ValidationError
 from ollamatopo._errors import PlanError, PlanProblem, UsageError
 from ollamatopo._graph import DependencyGraph
 from ollamatopo._interpolate import interpolate, parse_dotenv
-from ollamatopo._plan import MAX_SERVICES, Plan, ServiceSpec, check_references
-from ollamatopo._replicas import expand_replicas
+from ollamatopo._plan import MAX_SERVICES, NAME_RE, Plan, ServiceSpec, check_references
+from ollamatopo._replicas import expand_replicas, replicated
 
 # A plan is a few hundred values; past these limits it is an attack or a mistake, and
 # loading stays within about a second and a few hundred megabytes.
@@ -103,12 +103,21 @@ def load_plan(path: Path, environ: Mapping[str, str] | None = None,
 
 def _container_count(plan: Plan, replicas: Mapping[str, int]) -> list[PlanProblem]:
     """At most MAX_SERVICES containers once replicas are counted, checked before they are
-    made (500 replicas of 100 services took 15 s to expand)."""
+    made (500 replicas of 100 services took 15 s to expand); and each replica's name is a
+    valid name (`a` * 63 with two replicas would be 65 characters)."""
     total = sum(replicas.get(name, spec.replicas) for name, spec in plan.services.items())
-    if total <= MAX_SERVICES:
-        return []
-    return [PlanProblem("services", f"the plan asks for {total} containers with its replicas; "
-                                    f"at most {MAX_SERVICES}")]
+    if total > MAX_SERVICES:
+        return [PlanProblem("services", f"the plan asks for {total} containers with its "
+                                        f"replicas; at most {MAX_SERVICES}")]
+    problems = []
+    for declared, names in replicated(plan, replicas).items():
+        for name in names:
+            if not NAME_RE.fullmatch(name):
+                problems.append(PlanProblem(f"services.{declared}.replicas",
+                                            f"the replica name {name!r} is longer than 63 "
+                                            "characters: shorten the service's name"))
+                break
+    return problems
 
 
 def read_project_name(path: Path) -> str | None:

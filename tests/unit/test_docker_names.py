@@ -69,6 +69,9 @@ def plan_with(service: str = "{image: x}", top: str = "") -> str:
      "is not a driver name"),
     ("project: p\nservices: {a: {image: x}}\nphases: [{name: \"\\e[2Jone\", services: [a]}]\n",
      "phases[0].name", "is not a phase name"),
+    ("project: p\nservices:\n  " + "a" * 63 + ": {image: x, replicas: 2}\n"
+     "phases: [{name: one, services: [" + "a" * 63 + "]}]\n", f"services.{'a' * 63}.replicas",
+     "the replica name '" + "a" * 63 + "-2' is longer than 63 characters"),
     # the names themselves
     (plan_with().replace("  a:", "  " + "a" * 64 + ":"), "services." + "a" * 64,
      "is not a valid service name"),
@@ -118,3 +121,14 @@ def test_longest_names_stay_within_dockers_rules(load: Load, tmp_path: Path) -> 
                         volume_name(plan.project, "v" * 63)):
         assert DOCKER_NAME.fullmatch(engine_name)
         assert len(engine_name) == 127
+
+
+def test_replica_names_count_up_within_the_limit(load: Load) -> None:
+    name = "w" * 59 + "-98"
+    loaded = load(f"""
+        project: p
+        services:
+          {name}: {{image: x, replicas: 3}}
+        phases: [{{name: one, services: [{name}]}}]
+    """)
+    assert list(loaded.plan.services) == ["w" * 59 + "-98", "w" * 59 + "-99", "w" * 59 + "-100"]
