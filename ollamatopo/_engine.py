@@ -302,15 +302,35 @@ class Engine:
             return None if found is None else ({"Id": found["Id"]},)
 
         try:
+            # This engine (API 1.41) makes a second network of a name unless asked not to.
             raw = await self._call(f"create network {config.name}",
                                    self._client.create_network, config.name,
-                                   settle=made_already,
+                                   settle=made_already, check_duplicate=True,
                                    **{**config.create_kwargs, "labels": labels})
         except EngineError as error:
             if "overlap" in str(error).lower():
                 raise EngineError(f"{error}{await self._overlapping(config)}") from None
+            if "already exists" in str(error):
+                raise EngineError(await self._taken("network", config.name,
+                                                    self._client.inspect_network)
+                                  or str(error)) from None
             raise
         return str(raw["Id"])
+
+    async def _taken(self, kind: str, name: str,
+                     inspect: Callable[[str], dict[str, Any]]) -> str | None:
+        """Why the name `name` cannot be had: whose the object holding it is."""
+        try:
+            raw = await self._call(f"inspect {kind} {name}", inspect, name, retry=True)
+        except OllamatopoError:
+            return None
+        labels = raw.get("Labels") or (raw.get("Config") or {}).get("Labels") or {}
+        owner = labels.get(LABEL_PROJECT)
+        whose = (f"belongs to ollamatopo project {owner!r}" if owner else
+                 f"was not made by ollamatopo (it has no {LABEL_PROJECT} label)")
+        return (f"the {kind} {name} ({str(raw.get('Id', ''))[:12]}) already exists and {whose}: "
+                f"ollamatopo leaves what is not its project's alone; remove or rename that "
+                f"{kind}, or choose another project name")
 
     async def _overlapping(self, config: NetworkConfig) -> str:
         """Which existing network's subnet overlaps the one `config` asks for (for the
@@ -374,8 +394,16 @@ class Engine:
                                      self._client.inspect_container, config.name, run_id)
             return None if found is None else ({"Id": found["Id"]},)
 
-        raw = await self._call(f"create container {config.name}", self._client.create_container,
-                               name=config.name, settle=made_already, **kwargs)
+        try:
+            raw = await self._call(f"create container {config.name}",
+                                   self._client.create_container, name=config.name,
+                                   settle=made_already, **kwargs)
+        except EngineError as error:
+            if "is already in use" not in str(error):  # 409: another container has the name
+                raise
+            raise EngineError(await self._taken("container", config.name,
+                                                self._client.inspect_container)
+                              or str(error)) from None
         container_id = str(raw["Id"])
         for endpoint in others:
 
