@@ -572,6 +572,11 @@ def check_references(plan: Plan) -> list[PlanProblem]:
                 _check_name(name, kind)
             except ValueError as error:
                 add(PlanProblem(f"{kind}s.{name}", str(error)))
+                continue
+            if kind == "service" and not DNS_NAME_RE.fullmatch(name):
+                add(PlanProblem(f"services.{name}", f"{name!r} is not a valid service name: "
+                                "it is also the service's host name on its networks, so "
+                                "'.', '-' and '_' go between letters or digits"))
 
     suggest = _Hints()
     seen_phase: dict[str, str] = {}
