@@ -30,7 +30,7 @@ from ollamatopo._replicas import expand_replicas, replicated
 # loading stays within about a second and a few hundred megabytes.
 MAX_VALUES = 200_000  # as aliases expand them
 MAX_DEPTH = 64
-MAX_WRITTEN_VALUES = 20_000  # as written, before aliases
+MAX_WRITTEN_VALUES = 10_000  # as written, before aliases
 MAX_FILE_BYTES = 512 * 1024
 MAX_AUX_BYTES = 1024 * 1024  # an env_file, `.env` or load balancer template
 MAX_EXPANDED_CHARS = 16 * 2**20  # paths and scalars, counted as aliases expand them
