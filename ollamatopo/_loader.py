@@ -139,16 +139,25 @@ class _StrictLoader(yaml.SafeLoader):
     error at that value's line."""
 
     written = 0
+    depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        """Count values as they are parsed: the pure-Python parser takes some 40 µs a value,
-        so a file of a quarter million tiny values is refused after MAX_WRITTEN_VALUES."""
+        """Count values and nesting as they are parsed: the pure-Python parser takes some
+        40 µs a value, so a file of a quarter million tiny values is refused after
+        MAX_WRITTEN_VALUES; and the composer recurses, so a document nested thousands deep
+        is refused at MAX_DEPTH, long before Python's recursion limit (seconds away)."""
         self.written += 1
-        if self.written > MAX_WRITTEN_VALUES:
-            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-            raise _Oversized(f"the document has more than {MAX_WRITTEN_VALUES} values; a plan "
-                             "has a few hundred", mark)
-        return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.written > MAX_WRITTEN_VALUES or self.depth > MAX_DEPTH + 1:  # + the root
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise _Oversized(
+                    f"the document nests deeper than {MAX_DEPTH} levels"
+                    if self.depth > MAX_DEPTH + 1 else f"the document has more than "
+                    f"{MAX_WRITTEN_VALUES} values; a plan has a few hundred", mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
@@ -235,9 +244,10 @@ def _read_yaml(path: Path) -> tuple[Any, dict[str, int]]:
         node = loader.get_single_node()
         lines = _line_index(node, source, positions)
         tree = loader.construct_document(node) if node is not None else None
-    except RecursionError:
-        raise PlanError(source, [PlanProblem("", "the document nests too deep to be a plan")]) \
-            from None
+    except RecursionError:  # nesting through aliases while constructing, past MAX_DEPTH
+        line = loader.line + 1 if loader is not None else None
+        raise PlanError(source, [PlanProblem("", "the document nests too deep to be a plan",
+                                             line)]) from None
     except yaml.reader.ReaderError as error:
         at = text.count("\n", 0, error.position) + 1
         raise PlanError(source, [PlanProblem("", f"not valid YAML: the character "

@@ -632,6 +632,21 @@ def test_deep_nesting_is_refused(plan_error: Refuse) -> None:
     assert "nests deeper than 64 levels" in problem.message
 
 
+@pytest.mark.parametrize("text", [
+    "project: p\nservices: " + "[" * 200_000 + "]" * 200_000 + "\n",
+    "project: p\nservices:\n" + "".join(f"{'  ' * n}- \n" for n in range(1, 500)) + "x\n",
+])
+def test_deep_nesting_is_refused_at_its_line_before_the_recursion_limit(plan_error: Refuse,
+                                                                        text: str) -> None:
+    """Found by test_hostile_plans: PyYAML's composer recursed to Python's limit (seconds of
+    CPU) and the problem had no line."""
+    started = time.process_time()
+    (problem,) = plan_error(text).problems
+    assert time.process_time() - started < 1
+    assert problem.message == "the document nests deeper than 64 levels"
+    assert problem.line is not None
+
+
 def test_very_deep_nesting_is_a_plan_error_not_a_crash(plan_error: Refuse) -> None:
     plan_error("project: p\nservices: " + "[" * 1000 + "]" * 1000 + "\n")
 
