@@ -37,7 +37,7 @@ import docker
 import docker.errors
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build import IMAGE_LABEL, IMAGES, RECIPE_LABEL, _lock, _patient, ensure_image
+from build import IMAGE_LABEL, IMAGES, RECIPE_LABEL, _is_current, _lock, _patient, ensure_image
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TAG = "ollamatopo:local"
@@ -234,14 +234,6 @@ def _remove_quietly(client: docker.DockerClient, ids: list[str]) -> None:
     for image_id in ids:
         with contextlib.suppress(docker.errors.APIError):
             client.images.remove(image_id)
-
-
-def _is_current(client: docker.DockerClient, reference: str, wanted: str) -> bool:
-    try:
-        image = client.images.get(reference)
-    except docker.errors.ImageNotFound:
-        return False
-    return (image.labels or {}).get(RECIPE_LABEL) == wanted
 
 
 def remove(client: docker.DockerClient, reference: str) -> None:
