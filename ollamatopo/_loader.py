@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import stat
 import types
 import typing
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from ollamatopo._graph import DependencyGraph
 from ollamatopo._interpolate import interpolate, parse_dotenv
 from ollamatopo._plan import MAX_SERVICES, NAME_RE, Plan, ServiceSpec, check_references
 from ollamatopo._replicas import expand_replicas, replicated
+from ollamatopo._secrets import Redactor, is_secret_name, loose_permissions
 
 # A plan is a few hundred values; past these limits it is an attack or a mistake, and
 # loading stays within about a second and a few hundred megabytes.
@@ -46,25 +48,32 @@ class LoadedPlan:
     graph: DependencyGraph
     warnings: tuple[str, ...] = field(default=())
     templates: Mapping[str, str] = field(default_factory=dict)  # load balancer -> template
+    secrets: frozenset[str] = frozenset()  # values no output may show (see _secrets)
 
 
 def load_plan(path: Path, environ: Mapping[str, str] | None = None,
               project: str | None = None, replicas: Mapping[str, int] | None = None,
               ) -> LoadedPlan:
     """Read, interpolate and validate the plan at `path`; raise PlanError with every problem.
-    `replicas` overrides the plan's replica counts (what `scale` set)."""
+    `replicas` overrides the plan's replica counts (what `scale` set). No secret value of
+    the plan appears in a problem or a warning (`***` stands in for it)."""
     source = str(path)
     tree, lines = _read_yaml(path)
-    env = _environment(path, os.environ if environ is None else environ)
     warnings: list[str] = []
+    variables = _environment(path, os.environ if environ is None else environ, warnings)
 
     tree = _strip_extensions(tree)
-    result = interpolate(tree, env, max_chars=MAX_EXPANDED_CHARS)
+    result = interpolate(tree, variables, max_chars=MAX_EXPANDED_CHARS)
     if result.too_large is not None:
         raise PlanError(source, [PlanProblem(
             result.too_large, f"variables expand the document past {MAX_EXPANDED_CHARS // 2**20} "
             "MiB of text (a long value repeated through YAML aliases?)",
             lines.get(result.too_large))])
+    if variables.problems:
+        where = dict((name, at) for name, at in reversed(result.unset))
+        raise PlanError(source, [PlanProblem(where.get(name, ""), problem,
+                                             lines.get(where.get(name, "")))
+                                 for name, problem in variables.problems.items()])
     if result.missing:
         names = ", ".join(sorted({missing.name for missing in result.missing}))
         problems = [PlanProblem(m.path, f"${{{m.name}}}: {m.message}", lines.get(m.path))
@@ -74,12 +83,32 @@ def load_plan(path: Path, environ: Mapping[str, str] | None = None,
     for path_text, text in result.invalid:
         warnings.append(f"{path_text}: {text!r} has a '$' that is not a variable; write $$ for "
                         "a literal $")
-    for name, where in result.unset:
-        warnings.append(f"{where}: variable {name} is not set, using an empty string")
+    for name, where_used in result.unset:
+        if _in_secret_value(tree, where_used):  # `pa$sword` is no variable: name none of it
+            warnings.append(f"{where_used}: a variable in this secret value is not set, using "
+                            "an empty string (write $$ for a literal $)")
+        else:
+            warnings.append(f"{where_used}: variable {name} is not set, using an empty string")
     tree = result.value
     if isinstance(tree, dict) and project:
         tree = {**tree, "project": project}
 
+    hide = Redactor(_written_secrets(tree, variables, result.used))
+    try:
+        plan, graph, templates = _validated(tree, path, lines, variables, replicas, warnings)
+    except PlanError as error:
+        raise PlanError(error.source, [replace(problem, message=hide.text(problem.message))
+                                       for problem in error.problems]) from None
+    secrets = _plan_secrets(plan, variables, result.used)
+    hide.add(secrets)
+    return LoadedPlan(plan, path, graph, tuple(hide.text(text) for text in warnings), templates,
+                      frozenset(secrets))
+
+
+def _validated(tree: Any, path: Path, lines: dict[str, int], variables: _Variables,
+               replicas: Mapping[str, int] | None, warnings: list[str],
+               ) -> tuple[Plan, DependencyGraph, dict[str, str]]:
+    source = str(path)
     plan = _validate(tree, source, lines)
     problems = check_references(plan)
     if not problems:
@@ -96,9 +125,72 @@ def load_plan(path: Path, environ: Mapping[str, str] | None = None,
         for problem in problems:
             object.__setattr__(problem, "line", problem.line or lines.get(problem.path))
         raise PlanError(source, problems)
-    plan = _resolve_environments(plan, path.parent, env, source)
+    plan = _resolve_environments(plan, path.parent, variables, source, warnings)
     templates = _read_templates(plan, path.parent, source)
-    return LoadedPlan(plan, path, graph, tuple(warnings), templates)
+    return plan, graph, templates
+
+
+# --- secrets --------------------------------------------------------------------------------
+
+
+def _in_secret_value(tree: Any, where: str) -> bool:
+    """Whether the path `where` (services.a.environment.KEY or .environment[3]) is the
+    value of a secret environment variable in the plan as written."""
+    parts = re.fullmatch(r"services\.([^.\[]+)\.environment(?:\.([^.\[]+)|\[(\d+)\])", where)
+    services = tree.get("services") if isinstance(tree, dict) else None
+    spec = services.get(parts[1]) if parts and isinstance(services, dict) else None
+    if parts is None or not isinstance(spec, dict):
+        return False
+    marked = spec.get("secrets")
+    marked = [marked] if isinstance(marked, str) else marked if isinstance(marked, list) else []
+    key = parts[2]
+    if key is None:
+        items = spec.get("environment")
+        index = int(parts[3])
+        item = items[index] if isinstance(items, list) and index < len(items) else ""
+        key = str(item).partition("=")[0]
+    return is_secret_name(key, [str(name) for name in marked])
+
+
+def _written_secrets(tree: Any, variables: _Variables, used: set[str]) -> set[str]:
+    """The secret values known before the plan is validated, to keep them out of its
+    problems: variables with secret names that the plan uses, values read from X_FILE
+    files, and the values of secret names in the services' `environment` as written."""
+    services = tree.get("services") if isinstance(tree, dict) else None
+    found: set[str] = set(variables.from_files.values())
+    marked: set[str] = set()
+    for spec in services.values() if isinstance(services, dict) else ():
+        if not isinstance(spec, dict):
+            continue
+        names = spec.get("secrets")
+        names = [names] if isinstance(names, str) else names if isinstance(names, list) else []
+        local = {name for name in names if isinstance(name, str)}
+        marked |= local
+        environment = spec.get("environment")
+        if isinstance(environment, list):
+            pairs = [str(item).partition("=")[::2] for item in environment]
+            environment = dict(pairs)
+        if isinstance(environment, dict):
+            found.update(str(value) for key, value in environment.items()
+                         if isinstance(value, str | int | float)
+                         and is_secret_name(str(key), local))
+    found.update(value for name in used if is_secret_name(name, marked)
+                 and (value := variables.get(name)))
+    return {value for value in found if value}
+
+
+def _plan_secrets(plan: Plan, variables: _Variables, used: set[str]) -> set[str]:
+    """Every secret value of the loaded plan: each service's environment values with secret
+    names (its own `secrets:` included), the variables with such names that the plan uses,
+    and whatever X_FILE files held."""
+    marked = {name for spec in plan.services.values() for name in spec.secrets}
+    found = set(variables.from_files.values())
+    for spec in plan.services.values():
+        found.update(value for key, value in spec.environment.items()
+                     if value is not None and is_secret_name(key, spec.secrets))
+    found.update(value for name in used if is_secret_name(name, marked)
+                 and (value := variables.get(name)))
+    return {value for value in found if value}
 
 
 def _container_count(plan: Plan, replicas: Mapping[str, int]) -> list[PlanProblem]:
@@ -374,7 +466,66 @@ def read_text_file(path: Path, limit: int, *, regular_only: bool = True) -> str:
 # --- environment ----------------------------------------------------------------------------
 
 
-def _environment(path: Path, environ: Mapping[str, str]) -> dict[str, str]:
+class _Variables(Mapping[str, str]):
+    """The variables for interpolation: the process environment over the `.env` beside the
+    plan. A name that is unset but whose NAME_FILE is set takes its value from that file
+    (relative to the plan's folder; one trailing newline stripped), as the official images'
+    entrypoints read their *_FILE variables. A file that cannot be read is a problem; one
+    that others may read gives a warning."""
+
+    def __init__(self, values: Mapping[str, str], base: Path, warnings: list[str]) -> None:
+        self._values, self._base, self._warnings = values, base, warnings
+        self.from_files: dict[str, str] = {}
+        self.problems: dict[str, str] = {}  # name -> why its file cannot be read
+
+    def __getitem__(self, name: str) -> str:
+        if name in self._values:
+            return self._values[name]
+        if name in self.from_files:
+            return self.from_files[name]
+        pointer = self._values.get(f"{name}_FILE")
+        if not pointer or name in self.problems:
+            raise KeyError(name)
+        path = (self._base / pointer).expanduser()
+        try:
+            text = read_text_file(path, MAX_AUX_BYTES)
+        except Unreadable as error:
+            self.problems[name] = (f"${{{name}}}: {name}_FILE names {_shown_path(path)}, which "
+                                   f"cannot be read: {error.reason}")
+            raise KeyError(name) from None
+        value = text[:-1] if text.endswith("\n") else text
+        self.from_files[name] = value
+        if loose_permissions(path):
+            self._warnings.append(_loose(path, f"the value of {name}"))
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+
+def _loose(path: Path, what: str) -> str:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    return (f"{path} holds {what} but others may read it (mode {mode:04o}): "
+            f"chmod 600 {path}")
+
+
+def _secret_names_in(values: Mapping[str, str]) -> str:
+    return ", ".join(sorted(name for name in values if is_secret_name(name)))
+
+
+def _bad_line(text: str) -> str:
+    """A line that is not KEY=value, as the problem shows it: not at all when it may hold a
+    secret (`DB_PASSWORD hunter2` lacks its `=`)."""
+    words = re.split(r"[^A-Za-z0-9_]+", text)
+    if any(is_secret_name(word) for word in words if word):
+        return "a line with a secret-looking name (not shown)"
+    return repr(text)
+
+
+def _environment(path: Path, environ: Mapping[str, str], warnings: list[str]) -> _Variables:
     """The process environment over the `.env` beside the plan (as compose does)."""
     dotenv = path.parent / ".env"
     values: dict[str, str] = {}
@@ -385,14 +536,21 @@ def _environment(path: Path, environ: Mapping[str, str]) -> dict[str, str]:
             raise PlanError(str(dotenv), [PlanProblem("", f"cannot read {dotenv}: "
                                                           f"{error.reason}")]) from None
         if bad:
-            raise PlanError(str(dotenv), [PlanProblem(f"line {n}", f"{text!r} is not KEY=value")
+            raise PlanError(str(dotenv), [PlanProblem(f"line {n}", f"{_bad_line(text)} is not "
+                                                                   "KEY=value")
                                           for n, text in bad])
-    return {**values, **environ}
+        secret = _secret_names_in(values)
+        if secret and loose_permissions(dotenv):
+            warnings.append(_loose(dotenv, f"secrets ({secret})"))
+    return _Variables({**values, **environ}, path.parent, warnings)
 
 
-def _resolve_environments(plan: Plan, base: Path, env: Mapping[str, str], source: str) -> Plan:
+def _resolve_environments(plan: Plan, base: Path, env: Mapping[str, str], source: str,
+                          warnings: list[str]) -> Plan:
     """Each service's final environment: its env_files, then `environment:`; a bare KEY
-    takes its value from ollamatopo's environment (and is dropped when unset there)."""
+    takes its value from ollamatopo's environment (and is dropped when unset there). An
+    env_file that holds secrets and that others may read gives a warning."""
+    loose: set[Path] = set()
     services: dict[str, ServiceSpec] = {}
     problems: list[PlanProblem] = []
     for name, spec in plan.services.items():
@@ -407,8 +565,14 @@ def _resolve_environments(plan: Plan, base: Path, env: Mapping[str, str], source
                                             f"{error.reason}"))
                 continue
             problems.extend(PlanProblem(f"services.{name}.env_file[{index}]",
-                                        f"{file_path} line {n}: {text!r} is not KEY=value")
+                                        f"{file_path} line {n}: {_bad_line(text)} is not "
+                                        "KEY=value")
                             for n, text in bad)
+            secret = ", ".join(sorted(key for key in values
+                                      if is_secret_name(key, spec.secrets)))
+            if secret and file_path not in loose and loose_permissions(file_path):
+                loose.add(file_path)
+                warnings.append(_loose(file_path, f"secrets ({secret})"))
             problems.extend(PlanProblem(f"services.{name}.env_file[{index}]",
                                         f"{file_path}: the value of {key} contains a NUL "
                                         "character") for key, value in values.items()

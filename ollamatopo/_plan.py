@@ -141,6 +141,15 @@ def _environment_names(value: dict[str, str | None]) -> dict[str, str | None]:
 Environment = Annotated[KeyValues, AfterValidator(_environment_names)]
 
 
+def _secret_names(value: list[str]) -> list[str]:
+    for name in value:
+        _environment_names({name: None})
+    return value
+
+
+SecretNames = Annotated[list[str], BeforeValidator(_string_list), AfterValidator(_secret_names)]
+
+
 def _labels(value: dict[str, str]) -> dict[str, str]:
     """Label keys Docker's docs recommend, none of ollamatopo's own, and plain-text values."""
     for key, text in value.items():
@@ -455,6 +464,7 @@ class ServiceSpec(_Model):
     command: Argv | None = None
     entrypoint: Argv | None = None
     environment: Environment = {}
+    secrets: SecretNames = []  # more environment variables whose values are secret
     env_file: Annotated[list[str], BeforeValidator(_string_list)] = []
     ports: list[Annotated[PortBinding, BeforeValidator(parse_port)]] = []
     volumes: list[Annotated[VolumeMount, BeforeValidator(_volume_mount)]] = []
