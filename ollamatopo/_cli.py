@@ -137,8 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from ollamatopo._secrets import RedactingStream
+
     parser = build_parser()
     arguments = parser.parse_args(argv)
+    # Every line printed goes through the secrets redactor (filled when a plan is loaded).
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)
+    try:
+        return _main(arguments)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _main(arguments: argparse.Namespace) -> int:
     try:
         settings = _settings(arguments)
         from ollamatopo._logging import configure_logging
@@ -220,6 +232,9 @@ def _load(settings: Settings) -> LoadedPlan:
     overrides = read_overrides(settings.state_dir, loaded.plan.project)
     if overrides:  # what `scale` set outlives it
         loaded = load_plan(settings.plan, project=settings.project, replicas=overrides)
+    from ollamatopo._secrets import redactor
+
+    redactor.add(loaded.secrets)
     log = structlog.get_logger("ollamatopo")
     for warning in loaded.warnings:
         log.warning("plan warning", detail=warning)
