@@ -103,11 +103,20 @@ class Project:
         return list(self.client.volumes.list(filters={"label": f"{LABEL}={self.name}"}))
 
     def clean(self) -> None:
+        import docker.errors
+
         for container in self.client.containers.list(
                 all=True, filters={"label": f"{LABEL}={self.name}"}):
             container.remove(force=True)
         for network in self.networks():
-            network.remove()
+            try:
+                network.remove()
+            except docker.errors.APIError as error:
+                # Docker 20.10 may keep counting endpoints of removed containers and refuse
+                # to remove the network until dockerd restarts (moby/moby#42119): nothing a
+                # test can do; the tests that care assert on networks themselves.
+                if "active endpoints" not in str(error):
+                    raise
         for volume in self.volumes():
             volume.remove(force=True)
 

@@ -375,7 +375,8 @@ with open(out, "w") as report:
         down = main(["down", "--plan", plan, "--log-format", "json"])
         took = time.monotonic() - began
         deadline = time.monotonic() + 2  # worker threads end just after their loop
-        while threading.active_count() > 1 and time.monotonic() < deadline:
+        while (threading.active_count() > 1 or len(os.listdir("/proc/self/task")) > 1) \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
         report.write(json.dumps({
             "round": number, "up": up, "down": down, "seconds": round(took, 2),
@@ -414,11 +415,29 @@ def cycle(project: Project, services: int, rounds: int) -> list[dict[str, Any]]:
     assert all(row["threads"] <= first["threads"] for row in figures), figures
     assert all(row["tasks"] <= first["tasks"] for row in figures), figures
     assert all(row["fds"] <= first["fds"] for row in figures), figures
-    assert_nothing_left(project)
+    found = project.client.containers.list(all=True, filters={"label": f"{LABEL}={project.name}"})
+    assert found == [], [c.name for c in found]
+    # Docker 20.10 now and then keeps counting endpoints of removed containers on a network
+    # and refuses to remove it until dockerd restarts (moby/moby#42119, #43286). `down`
+    # then keeps it with a warning saying so; any other network left would be our leak.
+    refused = {event["network"] for event in _events(done.stdout)
+               if event.get("event") == "network kept"}
+    left = {network.name for network in project.networks()}
+    assert left <= refused, (left, refused)
     print("round seconds:", [row["seconds"] for row in figures])  # shown with -rP
     print("threads:", sorted({row["threads"] for row in figures}),
-          "fds:", sorted({row["fds"] for row in figures}))
+          "tasks:", sorted({row["tasks"] for row in figures}),
+          "fds:", sorted({row["fds"] for row in figures}),
+          "networks the engine refused to remove:", sorted(left))
     return figures
+
+
+def _events(stdout: str) -> Iterator[dict[str, Any]]:
+    import json
+
+    for line in stdout.splitlines():
+        if line.startswith("{"):
+            yield json.loads(line)
 
 
 def test_twenty_rounds_in_one_process_leak_no_thread_fd_container_or_network(
