@@ -449,6 +449,6 @@ def test_twenty_rounds_in_one_process_leak_no_thread_fd_container_or_network(
 
 
 @pytest.mark.skipif(not os.environ.get("OLLAMATOPO_SOAK"),
-                    reason="a soak of about 12 minutes: set OLLAMATOPO_SOAK=1")
+                    reason="a soak of about 9 minutes: set OLLAMATOPO_SOAK=1")
 def test_soak_twenty_rounds_of_fifty_services(project: Project) -> None:
     cycle(project, services=50, rounds=20)
