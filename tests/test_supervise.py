@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, Project
+from tests.engine_proxy import FaultProxy
 
 PLAN = """
 project: PROJECT
@@ -218,73 +218,16 @@ def test_on_stop_stop_stops_the_containers_in_reverse_order(
     assert {c.status for c in project.containers().values()} == {"exited"}
 
 
-class SocketProxy:
-    """A Unix socket forwarding to the engine's: the test cuts it to make the engine
-    vanish for the daemon (the engine itself, and other users of it, are not touched)."""
-
-    def __init__(self, path: Path, target: str = "/var/run/docker.sock") -> None:
-        self.path, self.target = path, target
-        self._connections: list[socket.socket] = []
-        self._listener: socket.socket | None = None
-
-    def open(self) -> None:
-        import threading
-
-        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if self.path.exists():
-            self.path.unlink()
-        listener.bind(str(self.path))
-        listener.listen(64)
-        self._listener = listener
-
-        def accept() -> None:
-            while True:
-                try:
-                    client, _ = listener.accept()
-                except OSError:
-                    return
-                upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                upstream.connect(self.target)
-                self._connections += [client, upstream]
-                for a, b in ((client, upstream), (upstream, client)):
-                    threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-        threading.Thread(target=accept, daemon=True).start()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while chunk := source.recv(65536):
-                sink.sendall(chunk)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
-
-    def cut(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-        for connection in self._connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-            connection.close()
-        self._connections.clear()
-        self.path.unlink(missing_ok=True)
-
-
 def test_the_daemon_survives_the_engine_going_away_and_resynchronises(
         project: Project, daemons: list[Daemon], tmp_path: Path) -> None:
     project.write(PLAN)
-    proxy = SocketProxy(tmp_path / "engine.sock")
+    proxy = FaultProxy(tmp_path / "engine.sock")  # cut to make the engine vanish for the daemon
     proxy.open()
     try:
         daemon = start(daemons, project,
                        {"OLLAMATOPO_DOCKER_HOST": f"unix://{tmp_path / 'engine.sock'}"})
         daemon.supervising()
-        proxy.cut()
+        proxy.close()
         daemon.wait_for(lambda ev: bool(named(ev, "engine lost")), what="engine lost")
         # While the daemon cannot see the engine, a service dies.
         project.containers()["api"].kill()
@@ -301,7 +244,7 @@ def test_the_daemon_survives_the_engine_going_away_and_resynchronises(
         assert project.containers()["api"].status == "running"
         assert daemon.stop() == 0
     finally:
-        proxy.cut()
+        proxy.close()
 
 
 def test_scale_asks_the_running_daemon_and_reports_each_new_replica(
