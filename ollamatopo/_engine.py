@@ -296,16 +296,13 @@ class Engine:
     async def create_network(self, config: NetworkConfig, run_id: str) -> str:
         labels = {**config.create_kwargs["labels"], LABEL_RUN: run_id}
 
-        async def made_already() -> tuple[dict[str, Any]] | None:
-            found = await self._ours(f"inspect network {config.name}",
-                                     self._client.inspect_network, config.name, run_id)
-            return None if found is None else ({"Id": found["Id"]},)
-
         try:
             # This engine (API 1.41) makes a second network of a name unless asked not to.
             raw = await self._call(f"create network {config.name}",
                                    self._client.create_network, config.name,
-                                   settle=made_already, check_duplicate=True,
+                                   settle=self._made_by("network", config.name, run_id,
+                                                        self._client.inspect_network),
+                                   check_duplicate=True,
                                    **{**config.create_kwargs, "labels": labels})
         except EngineError as error:
             if "overlap" in str(error).lower():
@@ -324,8 +321,7 @@ class Engine:
             raw = await self._call(f"inspect {kind} {name}", inspect, name, retry=True)
         except OllamatopoError:
             return None
-        labels = raw.get("Labels") or (raw.get("Config") or {}).get("Labels") or {}
-        owner = labels.get(LABEL_PROJECT)
+        owner = _labels(raw).get(LABEL_PROJECT)
         whose = (f"belongs to ollamatopo project {owner!r}" if owner else
                  f"was not made by ollamatopo (it has no {LABEL_PROJECT} label)")
         return (f"the {kind} {name} ({str(raw.get('Id', ''))[:12]}) already exists and {whose}: "
@@ -358,15 +354,19 @@ class Engine:
                                 f"{network.get('Name')}: choose a free subnet")
         return ""
 
-    async def _ours(self, what: str, inspect: Callable[[str], dict[str, Any]], name: str,
-                    run_id: str) -> dict[str, Any] | None:
-        """The object named `name` if it exists and this run made it, else None."""
-        try:
-            raw = await self._call(what, inspect, name, retry=True)
-        except NotFound:
-            return None
-        labels = raw.get("Labels") or (raw.get("Config") or {}).get("Labels") or {}
-        return raw if labels.get(LABEL_RUN) == run_id else None
+    def _made_by(self, kind: str, name: str, run_id: str,
+                 inspect: Callable[[str], dict[str, Any]]) -> Settle[dict[str, Any]]:
+        """For a create that lost its answer: the object named `name`, if this run made
+        it after all (then it is not made again)."""
+
+        async def made_already() -> tuple[dict[str, Any]] | None:
+            try:
+                raw = await self._call(f"inspect {kind} {name}", inspect, name, retry=True)
+            except NotFound:
+                return None
+            return ({"Id": raw["Id"]},) if _labels(raw).get(LABEL_RUN) == run_id else None
+
+        return made_already
 
     async def remove_network(self, name_or_id: str) -> None:
         with contextlib.suppress(NotFound):
@@ -389,15 +389,12 @@ class Engine:
         kwargs["networking_config"] = {"EndpointsConfig": {first.network: _endpoint(first)}}
         kwargs["labels"] = {**config.labels, LABEL_RUN: run_id}
 
-        async def made_already() -> tuple[dict[str, Any]] | None:
-            found = await self._ours(f"inspect container {config.name}",
-                                     self._client.inspect_container, config.name, run_id)
-            return None if found is None else ({"Id": found["Id"]},)
-
         try:
             raw = await self._call(f"create container {config.name}",
                                    self._client.create_container, name=config.name,
-                                   settle=made_already, **kwargs)
+                                   settle=self._made_by("container", config.name, run_id,
+                                                        self._client.inspect_container),
+                                   **kwargs)
         except EngineError as error:
             if "is already in use" not in str(error):  # 409: another container has the name
                 raise
@@ -523,6 +520,11 @@ class Engine:
         finally:
             closed.set()
             stream.close()
+
+
+def _labels(raw: dict[str, Any]) -> dict[str, str]:
+    """The labels of an inspected network (top level) or container (under Config)."""
+    return dict(raw.get("Labels") or (raw.get("Config") or {}).get("Labels") or {})
 
 
 def _endpoint(endpoint: Any) -> dict[str, Any]:
