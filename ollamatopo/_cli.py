@@ -286,14 +286,16 @@ def command_up(arguments: argparse.Namespace, settings: Settings) -> int:
     lock = ProjectLock(settings.state_dir, loaded.plan.project)
     lock.acquire("up --supervise" if arguments.supervise else "up")
     try:
-        return _up_locked(arguments, settings, loaded)
+        _up_locked(arguments, settings, loaded)
     finally:
         lock.release()
+    return EXIT_OK
 
 
 def command_scale(arguments: argparse.Namespace, settings: Settings) -> int:
     from ollamatopo._daemon import ProjectLock
     from ollamatopo._loader import load_plan
+    from ollamatopo._logging import wants_json
     from ollamatopo._report import runs_dir
     from ollamatopo._scale import (
         ask_daemon,
@@ -309,7 +311,6 @@ def command_scale(arguments: argparse.Namespace, settings: Settings) -> int:
     project = before.plan.project
     wanted = {**read_overrides(settings.state_dir, project), **requests}
     loaded = load_plan(settings.plan, project=settings.project, replicas=wanted)  # validates
-    runs = runs_dir(settings.state_dir, project)
     lock = ProjectLock(settings.state_dir, project)
     try:
         lock.acquire("scale")
@@ -318,26 +319,19 @@ def command_scale(arguments: argparse.Namespace, settings: Settings) -> int:
         if pid is None:
             raise
         write_overrides(settings.state_dir, project, wanted)
-        report = ask_daemon(pid, runs, arguments.timeout)
+        report = ask_daemon(pid, runs_dir(settings.state_dir, project), arguments.timeout)
     else:
         try:
             write_overrides(settings.state_dir, project, wanted)
-            _up_locked(arguments, settings, loaded)
+            report = _up_locked(arguments, settings, loaded).report()
         finally:
             lock.release()
-        report = json.loads(max(runs.glob("*.json")).read_text(encoding="utf-8"))
     added = [name for name in loaded.plan.services if name not in before.plan.services]
     removed = [name for name in before.plan.services if name not in loaded.plan.services]
     summary = {"scaled": requests, "added": scaling_summary(report, added), "removed": removed,
                "outcome": report.get("outcome")}
-    print(json.dumps(summary) if wants_json_output(settings) else _format_scaling(summary))
+    print(json.dumps(summary) if wants_json(settings.log_format) else _format_scaling(summary))
     return EXIT_OK if report.get("outcome") == "succeeded" else EXIT_SERVICE_FAILED
-
-
-def wants_json_output(settings: Settings) -> bool:
-    from ollamatopo._logging import wants_json
-
-    return wants_json(settings.log_format)
 
 
 def _format_scaling(summary: dict[str, Any]) -> str:
@@ -363,7 +357,9 @@ def _new_recorder(loaded: LoadedPlan, command: str = "up",
                        listeners=list(listeners or []))
 
 
-def _up_locked(arguments: argparse.Namespace, settings: Settings, loaded: LoadedPlan) -> int:
+def _up_locked(arguments: argparse.Namespace, settings: Settings,
+               loaded: LoadedPlan) -> RunRecorder:
+    """Bring the plan up (and, with --supervise, keep it up); the run's recorder."""
     from ollamatopo._logging import wants_json
     from ollamatopo._probes import Backoff
     from ollamatopo._report import latest_durations, runs_dir, write_report
@@ -397,10 +393,9 @@ def _up_locked(arguments: argparse.Namespace, settings: Settings, loaded: Loaded
 
     board: LiveBoard | None = arguments.board
     if board is not None:
-        from ollamatopo._graph import DependencyGraph
         from ollamatopo._progress import render_board
 
-        dependencies = DependencyGraph.from_plan(plan).dependencies
+        dependencies = loaded.graph.dependencies
         images = {name: spec.image for name, spec in plan.services.items()}
         board.show(lambda width: render_board(recorder, dependencies, images,
                                               recorder.elapsed(), width))
@@ -448,15 +443,14 @@ def _up_locked(arguments: argparse.Namespace, settings: Settings, loaded: Loaded
     try:
         _run_async(run)
     except KeyboardInterrupt:
-        if concluded:  # a daemon asked to stop after a good start: a clean exit
-            return EXIT_OK
-        raise
+        if not concluded:  # a daemon asked to stop after a good start is a clean exit
+            raise
     finally:
         if board is not None:
             board.finish()
         if recorder.outcome != "running" and not concluded:
             conclude(recorder, arguments.report)
-    return EXIT_OK
+    return recorder
 
 
 async def _start_metrics(group: Any, metrics: DaemonMetrics, settings: Settings,
@@ -492,12 +486,9 @@ async def _supervise(engine: Engine, settings: Settings, loaded: LoadedPlan,
         up=options,
         stop_containers_on_exit=settings.on_stop == "stop")
 
-    async def after_reload(finished: RunRecorder) -> None:
-        conclude(finished)
-
     await serve(engine, loaded, daemon, notifier,
                 new_recorder=lambda current: _new_recorder(current, "supervise", listeners),
-                reload_plan=lambda: _load(settings), on_run=after_reload)
+                reload_plan=lambda: _load(settings), on_run=conclude)
 
 
 def _write_report_quietly(write: Callable[[Any, Path], Path], report: Any,

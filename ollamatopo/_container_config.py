@@ -85,6 +85,12 @@ def service_networks(spec: ServiceSpec) -> list[str]:
     return list(spec.networks) or [DEFAULT_NETWORK]
 
 
+def first_network(plan: Plan, service: str) -> str:
+    """The engine name of the network a service's container is created on (a probe of a
+    port that is not published goes to the container's address there)."""
+    return network_name(plan.project, service_networks(plan.services[service])[0])
+
+
 def plan_networks(plan: Plan) -> dict[str, NetworkSpec]:
     networks = dict(plan.networks)
     if any(not spec.networks for spec in plan.services.values()):

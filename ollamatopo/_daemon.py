@@ -102,7 +102,7 @@ def status_reporter(notifier: SystemdNotifier, total: int) -> Callable[[str, dic
 async def serve(engine: Engine, loaded: LoadedPlan, options: DaemonOptions,
                 notifier: SystemdNotifier, new_recorder: Callable[[LoadedPlan], RunRecorder],
                 reload_plan: Callable[[], LoadedPlan],
-                on_run: Callable[[RunRecorder], Awaitable[None]]) -> None:
+                on_run: Callable[[RunRecorder], None]) -> None:
     """Supervise until cancelled; SIGHUP reloads. `up` has already brought the plan up."""
     recorder = new_recorder(loaded)
     notifier.ready(f"supervising {len(loaded.plan.services)} services")
@@ -178,7 +178,7 @@ async def _supervise_until(engine: Engine, loaded: LoadedPlan, options: Supervis
 async def _reload(engine: Engine, current: LoadedPlan, options: DaemonOptions,
                   notifier: SystemdNotifier, new_recorder: Callable[[LoadedPlan], RunRecorder],
                   reload_plan: Callable[[], LoadedPlan],
-                  on_run: Callable[[RunRecorder], Awaitable[None]]) -> LoadedPlan:
+                  on_run: Callable[[RunRecorder], None]) -> LoadedPlan:
     """The new plan, brought up; or, if it is invalid, the current one, untouched."""
     recorder = new_recorder(current)
     try:
@@ -196,6 +196,6 @@ async def _reload(engine: Engine, current: LoadedPlan, options: DaemonOptions,
     except RunFailed as error:
         recorder.emit("reload failed", level="error", error=str(error))
     finally:
-        await on_run(recorder)
+        on_run(recorder)
     notifier.ready(f"reloaded; supervising {len(loaded.plan.services)} services")
     return loaded

@@ -127,6 +127,7 @@ class RunRecorder:
             "project": self.project,
             "plan": self.plan_path,
             "started_at": self.started_at,
+            "phase_order": list(self.phase_order),
             "outcome": self.outcome,
             "total_s": self.total_s,
             "services": {name: asdict(timing) for name, timing in self.services.items()},

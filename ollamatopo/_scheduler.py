@@ -480,8 +480,7 @@ async def up(engine: Engine, loaded: LoadedPlan, options: UpOptions,
     # The graph goes into the report, so `report` can weigh it with the measured times.
     recorder.extra["dependencies"] = {
         name: {dependency: condition.value for dependency, condition in deps.items()}
-        for name, deps in DependencyGraph.from_plan(loaded.plan).dependencies.items()}
-    recorder.extra.setdefault("phase_order", list(recorder.phase_order))
+        for name, deps in loaded.graph.dependencies.items()}
     loaded = await admit_resources(engine, loaded, options, recorder)
     plan = loaded.plan
     desired = await observe(engine, loaded)

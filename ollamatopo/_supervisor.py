@@ -24,10 +24,9 @@ from typing import Any
 
 import anyio
 
-from ollamatopo._container_config import container_config, restart_policy
+from ollamatopo._container_config import first_network, restart_policy
 from ollamatopo._engine import Engine
 from ollamatopo._errors import EngineError, OllamatopoError, ProbeFailed
-from ollamatopo._graph import DependencyGraph
 from ollamatopo._loadbalancer import BalancerSync
 from ollamatopo._loader import LoadedPlan
 from ollamatopo._probes import (
@@ -228,18 +227,13 @@ class Supervisor:
         self.engine, self.plan, self.watch, self.http = engine, loaded.plan, watch, http
         self.recorder, self.options = recorder, options
         self._containers = dict(containers)
-        self._graph = DependencyGraph.from_plan(loaded.plan)
+        self._graph = loaded.graph
         self._guards = {name: _Guard(self, name, container_id)
                         for name, container_id in self._containers.items()}
         self.balancers = BalancerSync(engine, loaded.plan, loaded.templates, recorder)
         self.balancers.up.update(self._containers)
-        self._first_networks = {
-            name: container_config(loaded.plan, name, loaded.path.parent).endpoints[0].network
-            for name in self._containers}
-
-    @property
-    def services(self) -> list[str]:
-        return list(self._guards)
+        self._first_networks = {name: first_network(loaded.plan, name)
+                                for name in self._containers}
 
     async def run(self) -> None:
         try:
