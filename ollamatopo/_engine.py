@@ -64,6 +64,7 @@ PULL_CONCURRENCY = 4
 RETRY_ATTEMPTS = 4
 RETRY_INITIAL_S = 0.1
 RETRY_MAX_S = 1.0
+NETWORK_SETTLE_S = 5.0
 # 5xx answers that name a lasting cause: repeating the call cannot help.
 LASTING = ("address already in use", "port is already allocated", "overlaps",
            "oci runtime", "no space left", "invalid", "not permitted", "already exists")
@@ -369,9 +370,16 @@ class Engine:
         return made_already
 
     async def remove_network(self, name_or_id: str) -> None:
+        """Docker 20.10 may count the endpoints of just removed containers for a while
+        (moby/moby#42119, sometimes until dockerd restarts): such a refusal is tried
+        again for NETWORK_SETTLE_S before it is raised."""
+        settling = tenacity.AsyncRetrying(
+            sleep=anyio.sleep, reraise=True, stop=tenacity.stop_after_delay(NETWORK_SETTLE_S),
+            wait=tenacity.wait_exponential(multiplier=RETRY_INITIAL_S, max=RETRY_MAX_S),
+            retry=tenacity.retry_if_exception(lambda error: "active endpoints" in str(error)))
         with contextlib.suppress(NotFound):
-            await self._call(f"remove network {name_or_id}", self._client.remove_network,
-                             name_or_id, retry=True)
+            await settling(self._call, f"remove network {name_or_id}",
+                           self._client.remove_network, name_or_id, retry=True)
 
     async def create_volume(self, config: VolumeConfig) -> None:
         await self._call(f"create volume {config.name}", self._client.create_volume,

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import anyio
-import tenacity
 
 from ollamatopo._admission import Capacity, admit, clamp
 from ollamatopo._container_config import (
@@ -56,7 +55,6 @@ from ollamatopo._watch import ContainerWatch, watch_containers
 
 LOG_TAIL = 20
 DRAIN_S = 1.0
-NETWORK_RETRY_S = 5.0
 
 
 def new_run_id() -> str:
@@ -560,18 +558,12 @@ def _report_phases(recorder: RunRecorder) -> None:
 
 async def remove_networks(engine: Engine, networks: list[str],
                           recorder: RunRecorder) -> list[str]:
-    """Remove each network; the ones removed. Docker 20.10 may count the endpoints of just
-    removed containers for a while (moby/moby#42119): such a removal is retried for
-    NETWORK_RETRY_S, then the network is kept with a warning instead of failing the run."""
+    """Remove each network; the ones removed. One the engine will not let go of (see
+    `Engine.remove_network`) is kept with a warning instead of failing the run."""
     removed = []
     for network in networks:
-        retrying = tenacity.AsyncRetrying(
-            sleep=anyio.sleep, reraise=True, stop=tenacity.stop_after_delay(NETWORK_RETRY_S),
-            wait=tenacity.wait_exponential(multiplier=0.1, max=1.0),
-            retry=tenacity.retry_if_exception(
-                lambda error: "active endpoints" in str(error)))
         try:
-            await retrying(engine.remove_network, network)
+            await engine.remove_network(network)
         except EngineError as error:
             recorder.emit("network kept", level="warning", network=network, error=str(error),
                           fix="the engine still counts endpoints on it: restart dockerd, "
