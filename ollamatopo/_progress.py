@@ -10,6 +10,7 @@ above it, so warnings stay readable while the board redraws.
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import TextIO
 
@@ -31,9 +32,10 @@ def render_board(recorder: RunRecorder, dependencies: Mapping[str, Mapping[str, 
     services = recorder.services
     name_width = max((len(name) for name in services), default=0)
     spin = SPINNER[int(now * 10) % len(SPINNER)]
+    statuses = Counter(timing.status for timing in services.values())
     lines = [f"{recorder.command} {recorder.project}  {now:5.1f}s  "
-             f"{_count(services, 'ready')}/{len(services)} ready"
-             + (f", {_count(services, 'failed')} failed" if _count(services, "failed") else "")]
+             f"{statuses['ready']}/{len(services)} ready"
+             + (f", {statuses['failed']} failed" if statuses["failed"] else "")]
     for image, pull in sorted(recorder.pulls.items()):
         if pull.status == "pulling":
             amount = (f"{format_bytes(pull.downloaded)}/{format_bytes(pull.total)}"
@@ -50,10 +52,6 @@ def render_board(recorder: RunRecorder, dependencies: Mapping[str, Mapping[str, 
             mark = MARKS.get(timing.status, spin)
             lines.append(f"  {mark} {name.ljust(name_width)}  {state}")
     return [_fit(line, width) for line in lines]
-
-
-def _count(services: Mapping[str, ServiceTiming], status: str) -> int:
-    return sum(1 for timing in services.values() if timing.status == status)
 
 
 def _service_state(name: str, timing: ServiceTiming, needs: Mapping[str, Condition],
