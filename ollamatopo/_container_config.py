@@ -64,6 +64,16 @@ class ContainerConfig:
     config_hash: str
     stop_timeout: float
 
+    @property
+    def networks(self) -> tuple[str, ...]:
+        return tuple(endpoint.network for endpoint in self.endpoints)
+
+    @property
+    def volumes(self) -> tuple[str, ...]:
+        """Engine names of the named volumes it mounts."""
+        mounts = self.create_kwargs.get("host_config", {}).get("Mounts") or []
+        return tuple(mount["Source"] for mount in mounts if mount.get("Type") == "volume")
+
 
 @dataclass(frozen=True)
 class NetworkConfig:

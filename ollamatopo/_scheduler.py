@@ -1,10 +1,12 @@
 """The scheduler: one traversal of the dependency graph brings a plan up or down.
 
-`up`: observe the engine, reconcile, ensure images, networks and volumes, then
-every service runs in one task group: its container is created ahead of time,
-it starts as soon as its own dependencies hold (`started` or `healthy`), and is
-probed until ready while a container exit fails it at once. A required failure
-cancels the rest; what this run created is then removed (unless kept).
+`up`: observe the engine and reconcile, then every service runs in one task group,
+beside the supplies (`_supplies`: images pulled, networks and volumes made): its
+container is created ahead of time, as soon as its own image, networks and volumes
+are there; it starts as soon as its own dependencies hold (`started` or `healthy`),
+and is probed until ready while a container exit fails it at once. Creates and starts
+go through one `EngineQueue`, the least slack first. A required failure cancels the
+rest; what this run created is then removed (unless kept).
 `down`: the same traversal on the reversed graph, from labels alone.
 """
 
@@ -22,13 +24,13 @@ import anyio
 from ollamatopo._admission import Capacity, admit, clamp
 from ollamatopo._container_config import (
     ContainerConfig,
-    VolumeConfig,
     container_config,
     network_config,
     plan_networks,
     volume_config,
 )
 from ollamatopo._engine import Engine
+from ollamatopo._engine_queue import EngineQueue
 from ollamatopo._errors import (
     EngineError,
     OllamatopoError,
@@ -42,19 +44,20 @@ from ollamatopo._loader import LoadedPlan
 from ollamatopo._plan import Condition, Plan
 from ollamatopo._probes import Backoff, HttpClient, build_probe, http_client, wait_until_ready
 from ollamatopo._reconcile import (
-    NetworkAction,
     Reconciliation,
     ServiceAction,
     Snapshot,
     Verb,
     reconcile,
 )
-from ollamatopo._report import ImagePull, RunRecorder
-from ollamatopo._start_queue import StartQueue
+from ollamatopo._report import RunRecorder
+from ollamatopo._supplies import ImageSupply, SharedObjects, SupplyFailed
 from ollamatopo._watch import ContainerWatch, watch_containers
 
 LOG_TAIL = 20
 DRAIN_S = 1.0
+# Slack closer than one container start (0.3-0.45 s on this engine, alone) is a tie.
+SLACK_TIE_S = 0.5
 
 
 def new_run_id() -> str:
@@ -66,15 +69,6 @@ def new_run_id() -> str:
 
 class DependencyFailed(ServiceFailed):
     """A service did not start because something it waits for failed."""
-
-
-class NetworkFailed(ServiceFailed):
-    """A network of the plan could not be made; the services on it cannot start."""
-
-    def __init__(self, network: str, users: list[str], cause: str) -> None:
-        super().__init__(f"network {network}", cause)
-        used = f" (used by {', '.join(users)})" if users else ""
-        self.args = (f"network {network!r}{used} failed: {cause}",)
 
 
 @dataclass
@@ -185,64 +179,6 @@ class _ProbeOutcome:
     exit: tuple[int | None, bool] | None = None
 
 
-class ImageSupply:
-    """The run's images: present ones are ready at once, missing ones are pulled all
-    concurrently while services with present images already start; a service waits only
-    for its own image."""
-
-    PROGRESS_EVERY_S = 0.5
-
-    def __init__(self, engine: Engine, recorder: RunRecorder, desired: DesiredState) -> None:
-        self._engine, self._recorder = engine, recorder
-        needed = sorted({config.image for config in desired.containers.values()})
-        self.missing = [image for image in needed if image not in desired.snapshot.image_ids]
-        self._ready = {image: anyio.Event() for image in needed}
-        self._errors: dict[str, str] = {}
-        for image in needed:
-            if image not in self.missing:
-                self._ready[image].set()
-                recorder.emit("image ensured", image=image, pulled=False)
-
-    async def pull_missing(self) -> None:
-        async with anyio.create_task_group() as group:
-            for image in self.missing:
-                group.start_soon(self._pull, image)
-
-    async def _pull(self, image: str) -> None:
-        last = [0.0]
-        pull = self._recorder.pulls.setdefault(image, ImagePull())
-
-        def progress(current: int, total: int) -> None:
-            pull.downloaded, pull.total = current, total
-            now = self._recorder.elapsed()
-            if now - last[0] >= self.PROGRESS_EVERY_S or current >= total:
-                last[0] = now
-                self._recorder.emit("image pull progress", image=image, downloaded=current,
-                                    total=total)
-
-        began = self._recorder.elapsed()
-        self._recorder.emit("image pull started", image=image)
-        try:
-            await self._engine.pull(image, progress)
-        except EngineError as error:
-            self._errors[image] = str(error)
-            pull.status = "failed"
-            self._recorder.emit("image pull failed", image=image, level="error",
-                                error=str(error))
-        else:
-            pull.status = "pulled"
-            self._recorder.emit("image ensured", image=image, pulled=True,
-                                duration_s=round(self._recorder.elapsed() - began, 3))
-        finally:
-            self._ready[image].set()
-
-    async def wait(self, service: str, image: str) -> None:
-        await self._ready[image].wait()
-        if image in self._errors:
-            raise ServiceFailed(service, f"image {image} is not on the engine and could not "
-                                         f"be pulled: {self._errors[image]}")
-
-
 class _Run:
     """One `up`: the plan, the engine, what it decided and what it has done."""
 
@@ -253,58 +189,34 @@ class _Run:
         self.options, self.recorder = options, recorder
         self.run_id = recorder.run_id
         self.container_ids: dict[str, str] = {}
-        self.images = ImageSupply(engine, recorder, desired)
-        self.starts = StartQueue(
-            options.start_concurrency, loaded.graph.slack(options.durations),
-            expected=[name for name, deps in loaded.graph.dependencies.items()
-                      if not deps and desired.reconciliation.services[name].verb is not Verb.KEEP])
+        self.images = ImageSupply(engine, recorder,
+                                  [config.image for config in desired.containers.values()],
+                                  desired.snapshot.image_ids)
+        volumes = [volume_config(self.plan.project, key, spec)
+                   for key, spec in self.plan.volumes.items()]
+        self.shared = SharedObjects(engine, recorder, self.run_id,
+                                    desired.reconciliation.networks, volumes,
+                                    desired.containers, desired.snapshot)
+        ranks = loaded.graph.slack(options.durations)
+        self.queue = EngineQueue(options.start_concurrency,
+                                 {**ranks, **self.shared.ranks(ranks)},
+                                 expected=[*self.shared.pending, *self._about_to_ask()],
+                                 tie_s=SLACK_TIE_S)
         self.balancers = BalancerSync(engine, self.plan, loaded.templates, recorder)
         # Backends that were running before this run count as up until a probe says not.
         self.balancers.up.update(name for name, action in desired.reconciliation.services.items()
                                  if action.verb is Verb.KEEP)
 
-    # Networks and volumes first, concurrently; images are pulled alongside (ImageSupply).
-
-    async def ensure_shared(self) -> None:
-        async with anyio.create_task_group() as group:
-            for action in self.desired.reconciliation.networks:
-                group.start_soon(self.ensure_network, action)
-            for key, spec in self.plan.volumes.items():
-                group.start_soon(self.ensure_volume, volume_config(self.plan.project, key, spec))
-
-    async def ensure_network(self, action: NetworkAction) -> None:
-        config = action.config
-        if action.verb is Verb.KEEP:
-            self.recorder.emit("network ensured", network=config.name, action="keep")
-            return
-        if action.verb is Verb.RECREATE and action.existing is not None:
-            await self._clear_network(action.existing.name, action.existing.containers)
-        try:
-            await self.engine.create_network(config, self.run_id)
-        except EngineError as error:
-            users = sorted(name for name, container in self.desired.containers.items()
-                           if any(e.network == config.name for e in container.endpoints))
-            raise NetworkFailed(config.key, users, str(error)) from None
-        self.recorder.emit("network ensured", network=config.name, action=action.verb.value,
-                           cause=action.cause)
-
-    async def _clear_network(self, name: str, attached: tuple[str, ...]) -> None:
-        ours = {c.id for c in self.desired.snapshot.containers}
-        strangers = [cid for cid in attached if cid not in ours]
-        if strangers:
-            raise ServiceFailed(f"network {name}", f"its config changed but {len(strangers)} "
-                                "container(s) outside the project use it; detach them first")
-        for container_id in attached:
-            await self.engine.remove_container(container_id)
-        await self.engine.remove_network(name)
-
-    async def ensure_volume(self, config: VolumeConfig) -> None:
-        if config.name not in self.desired.snapshot.volumes:
-            try:
-                await self.engine.create_volume(config)
-            except EngineError as error:
-                raise ServiceFailed(f"volume {config.name}", str(error)) from None
-            self.recorder.emit("volume ensured", volume=config.name, action="create")
+    def _about_to_ask(self) -> list[str]:
+        """Services whose next engine step comes at once: a create with its image at hand
+        (a recreate stops the old container first), or the start of a stopped container
+        that waits for nothing."""
+        services = self.desired.reconciliation.services
+        graph = self.loaded.graph
+        return [name for name, action in services.items()
+                if (action.verb is Verb.CREATE
+                    and self.desired.containers[name].image not in self.images.missing)
+                or (action.verb is Verb.START and not graph.dependencies[name])]
 
     async def remove_orphans(self) -> None:
         orphans = [(o, o.existing) for o in self.desired.reconciliation.orphans
@@ -342,7 +254,7 @@ class _Run:
         try:
             await self._bring_up(name, context, watch, http)
         finally:
-            self.starts.withdraw(name)  # if it never asked for a start slot, others need not wait
+            self.queue.withdraw(name)  # if it never asks for a slot, others need not wait
 
     async def _bring_up(self, name: str, context: NodeContext, watch: ContainerWatch,
                         http: HttpClient) -> None:
@@ -368,7 +280,7 @@ class _Run:
 
     async def start(self, name: str, container_id: str) -> None:
         try:
-            async with self.starts.slot(name):
+            async with self.queue.slot(name):
                 await self.engine.start(container_id)
         except EngineError as error:
             raise ServiceFailed(name, f"the engine refused to start it: {error}") from None
@@ -380,11 +292,13 @@ class _Run:
             self.container_ids[name] = action.existing.id
             return action.existing.id
         await self.images.wait(name, config.image)
+        await self.shared.wait(name, config)
         if action.existing is not None:  # recreate
             await self.engine.stop(action.existing.id)
             await self.engine.remove_container(action.existing.id)
         try:
-            container_id = await self.engine.create_container(config, self.run_id)
+            async with self.queue.slot(name, again=not self.loaded.graph.dependencies[name]):
+                container_id = await self.engine.create_container(config, self.run_id)
         except EngineError as error:
             raise ServiceFailed(name, f"the engine refused to create it: {error}") from None
         self.container_ids[name] = container_id
@@ -492,21 +406,22 @@ async def up(engine: Engine, loaded: LoadedPlan, options: UpOptions,
 
     try:
         async with watch_containers(engine, plan.project) as watch, http_client() as http, \
-                anyio.create_task_group() as pulls:
-            pulls.start_soon(run.images.pull_missing)
-            try:
-                await run.ensure_shared()
-                await run.remove_orphans()
-            except* ServiceFailed as group:  # ensure_shared's task group wraps them
-                failures.extend(_leaves(group))
-            if not failures:
-                failures = await traverse(
-                    loaded.graph,
-                    lambda name, ctx: run.bring_up(name, ctx, watch, http),
-                    required=lambda name: not plan.services[name].optional,
-                    on_failure=on_failure)
-                _report_phases(recorder)
-            pulls.cancel_scope.cancel()  # nothing waits for an image any more
+                anyio.create_task_group() as supplies:
+            supplies.start_soon(run.images.pull_missing)
+            await run.remove_orphans()
+            supplies.start_soon(run.shared.make_all, run.queue)
+            failures = await traverse(
+                loaded.graph,
+                lambda name, ctx: run.bring_up(name, ctx, watch, http),
+                required=lambda name: not plan.services[name].optional,
+                on_failure=on_failure)
+            if run.shared.failures:  # the cause first; its users' failures only repeat it
+                failures = run.shared.failures + [f for f in failures
+                                                  if not isinstance(f, SupplyFailed)]
+            elif not failures:
+                await run.shared.made()  # a network no service joins is still the plan's
+            _report_phases(recorder)
+            supplies.cancel_scope.cancel()  # nothing waits for an image any more
     except BaseException:
         recorder.finish("interrupted")
         if not options.keep_on_failure:
@@ -534,16 +449,6 @@ async def admit_resources(engine: Engine, loaded: LoadedPlan, options: UpOptions
         loaded = dataclasses.replace(loaded, plan=plan)
     admit(loaded.plan, capacity)
     return loaded
-
-
-def _leaves(group: BaseExceptionGroup[ServiceFailed]) -> list[ServiceFailed]:
-    found: list[ServiceFailed] = []
-    for error in group.exceptions:
-        if isinstance(error, BaseExceptionGroup):
-            found += _leaves(error)
-        else:
-            found.append(error)
-    return found
 
 
 def _report_phases(recorder: RunRecorder) -> None:

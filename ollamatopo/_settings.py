@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     probe_max_backoff: float = Field(default=0.15, gt=0, le=10.0)
     api_concurrency: int = Field(default=8, ge=1, le=64)
     start_concurrency: int = Field(default=8, ge=1, le=64,
-                                   description="containers started at once, least slack first")
+                                   description="creates and starts at once, least slack first")
     state_dir: Path = Field(default_factory=_default_state_dir)
     # Supervision (up --supervise)
     liveness_interval: float = Field(default=10.0, gt=0, description="seconds between checks")

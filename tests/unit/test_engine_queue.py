@@ -1,11 +1,11 @@
-"""The start queue: a bounded number of starts, the least slack first."""
+"""The engine queue: a bounded number of engine steps, the least slack first."""
 
 from __future__ import annotations
 
 import anyio
 import pytest
 
-from ollamatopo._start_queue import StartQueue
+from ollamatopo._engine_queue import EngineQueue
 
 pytestmark = pytest.mark.anyio
 
@@ -16,7 +16,7 @@ def anyio_backend() -> str:
 
 
 async def test_waiting_services_start_in_order_of_slack_within_the_slots() -> None:
-    queue = StartQueue(2, {"jaeger": 6.0, "grafana": 3.0, "minio": 0.0, "postgres": 0.0,
+    queue = EngineQueue(2, {"jaeger": 6.0, "grafana": 3.0, "minio": 0.0, "postgres": 0.0,
                            "redis": 2.0})
     order: list[str] = []
     running = 0
@@ -41,7 +41,7 @@ async def test_waiting_services_start_in_order_of_slack_within_the_slots() -> No
 
 
 async def test_a_cancelled_waiter_gives_up_its_place_and_slots_are_not_lost() -> None:
-    queue = StartQueue(1, {})
+    queue = EngineQueue(1, {})
     async with queue.slot("a"):
         with anyio.move_on_after(0.01):
             async with queue.slot("b"):
@@ -52,7 +52,7 @@ async def test_a_cancelled_waiter_gives_up_its_place_and_slots_are_not_lost() ->
 
 
 async def test_a_free_slot_waits_for_an_expected_service_with_less_slack() -> None:
-    queue = StartQueue(2, {"jaeger": 6.0, "postgres": 0.0, "redis": 0.0},
+    queue = EngineQueue(2, {"jaeger": 6.0, "postgres": 0.0, "redis": 0.0},
                        expected={"postgres", "redis"})
     order: list[str] = []
 
@@ -72,7 +72,7 @@ async def test_a_free_slot_waits_for_an_expected_service_with_less_slack() -> No
 
 
 async def test_alike_services_start_together_and_others_wait_for_the_critical_ones() -> None:
-    queue = StartQueue(8, {"db": 0.0, "api-1": 0.0, "api-2": 0.0, "ui": 2.0})
+    queue = EngineQueue(8, {"db": 0.0, "api-1": 0.0, "api-2": 0.0, "ui": 2.0})
     running: set[str] = set()
     seen_with: dict[str, set[str]] = {}
     release = anyio.Event()
@@ -91,3 +91,52 @@ async def test_alike_services_start_together_and_others_wait_for_the_critical_on
         assert running == {"db", "api-1", "api-2"}  # same slack: all at once
         release.set()
     assert seen_with["ui"] == set()  # ui (more slack) waited until they had started
+
+
+async def test_a_create_followed_by_its_start_keeps_its_place_between_the_two() -> None:
+    queue = EngineQueue(4, {"db": 0.0, "cache": 2.0}, expected={"db", "cache"})
+    order: list[str] = []
+
+    async def create_then_start(name: str) -> None:
+        async with queue.slot(name, again=True):
+            order.append(f"create {name}")
+        await anyio.sleep(0.01)  # between the two steps the slot is free, db still comes
+        async with queue.slot(name):
+            order.append(f"start {name}")
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(create_then_start, "cache")
+        group.start_soon(create_then_start, "db")
+    assert order == ["create db", "start db", "create cache", "start cache"]
+
+
+async def test_without_again_a_finished_step_no_longer_holds_others_back() -> None:
+    queue = EngineQueue(4, {"db": 0.0, "cache": 2.0}, expected={"db"})
+    async with queue.slot("db"):
+        pass
+    with anyio.fail_after(1):
+        async with queue.slot("cache"):
+            pass
+
+
+async def test_slack_closer_than_the_tie_counts_as_the_same() -> None:
+    queue = EngineQueue(4, {"postgres": 0.0, "minio": 0.3, "redis": 2.0}, tie_s=0.5,
+                        expected={"postgres", "minio", "redis"})
+    running: set[str] = set()
+    seen_with: dict[str, set[str]] = {}
+    release = anyio.Event()
+
+    async def step(name: str) -> None:
+        async with queue.slot(name):
+            seen_with[name] = set(running)
+            running.add(name)
+            await release.wait()
+            running.discard(name)
+
+    async with anyio.create_task_group() as group:
+        for name in ("redis", "minio", "postgres"):
+            group.start_soon(step, name)
+        await anyio.sleep(0.01)
+        assert running == {"postgres", "minio"}  # 0.3 s apart: together
+        release.set()
+    assert seen_with["redis"] == set()  # 2 s more slack: after them

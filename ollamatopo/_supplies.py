@@ -1,0 +1,202 @@
+"""What a service needs before its container can be created: its image, its networks and
+its named volumes. Each is made once per run, concurrently with the services that do
+not need it; a service waits only for its own.
+
+`ImageSupply`: present images are ready at once, missing ones are pulled all at once.
+`SharedObjects`: the networks and volumes to create go through the run's `EngineQueue`,
+ranked by the least slack among the services that use them, so the network of the
+critical path is made first (the engine makes networks one after another, 70-100 ms
+each here) and its first container is created while the others are still being made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from functools import partial
+
+import anyio
+
+from ollamatopo._container_config import ContainerConfig, VolumeConfig
+from ollamatopo._engine import Engine
+from ollamatopo._engine_queue import EngineQueue
+from ollamatopo._errors import EngineError, ServiceFailed
+from ollamatopo._reconcile import NetworkAction, Snapshot, Verb
+from ollamatopo._report import ImagePull, RunRecorder
+
+
+class NetworkFailed(ServiceFailed):
+    """A network of the plan could not be made; the services on it cannot start."""
+
+    def __init__(self, network: str, users: list[str], cause: str) -> None:
+        super().__init__(f"network {network}", cause)
+        used = f" (used by {', '.join(users)})" if users else ""
+        self.args = (f"network {network!r}{used} failed: {cause}",)
+
+
+class SupplyFailed(ServiceFailed):
+    """A service did not start because something it needs (a network, a volume, an
+    image) could not be made; the supply's own failure says why."""
+
+
+class ImageSupply:
+    """The run's images: present ones are ready at once, missing ones are pulled all
+    concurrently while services with present images already start."""
+
+    PROGRESS_EVERY_S = 0.5
+
+    def __init__(self, engine: Engine, recorder: RunRecorder, images: Iterable[str],
+                 present: Mapping[str, str]) -> None:
+        self._engine, self._recorder = engine, recorder
+        needed = sorted(set(images))
+        self.missing = [image for image in needed if image not in present]
+        self._ready = {image: anyio.Event() for image in needed}
+        self._errors: dict[str, str] = {}
+        for image in needed:
+            if image not in self.missing:
+                self._ready[image].set()
+                recorder.emit("image ensured", image=image, pulled=False)
+
+    async def pull_missing(self) -> None:
+        async with anyio.create_task_group() as group:
+            for image in self.missing:
+                group.start_soon(self._pull, image)
+
+    async def _pull(self, image: str) -> None:
+        last = [0.0]
+        pull = self._recorder.pulls.setdefault(image, ImagePull())
+
+        def progress(current: int, total: int) -> None:
+            pull.downloaded, pull.total = current, total
+            now = self._recorder.elapsed()
+            if now - last[0] >= self.PROGRESS_EVERY_S or current >= total:
+                last[0] = now
+                self._recorder.emit("image pull progress", image=image, downloaded=current,
+                                    total=total)
+
+        began = self._recorder.elapsed()
+        self._recorder.emit("image pull started", image=image)
+        try:
+            await self._engine.pull(image, progress)
+        except EngineError as error:
+            self._errors[image] = str(error)
+            pull.status = "failed"
+            self._recorder.emit("image pull failed", image=image, level="error",
+                                error=str(error))
+        else:
+            pull.status = "pulled"
+            self._recorder.emit("image ensured", image=image, pulled=True,
+                                duration_s=round(self._recorder.elapsed() - began, 3))
+        finally:
+            self._ready[image].set()
+
+    async def wait(self, service: str, image: str) -> None:
+        await self._ready[image].wait()
+        if image in self._errors:
+            raise ServiceFailed(service, f"image {image} is not on the engine and could not "
+                                         f"be pulled: {self._errors[image]}")
+
+
+class SharedObjects:
+    """The run's networks and volumes, each made once; `failures` are the ones that could
+    not be made (their users fail with SupplyFailed)."""
+
+    def __init__(self, engine: Engine, recorder: RunRecorder, run_id: str,
+                 networks: Iterable[NetworkAction], volumes: Iterable[VolumeConfig],
+                 containers: Mapping[str, ContainerConfig], snapshot: Snapshot) -> None:
+        self._engine, self._recorder, self._run_id = engine, recorder, run_id
+        self._containers, self._snapshot = containers, snapshot
+        self._networks = list(networks)
+        self._volumes = [v for v in volumes if v.name not in snapshot.volumes]
+        names = [a.config.name for a in self._networks] + [v.name for v in self._volumes]
+        self._made = {name: anyio.Event() for name in names}
+        self._errors: dict[str, str] = {}
+        self.failures: list[ServiceFailed] = []
+        for action in self._networks:
+            if action.verb is Verb.KEEP:
+                self._made[action.config.name].set()
+                recorder.emit("network ensured", network=action.config.name, action="keep")
+
+    @staticmethod
+    def key(name: str) -> str:
+        """The object's key in the engine queue (service names are never spaced)."""
+        return f"make {name}"
+
+    @property
+    def pending(self) -> list[str]:
+        """Queue keys of what is still to be made: expected in the queue at once."""
+        return [self.key(name) for name, made in self._made.items() if not made.is_set()]
+
+    def ranks(self, services: Mapping[str, float]) -> dict[str, float]:
+        """Each object ranks as the most urgent service that needs it."""
+        ranks: dict[str, float] = {}
+        for name, config in self._containers.items():
+            for needed in (*config.networks, *config.volumes):
+                key = self.key(needed)
+                ranks[key] = min(ranks.get(key, float("inf")), services.get(name, 0.0))
+        return {key: rank for key, rank in ranks.items() if rank != float("inf")}
+
+    async def make_all(self, queue: EngineQueue) -> None:
+        async with anyio.create_task_group() as group:
+            for action in self._networks:
+                if action.verb is not Verb.KEEP:
+                    group.start_soon(self._make, action.config.name, queue,
+                                     partial(self._ensure_network, action))
+            for volume in self._volumes:
+                group.start_soon(self._make, volume.name, queue,
+                                 partial(self._ensure_volume, volume))
+
+    async def made(self) -> None:
+        """Return when every object has been made or has failed."""
+        for made in self._made.values():
+            await made.wait()
+
+    async def wait(self, service: str, config: ContainerConfig) -> None:
+        for name in (*config.networks, *config.volumes):
+            made = self._made.get(name)
+            if made is None:
+                continue
+            await made.wait()
+            if name in self._errors:
+                raise SupplyFailed(service, f"{name} could not be made: {self._errors[name]}")
+
+    async def _make(self, name: str, queue: EngineQueue,
+                    ensure: Callable[[], Awaitable[None]]) -> None:
+        try:
+            async with queue.slot(self.key(name)):
+                await ensure()
+        except ServiceFailed as failure:
+            self._errors[name] = failure.cause
+            self.failures.append(failure)
+        finally:
+            queue.withdraw(self.key(name))
+            self._made[name].set()
+
+    async def _ensure_network(self, action: NetworkAction) -> None:
+        config = action.config
+        if action.verb is Verb.RECREATE and action.existing is not None:
+            await self._clear_network(action.existing.name, action.existing.containers)
+        try:
+            await self._engine.create_network(config, self._run_id)
+        except EngineError as error:
+            users = sorted(name for name, container in self._containers.items()
+                           if config.name in container.networks)
+            raise NetworkFailed(config.key, users, str(error)) from None
+        self._recorder.emit("network ensured", network=config.name, action=action.verb.value,
+                            cause=action.cause)
+
+    async def _clear_network(self, name: str, attached: tuple[str, ...]) -> None:
+        ours = {c.id for c in self._snapshot.containers}
+        strangers = [cid for cid in attached if cid not in ours]
+        if strangers:
+            raise ServiceFailed(f"network {name}", f"its config changed but {len(strangers)} "
+                                "container(s) outside the project use it; detach them first")
+        for container_id in attached:
+            await self._engine.remove_container(container_id)
+        await self._engine.remove_network(name)
+
+    async def _ensure_volume(self, volume: VolumeConfig) -> None:
+        try:
+            await self._engine.create_volume(volume)
+        except EngineError as error:
+            raise ServiceFailed(f"volume {volume.name}", str(error)) from None
+        self._recorder.emit("volume ensured", volume=volume.name, action="create")
