@@ -280,7 +280,7 @@ async def _connect(settings: Settings) -> Engine:
 
 
 def command_up(arguments: argparse.Namespace, settings: Settings) -> int:
-    from ollamatopo._daemon import ProjectLock
+    from ollamatopo._lock import ProjectLock
 
     loaded = _load(settings)
     lock = ProjectLock(settings.state_dir, loaded.plan.project)
@@ -293,8 +293,8 @@ def command_up(arguments: argparse.Namespace, settings: Settings) -> int:
 
 
 def command_scale(arguments: argparse.Namespace, settings: Settings) -> int:
-    from ollamatopo._daemon import ProjectLock
     from ollamatopo._loader import load_plan
+    from ollamatopo._lock import ProjectLock
     from ollamatopo._logging import wants_json
     from ollamatopo._report import runs_dir
     from ollamatopo._scale import (
