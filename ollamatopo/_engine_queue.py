@@ -4,17 +4,18 @@ This engine does container starts barely in parallel: one start alone takes abou
 0.35 s (mount, network namespace, port proxy), three at once take 0.9 s each and five
 1.2 s each (bench, 2 cores, Docker 20.10). Creating a network or container costs less but
 competes for the same daemon. So the work of a run goes through one `EngineQueue`,
-ordered by slack on the dependency graph: a step (creating a network, volume or
-container, starting a container) waits while a step of something with less slack is
-running, waiting, or expected. `expected` names the work that will ask within
-milliseconds: at the beginning of a run every create whose inputs are at hand, and,
-after its create, the start of a service that waits for nothing (`slot(..., again=True)`).
-`withdraw` one that will not come after all. Work whose slack differs by less than
-`tie_s` runs together, at most `slots` at once, so a plan whose services are all alike
-keeps the engine's full parallelism while a plan with a critical path gets that path
-done first. `tie_s` is about one start: making a service wait for a start that costs
-more than its extra slack would put it behind, and two starts at once finish sooner
-than one after the other (0.96 s against 1.16 s for three here).
+earliest deadline first: the priority of a step (creating a network, volume or
+container, starting a container) is the latest moment its service can start without
+making the run longer (`DependencyGraph.latest_starts`). A step waits while a step with
+an earlier deadline is running, waiting, or expected. `expected` names the work that
+will ask within milliseconds: at the beginning of a run every create whose inputs are
+at hand, and, after its create, the start of a service that waits for nothing
+(`slot(..., again=True)`); `withdraw` one that will not come after all. Work whose
+deadlines differ by less than `tie_s` runs together, at most `slots` at once, so a plan
+whose services are all alike keeps the engine's full parallelism while a plan with a
+critical path gets that path done first. `tie_s` is about one start: making a service
+wait for a start that costs more than the difference would make it the late one, and
+two starts at once finish sooner than one after the other (three: 0.96 s against 1.16 s).
 """
 
 from __future__ import annotations

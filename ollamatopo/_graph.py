@@ -123,6 +123,19 @@ class DependencyGraph:
     def slack(self, durations: Mapping[str, float]) -> dict[str, float]:
         """How much later than its earliest start each service could begin without making
         the whole longer (0 on the critical path); same edge rules as `critical_path`."""
+        begin, latest = self._start_window(durations)
+        return {node: round(latest[node] - begin[node], 6) for node in begin}
+
+    def latest_starts(self, durations: Mapping[str, float]) -> dict[str, float]:
+        """The latest moment, from the beginning of the run, each service can start
+        without making the whole longer: its deadline. Work ordered by it (earliest
+        deadline first) does the critical path first and, unlike slack, compares a root
+        that must start now with a dependent that starts seconds later correctly."""
+        return {node: round(at, 6) for node, at in self._start_window(durations)[1].items()}
+
+    def _start_window(self, durations: Mapping[str, float],
+                      ) -> tuple[dict[str, float], dict[str, float]]:
+        """Each service's earliest and latest start (missing durations count as 1)."""
         order = self.topological_order()
         begin: dict[str, float] = {}
         for node in order:
@@ -139,7 +152,7 @@ class DependencyGraph:
                 room = latest[dependent] - (durations.get(node, 1.0)
                                             if condition is Condition.HEALTHY else 0.0)
                 latest[node] = min(latest[node], room)
-        return {node: round(latest[node] - begin[node], 6) for node in order}
+        return begin, latest
 
     def phase_bound(self, phases: Iterable[Iterable[str]], durations: Mapping[str, float]) -> float:
         """What the same durations cost if every phase were a barrier for the next."""

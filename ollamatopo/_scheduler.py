@@ -5,8 +5,8 @@ beside the supplies (`_supplies`: images pulled, networks and volumes made): its
 container is created ahead of time, as soon as its own image, networks and volumes
 are there; it starts as soon as its own dependencies hold (`started` or `healthy`),
 and is probed until ready while a container exit fails it at once. Creates and starts
-go through one `EngineQueue`, the least slack first. A required failure cancels the
-rest; what this run created is then removed (unless kept).
+go through one `EngineQueue`, the earliest deadline (latest start) first. A required
+failure cancels the rest; what this run created is then removed (unless kept).
 `down`: the same traversal on the reversed graph, from labels alone.
 """
 
@@ -56,7 +56,7 @@ from ollamatopo._watch import ContainerWatch, watch_containers
 
 LOG_TAIL = 20
 DRAIN_S = 1.0
-# Slack closer than one container start (0.3-0.45 s on this engine, alone) is a tie.
+# Deadlines closer than one container start (0.3-0.45 s alone on this engine) are a tie.
 SLACK_TIE_S = 0.5
 
 
@@ -146,7 +146,7 @@ class UpOptions:
     remove_orphans: bool = True
     clamp_resources: bool = False
     start_concurrency: int = 8
-    # Start-to-ready seconds of earlier runs: who is on the critical path starts first.
+    # Start-to-ready seconds of earlier runs: they set each service's deadline.
     durations: Mapping[str, float] = field(default_factory=dict)
 
 
@@ -197,7 +197,7 @@ class _Run:
         self.shared = SharedObjects(engine, recorder, self.run_id,
                                     desired.reconciliation.networks, volumes,
                                     desired.containers, desired.snapshot)
-        ranks = loaded.graph.slack(options.durations)
+        ranks = loaded.graph.latest_starts(options.durations)
         self.queue = EngineQueue(options.start_concurrency,
                                  {**ranks, **self.shared.ranks(ranks)},
                                  expected=[*self.shared.pending, *self._about_to_ask()],

@@ -32,8 +32,8 @@ class Settings(BaseSettings):
     probe_initial_backoff: float = Field(default=0.05, gt=0, le=1.0)
     probe_max_backoff: float = Field(default=0.15, gt=0, le=10.0)
     api_concurrency: int = Field(default=8, ge=1, le=64)
-    start_concurrency: int = Field(default=8, ge=1, le=64,
-                                   description="creates and starts at once, least slack first")
+    start_concurrency: int = Field(
+        default=8, ge=1, le=64, description="creates and starts at once, earliest deadline first")
     state_dir: Path = Field(default_factory=_default_state_dir)
     # Supervision (up --supervise)
     liveness_interval: float = Field(default=10.0, gt=0, description="seconds between checks")

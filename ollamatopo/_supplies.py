@@ -4,7 +4,7 @@ not need it; a service waits only for its own.
 
 `ImageSupply`: present images are ready at once, missing ones are pulled all at once.
 `SharedObjects`: the networks and volumes to create go through the run's `EngineQueue`,
-ranked by the least slack among the services that use them, so the network of the
+ranked by the earliest deadline among the services that use them, so the network of the
 critical path is made first (the engine makes networks one after another, 70-100 ms
 each here) and its first container is created while the others are still being made.
 """
@@ -127,7 +127,7 @@ class SharedObjects:
         return [self.key(name) for name, made in self._made.items() if not made.is_set()]
 
     def ranks(self, services: Mapping[str, float]) -> dict[str, float]:
-        """Each object ranks as the most urgent service that needs it."""
+        """Each object ranks as the most urgent service that needs it (by deadline)."""
         ranks: dict[str, float] = {}
         for name, config in self._containers.items():
             for needed in (*config.networks, *config.volumes):

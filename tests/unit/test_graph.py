@@ -186,3 +186,17 @@ def test_slack_is_zero_on_the_critical_path_and_positive_off_it() -> None:
     assert slack["ui"] == 6
     assert set(graph.critical_path({"db": 3, "cache": 1, "api": 4, "worker": 2, "ui": 1})[0]) \
         == {n for n, s in slack.items() if s == 0}
+
+
+def test_latest_starts_put_a_root_with_room_before_a_dependent_on_the_critical_path() -> None:
+    graph = DependencyGraph({
+        "db": {}, "cache": {}, "api": {"db": Condition.HEALTHY},
+        "worker": {"api": Condition.STARTED}, "ui": {},
+    })
+    durations = {"db": 3, "cache": 1, "api": 4, "worker": 2, "ui": 1}
+    latest = graph.latest_starts(durations)
+    slack = graph.slack(durations)
+    assert latest == {"db": 0, "cache": 6, "api": 3, "worker": 5, "ui": 6}
+    # api has no slack, yet it cannot start before 3 s: db (no slack either) goes first,
+    # and nothing is more urgent than a start due now
+    assert slack["api"] == 0 and latest["api"] > latest["db"]
