@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=BASELINE_THREADS,
                         help="threads of the engine baseline in scale (default "
                              f"{BASELINE_THREADS})")
+    parser.add_argument("--repeat", type=int, default=3, choices=range(1, 21),
+                        metavar="N", help="seed: cold and warm runs N times and report the "
+                                          "median one with all N beside it (default 3)")
     parser.add_argument("--no-install", action="store_true",
                         help="do not install docker-compose when it is missing")
     parser.add_argument("--no-write", action="store_true",
@@ -198,7 +201,8 @@ class _Runner:
     def seed(self) -> dict[str, Any]:
         from bench._seed import run_seed
 
-        return run_seed(self.engine, self.image, self._topology())
+        return run_seed(self.engine, self.image, self._topology(),
+                        repeat=self.arguments.repeat)
 
     def compose(self) -> dict[str, Any]:
         from bench._peers import VARIANTS, find_compose, run_compose

@@ -127,6 +127,7 @@ def render_seed(result: Mapping[str, Any]) -> str:
          f"max {probes['max']}, total {probes['total']}"),
         ("down --volumes", _down(result), ""),
     ]
+    summary += _repeats(result.get("repeats") or [])
     warm = result.get("warm")
     if isinstance(warm, Mapping) and "all_ready_s" in warm:
         warm_over = warm.get("over_bound_s")
@@ -143,6 +144,22 @@ def render_seed(result: Mapping[str, Any]) -> str:
         ]
     return "\n".join([_heading("seed topology under ollamatopo (10 stand-ins, delays 1-4 s): "
                                "cold run"), table(rows), "", table(summary)])
+
+
+def _repeats(repeats: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]:
+    """One line per kind of run over all repeats: the median excess and the range."""
+    if len(repeats) < 2:
+        return []
+    rows = []
+    for kind in ("cold", "warm"):
+        overs = [r[f"{kind}_over_bound_s"] for r in repeats
+                 if isinstance(r.get(f"{kind}_over_bound_s"), int | float)]
+        if overs:
+            rows.append((f"{kind} runs over the bound, {len(repeats)} repeats",
+                         f"median +{seconds(median_of(overs))}",
+                         "each: " + ", ".join(f"+{x:.2f}" for x in overs)
+                         + "; bounds " + ", ".join(f"{r['bound_s']:.2f}" for r in repeats)))
+    return rows
 
 
 def render_compose(result: Mapping[str, Any], seed: Mapping[str, Any] | None) -> str:

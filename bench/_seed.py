@@ -53,11 +53,22 @@ def loopback_targets(ports: Mapping[str, int]) -> list[Target]:
 
 
 def run_seed(engine: Engine, image: str, topology: SeedTopology | None = None,
-             delays: Mapping[str, float] = SEED_DELAYS) -> dict[str, Any]:
-    """A cold run (no history), then a warm one: the same plan and state directory, so
-    ollamatopo knows each service's start-to-ready seconds from the cold run, as it does
-    on a host that brings its topology up again. The cold run is the headline."""
+             delays: Mapping[str, float] = SEED_DELAYS, repeat: int = 1) -> dict[str, Any]:
+    """`repeat` times: a cold run (no history), then a warm one with the same plan and
+    state directory, so ollamatopo knows each service's start-to-ready seconds from the
+    cold run, as it does on a host that brings its topology up again. Each repeat starts
+    from an empty state directory and measures its own bound. The cold run is the
+    headline; the repeat whose cold run is the median one is reported in full, with
+    every repeat's figures beside it (this machine's noise is a few tenths of a second)."""
     topology = topology or load_seed()
+    rounds = [_one_round(engine, image, topology, delays) for _ in range(max(1, repeat))]
+    ordered = sorted(rounds, key=lambda result: result.get("over_bound_s") or 0.0)
+    chosen = ordered[(len(ordered) - 1) // 2]
+    return {**chosen, "repeats": [_round_summary(result) for result in rounds]}
+
+
+def _one_round(engine: Engine, image: str, topology: SeedTopology,
+               delays: Mapping[str, float]) -> dict[str, Any]:
     samples = measure_latency(engine, image, free_ports(1)[0])
     latency = median(sample.ready_s for sample in samples) or 0.0
     bound = compute_bound(topology.dependencies(),
@@ -70,6 +81,15 @@ def run_seed(engine: Engine, image: str, topology: SeedTopology | None = None,
         warm = _one_seed_run(engine, image, topology, delays, root, project, "warm",
                              samples, bound)
     return {**cold, "warm": warm}
+
+
+def _round_summary(result: Mapping[str, Any]) -> dict[str, Any]:
+    warm = result.get("warm") or {}
+    return {"bound_s": result["bound"]["critical_s"], "latency_s": result["bound"]["latency_s"],
+            "cold_all_ready_s": result.get("all_ready_s"),
+            "cold_over_bound_s": result.get("over_bound_s"),
+            "warm_all_ready_s": warm.get("all_ready_s"),
+            "warm_over_bound_s": warm.get("over_bound_s")}
 
 
 def _one_seed_run(engine: Engine, image: str, topology: SeedTopology,

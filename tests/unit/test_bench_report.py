@@ -76,3 +76,16 @@ def test_write_results_also_writes_latest(tmp_path: Path) -> None:
     assert json.loads(path.read_text()) == {"a": 1}
     assert json.loads((tmp_path / "latest.json").read_text()) == {"a": 1}
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_repeated_seed_runs_show_the_median_excess_and_each_run() -> None:
+    seed = _seed()
+    seed["repeats"] = [
+        {"bound_s": 8.0, "cold_over_bound_s": over, "warm_over_bound_s": over - 0.3}
+        for over in (1.4, 0.9, 1.1)]
+    lines = render({"benchmarks": {"seed": seed}}).splitlines()
+    cold = next(line for line in lines if line.startswith("cold runs over the bound"))
+    warm = next(line for line in lines if line.startswith("warm runs over the bound"))
+    assert " ".join(cold.split()) == ("cold runs over the bound, 3 repeats median +1.10 s "
+                                      "each: +1.40, +0.90, +1.10; bounds 8.00, 8.00, 8.00")
+    assert "median +0.80 s" in warm
