@@ -362,7 +362,7 @@ def _up_locked(arguments: argparse.Namespace, settings: Settings,
     """Bring the plan up (and, with --supervise, keep it up); the run's recorder."""
     from ollamatopo._logging import wants_json
     from ollamatopo._probes import Backoff
-    from ollamatopo._report import latest_durations, runs_dir, write_report
+    from ollamatopo._report import latest_durations, prune_runs, runs_dir, write_report
     from ollamatopo._scheduler import UpOptions, up
 
     plan = loaded.plan
@@ -374,7 +374,7 @@ def _up_locked(arguments: argparse.Namespace, settings: Settings,
         remove_orphans=not arguments.keep_orphans,
         clamp_resources=arguments.clamp_resources,
         start_concurrency=settings.start_concurrency,
-        durations=latest_durations(settings.state_dir, plan.project),
+        durations=latest_durations(settings.state_dir, plan.project, plan.services),
     )
 
     def conclude(finished: RunRecorder, path: Path | None = None) -> None:
@@ -386,6 +386,7 @@ def _up_locked(arguments: argparse.Namespace, settings: Settings,
         report = finished.report()
         written = [where for where in (kept, path) if where is not None
                    and _write_report_quietly(write_report, report, where)]
+        prune_runs(kept.parent, settings.keep_runs)
         if not wants_json(settings.log_format):
             print(finished.table())
         if written:
@@ -555,7 +556,7 @@ def command_plan(arguments: argparse.Namespace, settings: Settings) -> int:
     from ollamatopo._report import latest_durations
 
     loaded = _load(settings)
-    durations = latest_durations(settings.state_dir, loaded.plan.project)
+    durations = latest_durations(settings.state_dir, loaded.plan.project, loaded.plan.services)
     view = describe_plan(loaded, durations)
     print(json.dumps(view, indent=2) if arguments.json else format_plan(view))
     return EXIT_OK

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -175,15 +175,24 @@ def runs_dir(state_dir: Path, project: str) -> Path:
     return state_dir / project / "runs"
 
 
-def latest_durations(state_dir: Path, project: str) -> dict[str, float]:
+# The history that orders starts: enough runs to find every service, not the whole past.
+HISTORY_REPORTS = 20
+
+
+def latest_durations(state_dir: Path, project: str,
+                     services: Iterable[str] = ()) -> dict[str, float]:
     """Start-to-ready seconds per service, each from the newest successful run that started
-    it (a run that kept a running container does not measure it)."""
+    it (a run that kept a running container does not measure it). Reads the newest
+    reports only, and stops once every one of `services` has a figure."""
     try:
         reports = sorted(runs_dir(state_dir, project).glob("*.json"), reverse=True)
     except OSError:
         return {}
+    wanted = set(services)
     durations: dict[str, float] = {}
-    for path in reports:
+    for path in reports[:HISTORY_REPORTS]:
+        if wanted and wanted <= durations.keys():
+            break
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -196,3 +205,19 @@ def latest_durations(state_dir: Path, project: str) -> dict[str, float]:
                     and isinstance(ready, int | float):
                 durations[name] = max(0.0, ready - began)
     return durations
+
+
+def prune_runs(directory: Path, keep: int) -> list[Path]:
+    """Remove all but the newest `keep` reports of a runs directory; the ones removed."""
+    try:
+        reports = sorted(directory.glob("*.json"), reverse=True)
+    except OSError:
+        return []
+    removed = []
+    for path in reports[max(0, keep):]:
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        removed.append(path)
+    return removed

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     start_concurrency: int = Field(
         default=8, ge=1, le=64, description="creates and starts at once, earliest deadline first")
     state_dir: Path = Field(default_factory=_default_state_dir)
+    keep_runs: int = Field(default=100, ge=1, le=100_000,
+                           description="run reports kept in the state directory")
     # Supervision (up --supervise)
     liveness_interval: float = Field(default=10.0, gt=0, description="seconds between checks")
     failure_threshold: int = Field(default=3, ge=1, le=100)
