@@ -327,13 +327,16 @@ class _Run:
             self.recorder.emit("probe attempt", service=name, level="debug", attempt=attempt,
                                error=error)
 
+        # A container started now is expected to take as long as it did last time.
+        started_now = self.desired.reconciliation.services[name].verb is not Verb.KEEP
+        expected = self.options.durations.get(name) if started_now else None
         outcome = _ProbeOutcome()
         async with anyio.create_task_group() as race:
 
             async def until_ready() -> None:
                 try:
-                    outcome.attempts = await wait_until_ready(probe, deadline,
-                                                              self.options.backoff, on_attempt)
+                    outcome.attempts = await wait_until_ready(
+                        probe, deadline, self.options.backoff, on_attempt, expected)
                 except ProbeFailed as error:
                     outcome.error = str(error)
                 race.cancel_scope.cancel()
