@@ -1,4 +1,4 @@
-"""The engine queue: a bounded number of engine steps, the least slack first."""
+"""The engine queue: a bounded number of engine steps, the earliest deadline first."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-async def test_waiting_services_start_in_order_of_slack_within_the_slots() -> None:
+async def test_waiting_steps_go_in_order_of_deadline_within_the_slots() -> None:
     queue = EngineQueue(2, {"jaeger": 6.0, "grafana": 3.0, "minio": 0.0, "postgres": 0.0,
                            "redis": 2.0})
     order: list[str] = []
@@ -37,7 +37,7 @@ async def test_waiting_services_start_in_order_of_slack_within_the_slots() -> No
             await anyio.sleep(0)  # arrive in this order
     assert most == 2
     assert order[:2] == ["jaeger", "grafana"]  # free slots are taken by whoever comes
-    assert order[2:] == ["minio", "postgres", "redis"]  # then the least slack first
+    assert order[2:] == ["minio", "postgres", "redis"]  # then the earliest deadline first
 
 
 async def test_a_cancelled_waiter_gives_up_its_place_and_slots_are_not_lost() -> None:
@@ -51,7 +51,7 @@ async def test_a_cancelled_waiter_gives_up_its_place_and_slots_are_not_lost() ->
             pass
 
 
-async def test_a_free_slot_waits_for_an_expected_service_with_less_slack() -> None:
+async def test_a_free_slot_waits_for_an_expected_step_with_an_earlier_deadline() -> None:
     queue = EngineQueue(2, {"jaeger": 6.0, "postgres": 0.0, "redis": 0.0},
                        expected={"postgres", "redis"})
     order: list[str] = []
@@ -71,26 +71,32 @@ async def test_a_free_slot_waits_for_an_expected_service_with_less_slack() -> No
     assert order == ["postgres", "jaeger"]
 
 
+class HeldSteps:
+    """Steps that hold their slot until released; who ran beside whom."""
+
+    def __init__(self, queue: EngineQueue) -> None:
+        self.queue = queue
+        self.running: set[str] = set()
+        self.seen_with: dict[str, set[str]] = {}
+        self.release = anyio.Event()
+
+    async def step(self, name: str) -> None:
+        async with self.queue.slot(name):
+            self.seen_with[name] = set(self.running)
+            self.running.add(name)
+            await self.release.wait()
+            self.running.discard(name)
+
+
 async def test_alike_services_start_together_and_others_wait_for_the_critical_ones() -> None:
-    queue = EngineQueue(8, {"db": 0.0, "api-1": 0.0, "api-2": 0.0, "ui": 2.0})
-    running: set[str] = set()
-    seen_with: dict[str, set[str]] = {}
-    release = anyio.Event()
-
-    async def start(name: str) -> None:
-        async with queue.slot(name):
-            seen_with[name] = set(running)
-            running.add(name)
-            await release.wait()
-            running.discard(name)
-
+    steps = HeldSteps(EngineQueue(8, {"db": 0.0, "api-1": 0.0, "api-2": 0.0, "ui": 2.0}))
     async with anyio.create_task_group() as group:
         for name in ("db", "api-1", "api-2", "ui"):
-            group.start_soon(start, name)
+            group.start_soon(steps.step, name)
         await anyio.sleep(0.01)
-        assert running == {"db", "api-1", "api-2"}  # same slack: all at once
-        release.set()
-    assert seen_with["ui"] == set()  # ui (more slack) waited until they had started
+        assert steps.running == {"db", "api-1", "api-2"}  # same deadline: all at once
+        steps.release.set()
+    assert steps.seen_with["ui"] == set()  # ui (later deadline) waited until they had started
 
 
 async def test_a_create_followed_by_its_start_keeps_its_place_between_the_two() -> None:
@@ -119,24 +125,13 @@ async def test_without_again_a_finished_step_no_longer_holds_others_back() -> No
             pass
 
 
-async def test_slack_closer_than_the_tie_counts_as_the_same() -> None:
-    queue = EngineQueue(4, {"postgres": 0.0, "minio": 0.3, "redis": 2.0}, tie_s=0.5,
-                        expected={"postgres", "minio", "redis"})
-    running: set[str] = set()
-    seen_with: dict[str, set[str]] = {}
-    release = anyio.Event()
-
-    async def step(name: str) -> None:
-        async with queue.slot(name):
-            seen_with[name] = set(running)
-            running.add(name)
-            await release.wait()
-            running.discard(name)
-
+async def test_deadlines_closer_than_the_tie_count_as_the_same() -> None:
+    steps = HeldSteps(EngineQueue(4, {"postgres": 0.0, "minio": 0.3, "redis": 2.0}, tie_s=0.5,
+                                  expected={"postgres", "minio", "redis"}))
     async with anyio.create_task_group() as group:
         for name in ("redis", "minio", "postgres"):
-            group.start_soon(step, name)
+            group.start_soon(steps.step, name)
         await anyio.sleep(0.01)
-        assert running == {"postgres", "minio"}  # 0.3 s apart: together
-        release.set()
-    assert seen_with["redis"] == set()  # 2 s more slack: after them
+        assert steps.running == {"postgres", "minio"}  # 0.3 s apart: together
+        steps.release.set()
+    assert steps.seen_with["redis"] == set()  # 2 s later: after them
