@@ -131,12 +131,17 @@ class Engine:
 
     def create_standin(self, name: str, *, image: str, network: str,
                        address: str | None = None, host_port: int | None = None,
-                       delay_s: float = 0.0, target: str | None = None) -> str:
+                       delay_s: float = 0.0, target: str | None = None,
+                       more_networks: Sequence[str] = (),
+                       volumes: Mapping[str, str] | None = None) -> str:
         """Create one stand-in on `network` (at `address`, its port published on loopback
-        at `host_port`); its id."""
+        at `host_port`), connected to `more_networks` too, with named `volumes` (name ->
+        path) mounted; its id."""
         api = self.client.api
         host_config = api.create_host_config(
-            port_bindings={STANDIN_PORT: ("127.0.0.1", host_port)} if host_port else None)
+            port_bindings={STANDIN_PORT: ("127.0.0.1", host_port)} if host_port else None,
+            binds={volume: {"bind": path, "mode": "rw"}
+                   for volume, path in (volumes or {}).items()} or None)
         networking = api.create_networking_config(
             {network: api.create_endpoint_config(ipv4_address=address)})
         created = api.create_container(
@@ -144,7 +149,12 @@ class Engine:
             labels=self.labels(**({TARGET_LABEL: target} if target else {})),
             ports=[STANDIN_PORT] if host_port else None, host_config=host_config,
             networking_config=networking)
+        for more in more_networks:
+            api.connect_container_to_network(created["Id"], more)
         return str(created["Id"])
+
+    def create_volume(self, name: str) -> str:
+        return str(self.client.api.create_volume(name, labels=self.labels())["Name"])
 
     def start(self, container_id: str) -> None:
         self.client.api.start(container_id)

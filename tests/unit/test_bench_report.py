@@ -81,14 +81,19 @@ def test_write_results_also_writes_latest(tmp_path: Path) -> None:
 def test_repeated_seed_runs_show_the_median_excess_and_each_run() -> None:
     seed = _seed()
     seed["repeats"] = [
-        {"bound_s": 8.0, "cold_over_bound_s": over, "warm_over_bound_s": over - 0.3}
-        for over in (1.4, 0.9, 1.1)]
+        {"bound_s": 8.0, "cold_over_bound_s": over, "warm_over_bound_s": over - 0.3,
+         "replay_over_bound_s": over + 0.1} for over in (1.4, 0.9, 1.1)]
+    seed["replay"] = {"all_ready_s": 9.5, "over_bound_s": 1.5}
     lines = render({"benchmarks": {"seed": seed}}).splitlines()
     cold = next(line for line in lines if line.startswith("cold runs over the bound"))
     warm = next(line for line in lines if line.startswith("warm runs over the bound"))
     assert " ".join(cold.split()) == ("cold runs over the bound, 3 repeats median +1.10 s "
                                       "each: +1.40, +0.90, +1.10; bounds 8.00, 8.00, 8.00")
     assert "median +0.80 s" in warm
+    floor = next(line for line in lines if line.startswith("engine floor over the bound"))
+    assert "median +1.20 s" in floor
+    assert any(line.startswith("engine floor: the benchmark drives the graph itself")
+               and "9.50 s" in line and "+1.50 s over the bound" in line for line in lines)
 
 
 def test_compose_v2_runs_are_labelled_with_their_version_and_the_same_targets() -> None:
