@@ -120,39 +120,22 @@ class DependencyGraph:
             cursor = via[cursor]
         return list(reversed(path)), finish[last]
 
-    def slack(self, durations: Mapping[str, float]) -> dict[str, float]:
-        """How much later than its earliest start each service could begin without making
-        the whole longer (0 on the critical path); same edge rules as `critical_path`."""
-        begin, latest = self._start_window(durations)
-        return {node: round(latest[node] - begin[node], 6) for node in begin}
-
     def latest_starts(self, durations: Mapping[str, float]) -> dict[str, float]:
         """The latest moment, from the beginning of the run, each service can start
         without making the whole longer: its deadline. Work ordered by it (earliest
-        deadline first) does the critical path first and, unlike slack, compares a root
-        that must start now with a dependent that starts seconds later correctly."""
-        return {node: round(at, 6) for node, at in self._start_window(durations)[1].items()}
-
-    def _start_window(self, durations: Mapping[str, float],
-                      ) -> tuple[dict[str, float], dict[str, float]]:
-        """Each service's earliest and latest start (missing durations count as 1)."""
-        order = self.topological_order()
-        begin: dict[str, float] = {}
-        for node in order:
-            begin[node] = max((begin[dep] + (durations.get(dep, 1.0)
-                                             if condition is Condition.HEALTHY else 0.0)
-                               for dep, condition in self.dependencies[node].items()
-                               if dep in self.dependencies), default=0.0)
-        end = max((begin[n] + durations.get(n, 1.0) for n in order), default=0.0)
+        deadline first) does the critical path first, and compares a root that must start
+        now with a dependent that can only start seconds later correctly (by slack alone,
+        both would look as urgent)."""
+        end = self.critical_path(durations)[1]
         latest: dict[str, float] = {}
-        for node in reversed(order):
+        for node in reversed(self.topological_order()):
             latest[node] = end - durations.get(node, 1.0)
             for dependent in self.dependents(node):
                 condition = self.dependencies[dependent][node]
                 room = latest[dependent] - (durations.get(node, 1.0)
                                             if condition is Condition.HEALTHY else 0.0)
                 latest[node] = min(latest[node], room)
-        return begin, latest
+        return {node: round(at, 6) for node, at in latest.items()}
 
     def phase_bound(self, phases: Iterable[Iterable[str]], durations: Mapping[str, float]) -> float:
         """What the same durations cost if every phase were a barrier for the next."""

@@ -57,7 +57,7 @@ from ollamatopo._watch import ContainerWatch, watch_containers
 LOG_TAIL = 20
 DRAIN_S = 1.0
 # Deadlines closer than one container start (0.3-0.45 s alone on this engine) are a tie.
-SLACK_TIE_S = 0.5
+DEADLINE_TIE_S = 0.5
 
 
 def new_run_id() -> str:
@@ -201,7 +201,7 @@ class _Run:
         self.queue = EngineQueue(options.start_concurrency,
                                  {**ranks, **self.shared.ranks(ranks)},
                                  expected=[*self.shared.pending, *self._about_to_ask()],
-                                 tie_s=SLACK_TIE_S)
+                                 tie_s=DEADLINE_TIE_S)
         self.balancers = BalancerSync(engine, self.plan, loaded.templates, recorder)
         # Backends that were running before this run count as up until a probe says not.
         self.balancers.up.update(name for name, action in desired.reconciliation.services.items()

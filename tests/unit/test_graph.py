@@ -173,19 +173,19 @@ def test_a_chain_of_thousands_has_no_recursion_limit_and_takes_no_quadratic_time
     assert time.process_time() - started < 2
 
 
-def test_slack_is_zero_on_the_critical_path_and_positive_off_it() -> None:
+def test_latest_starts_are_the_earliest_on_the_critical_path_and_later_off_it() -> None:
     graph = DependencyGraph({
         "db": {}, "cache": {}, "ui": {},
         "api": {"db": Condition.HEALTHY, "cache": Condition.HEALTHY},
         "worker": {"api": Condition.STARTED},
     })
-    slack = graph.slack({"db": 3, "cache": 1, "api": 4, "worker": 2, "ui": 1})
-    assert slack["db"] == 0 and slack["api"] == 0
-    assert slack["cache"] == 2        # may begin 2 s later and still be ready for api
-    assert slack["worker"] == 2       # begins with api (started edge), ends 2 s before it
-    assert slack["ui"] == 6
-    assert set(graph.critical_path({"db": 3, "cache": 1, "api": 4, "worker": 2, "ui": 1})[0]) \
-        == {n for n, s in slack.items() if s == 0}
+    durations = {"db": 3, "cache": 1, "api": 4, "worker": 2, "ui": 1}
+    latest = graph.latest_starts(durations)
+    assert latest["db"] == 0 and latest["api"] == 3  # the earliest they can: critical
+    assert latest["cache"] == 2       # may begin 2 s late and still be ready for api
+    assert latest["worker"] == 5      # begins with api (started edge), ends 2 s before it
+    assert latest["ui"] == 6
+    assert graph.critical_path(durations)[0] == ["db", "api"]
 
 
 def test_latest_starts_put_a_root_with_room_before_a_dependent_on_the_critical_path() -> None:
@@ -195,8 +195,6 @@ def test_latest_starts_put_a_root_with_room_before_a_dependent_on_the_critical_p
     })
     durations = {"db": 3, "cache": 1, "api": 4, "worker": 2, "ui": 1}
     latest = graph.latest_starts(durations)
-    slack = graph.slack(durations)
     assert latest == {"db": 0, "cache": 6, "api": 3, "worker": 5, "ui": 6}
-    # api has no slack, yet it cannot start before 3 s: db (no slack either) goes first,
-    # and nothing is more urgent than a start due now
-    assert slack["api"] == 0 and latest["api"] > latest["db"]
+    # api is on the critical path, yet it cannot start before db is ready at 3 s: db's
+    # work comes first, and cache, a root with 6 s of room, after api's
