@@ -27,7 +27,7 @@ from bench._compose import Healthcheck, compose_file, fast_healthchecks, seed_he
 from bench._docker import BenchError, Engine
 from bench._plans import SEED_DELAYS, SeedTopology
 from bench._poller import ReadinessPoller
-from bench._seed import loopback_targets, seed_ports
+from bench._ports import loopback_targets, seed_ports
 
 READY_TIMEOUT_S = 240.0
 MIN_V1 = (1, 21)  # compose file format 2.4

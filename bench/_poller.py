@@ -87,7 +87,8 @@ class ReadinessPoller:
         if self._thread.is_alive():
             task = self._task
             if task is not None:
-                self._loop.call_soon_threadsafe(task.cancel)
+                with contextlib.suppress(RuntimeError):  # the loop ended on its own meanwhile
+                    self._loop.call_soon_threadsafe(task.cancel)
             self._thread.join(timeout=5)
 
     def first_ready(self) -> dict[str, float | None]:

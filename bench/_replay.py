@@ -20,7 +20,7 @@ from typing import Any
 from bench._docker import BenchError, Engine
 from bench._plans import SEED_DELAYS, SeedService, SeedTopology
 from bench._poller import ReadinessPoller
-from bench._seed import loopback_targets, seed_ports
+from bench._ports import loopback_targets, seed_ports
 from bench._stats import all_ready
 
 READY_TIMEOUT_S = 120.0

@@ -11,7 +11,6 @@ sweep by label end it.
 from __future__ import annotations
 
 import json
-import socket
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
@@ -24,32 +23,12 @@ from bench import _child
 from bench._docker import BenchError, Engine, Latency, measure_latency
 from bench._logs import event_times, first_time, json_events
 from bench._plans import SEED_DELAYS, SeedTopology, load_seed, seed_plan
-from bench._poller import ReadinessPoller, Target
+from bench._poller import ReadinessPoller
+from bench._ports import free_ports, loopback_targets, seed_ports
+from bench._replay import run_replay
 from bench._stats import Bound, all_ready, compute_bound, differences, median, ratio, spread
 
 READY_TIMEOUT_S = 120.0
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct loopback ports free right now (bound, read, released together)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def seed_ports(topology: SeedTopology) -> dict[str, int]:
-    return dict(zip(topology.names, free_ports(len(topology.names)), strict=True))
-
-
-def loopback_targets(ports: Mapping[str, int]) -> list[Target]:
-    return [Target(name, "127.0.0.1", port) for name, port in ports.items()]
 
 
 def run_seed(engine: Engine, image: str, topology: SeedTopology | None = None,
@@ -81,8 +60,6 @@ def _one_round(engine: Engine, image: str, topology: SeedTopology,
                              samples, bound)
         warm = _one_seed_run(engine, image, topology, delays, root, project, "warm",
                              samples, bound)
-    from bench._replay import run_replay
-
     replay = run_replay(engine, image, topology, delays)
     ready = replay.get("all_ready_s")
     replay["over_bound_s"] = None if ready is None else ready - bound.critical_s
