@@ -188,7 +188,6 @@ class _Run:
         self.plan: Plan = loaded.plan
         self.options, self.recorder = options, recorder
         self.run_id = recorder.run_id
-        self.container_ids: dict[str, str] = {}
         self.images = ImageSupply(engine, recorder,
                                   [config.image for config in desired.containers.values()],
                                   desired.snapshot.image_ids)
@@ -200,7 +199,7 @@ class _Run:
         ranks = loaded.graph.latest_starts(options.durations)
         self.queue = EngineQueue(options.start_concurrency,
                                  {**ranks, **self.shared.ranks(ranks)},
-                                 expected=[*self.shared.pending, *self._about_to_ask()],
+                                 expected=[*self.shared.keys, *self._about_to_ask()],
                                  tie_s=DEADLINE_TIE_S)
         self.balancers = BalancerSync(engine, self.plan, loaded.templates, recorder)
         # Backends that were running before this run count as up until a probe says not.
@@ -289,7 +288,6 @@ class _Run:
     async def prepare(self, name: str, action: ServiceAction) -> str:
         config = self.desired.containers[name]
         if action.verb in (Verb.KEEP, Verb.START) and action.existing is not None:
-            self.container_ids[name] = action.existing.id
             return action.existing.id
         await self.images.wait(name, config.image)
         await self.shared.wait(name, config)
@@ -301,7 +299,6 @@ class _Run:
                 container_id = await self.engine.create_container(config, self.run_id)
         except EngineError as error:
             raise ServiceFailed(name, f"the engine refused to create it: {error}") from None
-        self.container_ids[name] = container_id
         self.recorder.mark(name, "created", cause=action.cause, container=container_id[:12])
         return container_id
 

@@ -105,16 +105,17 @@ class SharedObjects:
                  containers: Mapping[str, ContainerConfig], snapshot: Snapshot) -> None:
         self._engine, self._recorder, self._run_id = engine, recorder, run_id
         self._containers, self._snapshot = containers, snapshot
-        self._networks = list(networks)
+        self._networks: list[NetworkAction] = []  # the ones to make
+        for action in networks:
+            if action.verb is Verb.KEEP:
+                recorder.emit("network ensured", network=action.config.name, action="keep")
+            else:
+                self._networks.append(action)
         self._volumes = [v for v in volumes if v.name not in snapshot.volumes]
         names = [a.config.name for a in self._networks] + [v.name for v in self._volumes]
         self._made = {name: anyio.Event() for name in names}
         self._errors: dict[str, str] = {}
         self.failures: list[ServiceFailed] = []
-        for action in self._networks:
-            if action.verb is Verb.KEEP:
-                self._made[action.config.name].set()
-                recorder.emit("network ensured", network=action.config.name, action="keep")
 
     @staticmethod
     def key(name: str) -> str:
@@ -122,25 +123,25 @@ class SharedObjects:
         return f"make {name}"
 
     @property
-    def pending(self) -> list[str]:
-        """Queue keys of what is still to be made: expected in the queue at once."""
-        return [self.key(name) for name, made in self._made.items() if not made.is_set()]
+    def keys(self) -> list[str]:
+        """Queue keys of what this run makes: all of it asks the queue at once."""
+        return [self.key(name) for name in self._made]
 
     def ranks(self, services: Mapping[str, float]) -> dict[str, float]:
         """Each object ranks as the most urgent service that needs it (by deadline)."""
         ranks: dict[str, float] = {}
         for name, config in self._containers.items():
+            rank = services.get(name, 0.0)
             for needed in (*config.networks, *config.volumes):
                 key = self.key(needed)
-                ranks[key] = min(ranks.get(key, float("inf")), services.get(name, 0.0))
-        return {key: rank for key, rank in ranks.items() if rank != float("inf")}
+                ranks[key] = min(ranks.get(key, rank), rank)
+        return ranks
 
     async def make_all(self, queue: EngineQueue) -> None:
         async with anyio.create_task_group() as group:
             for action in self._networks:
-                if action.verb is not Verb.KEEP:
-                    group.start_soon(self._make, action.config.name, queue,
-                                     partial(self._ensure_network, action))
+                group.start_soon(self._make, action.config.name, queue,
+                                 partial(self._ensure_network, action))
             for volume in self._volumes:
                 group.start_soon(self._make, volume.name, queue,
                                  partial(self._ensure_volume, volume))
@@ -168,7 +169,6 @@ class SharedObjects:
             self._errors[name] = failure.cause
             self.failures.append(failure)
         finally:
-            queue.withdraw(self.key(name))
             self._made[name].set()
 
     async def _ensure_network(self, action: NetworkAction) -> None:
