@@ -62,7 +62,6 @@ class ContainerConfig:
     endpoints: tuple[Endpoint, ...]  # the first is given at create, the rest connected after
     labels: dict[str, str]
     config_hash: str
-    stop_timeout: float
 
     @property
     def networks(self) -> tuple[str, ...]:
@@ -167,7 +166,7 @@ def container_config(plan: Plan, service: str, base_dir: Path) -> ContainerConfi
     labels = {**spec.labels, LABEL_PROJECT: project, LABEL_SERVICE: service,
               LABEL_HASH: digest, LABEL_DEPENDS: dependencies}
     return ContainerConfig(service, container_name(project, service), spec.image, kwargs,
-                           endpoints, labels, digest, spec.stop_grace_period)
+                           endpoints, labels, digest)
 
 
 def _host_config(project: str, spec: ServiceSpec, base_dir: Path) -> dict[str, Any]:

@@ -82,7 +82,7 @@ class BalancerSync:
 
     def __init__(self, engine: Engine, plan: Plan, templates: Mapping[str, str],
                  recorder: RunRecorder) -> None:
-        self._engine, self._plan, self._recorder = engine, plan, recorder
+        self._engine, self._recorder = engine, recorder
         self._balancers = {
             name: _Balancer(name, spec.load_balance, templates[name],
                             allowed_networks(plan, name))

@@ -25,7 +25,6 @@ class ObservedContainer:
     exit_code: int
     image_id: str
     depends_on: tuple[str, ...] = ()
-    stop_timeout: float | None = None
 
 
 @dataclass(frozen=True)
