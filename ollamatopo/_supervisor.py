@@ -42,6 +42,8 @@ from ollamatopo._watch import ContainerWatch
 
 # An update needs the explicit name: an empty one leaves the policy as it was.
 ENGINE_NEVER_RESTARTS = {"Name": "no", "MaximumRetryCount": 0}
+# The engine's `die` event follows an exit by milliseconds; this is ample.
+DEATH_NEWS_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,7 @@ class _Guard:
                 await self._supervisor.watch.wait_started(self.container_id)
             else:
                 await self._restart(exit_code)
-            await self._until_ready()
+            found = await self._until_ready()
 
     async def _found_stopped(self) -> list[int | None]:
         """A container that stopped while nobody watched (the engine was away, the daemon
@@ -202,20 +204,56 @@ class _Guard:
             supervisor.recorder.emit("restart failed", service=self.name, level="error",
                                      error=str(error))
 
-    async def _until_ready(self) -> None:
-        """Probe until ready; a failure (or a new death) goes round the loop again."""
+    async def _until_ready(self) -> list[int | None]:
+        """Probe until ready, watching for a death at the same time: a container that dies
+        while it is probed is restarted at once (its exit code returned), not after the
+        deadline; one that is still not ready at the service's own deadline is restarted
+        too (None returned), as a failed startup probe is in Kubernetes. Ready: []."""
+        supervisor = self._supervisor
+        deadline = supervisor.plan.services[self.name].ready.timeout \
+            or supervisor.options.ready_timeout_s
+        outcome: list[int | None] = []
+        async with anyio.create_task_group() as race:
+
+            async def died() -> None:
+                code, oom = await supervisor.watch.wait_exit(self.container_id)
+                await supervisor.down(self.name, "container died", exit_code=code,
+                                      oom_killed=oom)
+                outcome.append(code if code is not None else -1)
+                race.cancel_scope.cancel()
+
+            async def ready() -> None:
+                error = await self._probe_until_ready(deadline)
+                if error is not None:
+                    await supervisor.down(self.name, "not ready after restart", error=error,
+                                          deadline_s=deadline)
+                    outcome.append(None)
+                race.cancel_scope.cancel()
+
+            race.start_soon(died)
+            race.start_soon(ready)
+        if outcome:
+            self._down_since = time.monotonic()
+        return outcome
+
+    async def _probe_until_ready(self, deadline: float) -> str | None:
+        """None once ready (and the service counted back up); else why not."""
         supervisor = self._supervisor
         try:
             probe = await supervisor.probe_for(self.name, self.container_id)
-            attempts = await wait_until_ready(probe, supervisor.options.ready_timeout_s,
-                                              supervisor.options.probe_backoff)
         except (ProbeFailed, EngineError) as error:
-            supervisor.recorder.emit("service not ready after restart", service=self.name,
-                                     level="warning", error=str(error))
-            return
+            # Not running: its death is on its way through the event stream, which has
+            # the exit code; give it a moment to win the race.
+            await anyio.sleep(DEATH_NEWS_S)
+            return str(error)
+        try:
+            attempts = await wait_until_ready(probe, deadline, supervisor.options.probe_backoff)
+        except (ProbeFailed, EngineError) as error:
+            return str(error)
         self._backoff.ready(time.monotonic())
         await supervisor.back_up(self.name, attempts=attempts, restarts=self.restarts,
                                  recovered_in_s=round(time.monotonic() - self._down_since, 3))
+        return None
 
 
 class Supervisor:
@@ -248,7 +286,9 @@ class Supervisor:
                     group.start_soon(guard.run)
         finally:
             with anyio.CancelScope(shield=True):
-                await self._give_back_restart_policies()
+                async with self.engine.abandon_if_stalled("giving the containers back their "
+                                                          "restart policies"):
+                    await self._give_back_restart_policies()
 
     async def _give_back_restart_policies(self) -> None:
         for name, container_id in self._containers.items():

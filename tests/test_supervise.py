@@ -128,6 +128,56 @@ def test_a_killed_service_is_restarted_and_ready_again_within_3_s(
     assert container.status == "running"  # left running: the default on SIGTERM
 
 
+RESTARTED_TWICE = """
+project: PROJECT
+services:
+  a:
+    image: ollamatopo-standin:latest
+    ready: {tcp: {port: 8080}, timeout: 20s}
+  b:
+    image: ollamatopo-standin:latest
+    restart: unless-stopped
+    environment: {STANDIN_DELAY: "1.5"}
+    ready: {tcp: {port: 8080}, timeout: 20s}
+  c:
+    image: ollamatopo-standin:latest
+    ready: {tcp: {port: 8080}, timeout: 20s}
+phases:
+  - {name: one, services: [a]}
+  - {name: two, services: [b, c]}
+"""
+
+
+def test_a_service_killed_again_while_it_restarts_is_restarted_at_once(
+        project: Project, daemons: list[Daemon]) -> None:
+    """Issue 15, defect 1: the guard used to wait out the global 60 s probe deadline for a
+    container that died again while it was being probed."""
+    project.write(RESTARTED_TWICE)
+    daemon = start(daemons, project)
+    daemon.supervising()
+    container = project.containers()["b"]
+    container.kill()
+    daemon.wait_for(lambda ev: any(e.get("restarts") == 1
+                                   for e in named(ev, "container started", "b")),
+                    what="b started again")
+    container.reload()
+    assert container.status == "running"
+    killed_again = time.monotonic()
+    container.kill()  # inside its 1.5 s before readiness: the guard is probing it
+    events = daemon.wait_for(
+        lambda ev: any(e.get("restarts") == 2 for e in named(ev, "service healthy", "b")),
+        timeout=30, what="b ready after the second restart")
+    recovered = time.monotonic() - killed_again
+    delay = [e["delay_s"] for e in named(events, "service restarting", "b")][1]
+    started = [e for e in named(events, "container started", "b") if e.get("restarts") == 2][0]
+    healthy = [e for e in named(events, "service healthy", "b") if e.get("restarts") == 2][0]
+    start_to_ready = healthy["elapsed_s"] - started["elapsed_s"]
+    assert recovered < delay + start_to_ready + 1.0, (recovered, delay, start_to_ready)
+    second_death = named(events, "service unhealthy", "b")[1]
+    assert second_death["reason"] == "container died" and second_death["exit_code"] == 137
+    assert daemon.stop() == 0
+
+
 def test_a_crash_loop_backs_off_up_to_the_cap_without_a_hot_loop(
         project: Project, daemons: list[Daemon]) -> None:
     project.write(PLAN.replace('API_VERSION: "1"', 'STANDIN_LIFETIME: "0.3"'))
