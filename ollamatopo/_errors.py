@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ollamatopo._printable import printable
+
 EXIT_OK = 0
 EXIT_SERVICE_FAILED = 1
 EXIT_INVALID = 2
@@ -24,17 +26,18 @@ class OllamatopoError(Exception):
 
 @dataclass(frozen=True)
 class PlanProblem:
-    """One problem in a plan file: where it is and what is wrong."""
+    """One problem in a plan file: where it is and what is wrong. Shown on one line, with
+    the characters that would act on a terminal escaped (a path holds names as written)."""
 
     path: str
     message: str
     line: int | None = None
 
     def __str__(self) -> str:
-        where = self.path or "(top level)"
+        where = printable(self.path or "(top level)", multiline=False)
         if self.line is not None:
             where = f"{where} (line {self.line})"
-        return f"{where}: {self.message}"
+        return f"{where}: {printable(self.message, multiline=False)}"
 
 
 class PlanError(OllamatopoError):
@@ -48,7 +51,7 @@ class PlanError(OllamatopoError):
         self.problems = tuple(problems)
         count = len(self.problems)
         counted = f"{count} problem{'s' if count != 1 else ''} in the plan"
-        head = f"{source}: {summary or counted}"
+        head = printable(f"{source}: {summary or counted}", multiline=False)
         body = "\n".join(f"  - {problem}" for problem in self.problems)
         super().__init__(f"{head}\n{body}")
 

@@ -7,6 +7,9 @@ import sys
 from typing import Any, TextIO
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
+
+from ollamatopo._printable import printable
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR}
@@ -14,6 +17,16 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
 
 def wants_json(log_format: str) -> bool:
     return log_format == "json" or (log_format == "auto" and not sys.stdout.isatty())
+
+
+def escape_controls(_logger: WrappedLogger, _method: str, event: EventDict) -> EventDict:
+    """Text values as a terminal should show them: a service name, an engine error or a
+    warning can hold escape sequences or bidi overrides. Only top-level strings: the
+    renderers repr or JSON-encode everything else, which escapes these already."""
+    for key, value in event.items():
+        if type(value) is str:
+            event[key] = printable(value)
+    return event
 
 
 def configure_logging(log_format: str, level: str, stream: TextIO | None = None) -> None:
@@ -24,6 +37,7 @@ def configure_logging(log_format: str, level: str, stream: TextIO | None = None)
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        escape_controls,
     ]
     if json_lines:
         processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
