@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -242,27 +243,33 @@ def _load(settings: Settings) -> LoadedPlan:
 
 
 def _run_async(function: Callable[[], Awaitable[T]]) -> T:
-    """Run `function` under anyio; SIGINT and SIGTERM cancel it (cleanup runs shielded)."""
+    """Run `function` under anyio; SIGINT and SIGTERM cancel it (cleanup runs shielded, and
+    ends early if the engine stalls). A second signal ends the process at once, as
+    compose's second Ctrl+C does: the cleanup in progress is abandoned, and said so."""
     import anyio
 
     async def guarded() -> T:
         result: list[T] = []
+        work = anyio.CancelScope()
         async with anyio.create_task_group() as group:
 
             async def watch_signals() -> None:
                 with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
                     async for received in signals:
-                        print(f"ollamatopo: {signal.Signals(received).name} received, "
-                              "stopping", file=sys.stderr)
-                        group.cancel_scope.cancel()
-                        return
-
-            async def work() -> None:
-                result.append(await function())
-                group.cancel_scope.cancel()
+                        name = signal.Signals(received).name
+                        if work.cancel_called:
+                            print(f"ollamatopo: {name} received again, exiting now; the "
+                                  "cleanup in progress is abandoned (run `status` to see what "
+                                  "is left)", file=sys.stderr, flush=True)
+                            os._exit(EXIT_INTERRUPTED)
+                        print(f"ollamatopo: {name} received, stopping (send it again to exit "
+                              "at once)", file=sys.stderr, flush=True)
+                        work.cancel()
 
             group.start_soon(watch_signals)
-            group.start_soon(work)
+            with work:
+                result.append(await function())
+            group.cancel_scope.cancel()
         if not result:
             raise KeyboardInterrupt
         return result[0]
@@ -273,7 +280,9 @@ def _run_async(function: Callable[[], Awaitable[T]]) -> T:
 async def _connect(settings: Settings) -> Engine:
     from ollamatopo._engine import Engine
 
-    return await Engine.connect(settings.docker_host, settings.api_concurrency)
+    return await Engine.connect(settings.docker_host, settings.api_concurrency,
+                                connect_timeout_s=settings.connect_timeout,
+                                call_timeout_s=settings.engine_timeout)
 
 
 # --- commands -------------------------------------------------------------------------------

@@ -85,8 +85,9 @@ async def serve(engine: Engine, loaded: LoadedPlan, options: DaemonOptions,
             recorder.emit("daemon stopping",
                           containers="stopped" if options.stop_containers_on_exit else "left")
             if options.stop_containers_on_exit:
-                await down(engine, loaded.plan.project, volumes=False, recorder=recorder,
-                           remove=False)
+                async with engine.abandon_if_stalled("stopping the containers"):
+                    await down(engine, loaded.plan.project, volumes=False, recorder=recorder,
+                               remove=False)
 
 
 async def _wait_for_engine(engine: Engine, notifier: SystemdNotifier, recorder: RunRecorder,

@@ -11,11 +11,20 @@ after checking that the first attempt did not already make it: a container or ne
 looked up by name and taken if it carries this run's label, a start is not repeated once
 the container has started since the call began, a network connection not once the
 container is on that network. So a retry never creates a second container.
+
+No call holds up a cancelled caller (a signal, a deadline): its thread is abandoned and
+finishes on its own within the client's timeout (`call_timeout_s`), and the engine keeps
+a list of the calls in flight. A stalled engine therefore never pins a command: cleanups
+run under `abandon_if_stalled`, and `close` names whatever was left unanswered. Measured
+on Docker 20.10: the SDK's own read timeout is 60 s, and a listener that accepts but
+never answers kept `up` for 60.7 s before this; connect and ping now give up after
+`CONNECT_TIMEOUT_S`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import io
 import ipaddress
@@ -23,7 +32,7 @@ import re
 import tarfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -65,6 +74,12 @@ RETRY_ATTEMPTS = 4
 RETRY_INITIAL_S = 0.1
 RETRY_MAX_S = 1.0
 NETWORK_SETTLE_S = 5.0
+CONNECT_TIMEOUT_S = 5.0  # connect, version and ping: an engine that answers does so in ms
+CALL_TIMEOUT_S = 30.0  # any other call without an answer (the SDK's default is 60 s)
+# A cleanup gives up when calls have waited this long past what they may take and no call
+# has been answered meanwhile: the engine is stalled, and a signal must still win.
+STALL_S = 1.0
+STOP_ALLOWANCE_S = 30.0  # a stop with the container's own grace period (compose allows 10)
 # 5xx answers that name a lasting cause: repeating the call cannot help.
 LASTING = ("address already in use", "port is already allocated", "overlaps",
            "oci runtime", "no space left", "invalid", "not permitted", "already exists")
@@ -119,6 +134,14 @@ class ContainerEvent:
     service: str | None
 
 
+@dataclass(frozen=True)
+class _InFlight:
+    what: str
+    began: float  # monotonic
+    allowance_s: float  # how long the call may take by its nature (a stop's grace period)
+    makes: bool  # it creates or starts something (a rollback must see what it made)
+
+
 class Engine:
     """One connection to the Docker engine, shared by every task of a run."""
 
@@ -129,21 +152,34 @@ class Engine:
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._pull_limiter = anyio.CapacityLimiter(PULL_CONCURRENCY)
         self.base_url = str(client.base_url)
+        self._in_flight: dict[int, _InFlight] = {}  # by worker thread
+        self._in_flight_lock = threading.Lock()
+        self._last_answer = time.monotonic()
 
     @classmethod
-    async def connect(cls, base_url: str | None, concurrency: int) -> Engine:
+    async def connect(cls, base_url: str | None, concurrency: int,
+                      connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                      call_timeout_s: float = CALL_TIMEOUT_S) -> Engine:
         def open_client() -> docker.APIClient:
             kwargs = docker.utils.kwargs_from_env()
             if base_url:
                 kwargs["base_url"] = base_url
             kwargs.setdefault("base_url", "unix:///var/run/docker.sock")
-            client = docker.APIClient(version="auto", max_pool_size=concurrency + 8, **kwargs)
+            # The version lookup and the ping get the short timeout; every later call the
+            # long one.
+            client = docker.APIClient(version="auto", max_pool_size=concurrency + 8,
+                                      timeout=connect_timeout_s, **kwargs)
             client.ping()
+            client.timeout = call_timeout_s
             return client
 
         where = base_url or "the default socket"
         try:
-            client = await anyio.to_thread.run_sync(open_client)
+            with anyio.fail_after(connect_timeout_s + 1):  # the client's own timeout is per read
+                client = await anyio.to_thread.run_sync(open_client, abandon_on_cancel=True)
+        except TimeoutError:
+            raise EngineUnreachable(f"cannot reach the Docker engine at {where}: no answer in "
+                                    f"{connect_timeout_s + 1:g}s; {HOW_TO_REACH}") from None
         except (docker.errors.DockerException, requests.exceptions.RequestException,
                 OSError) as error:
             raise EngineUnreachable(f"cannot reach the Docker engine at {where}: "
@@ -151,22 +187,75 @@ class Engine:
         return cls(client, concurrency)
 
     def close(self) -> None:
+        """Close the connection; name the calls the engine never answered (their threads
+        were abandoned and end by the client's timeout, or with the process)."""
+        left = self.unanswered()
+        if left:
+            structlog.get_logger("ollamatopo").warning(
+                "engine calls abandoned", calls=len(left), unanswered=left[:10],
+                note=f"the engine at {self.base_url} did not answer them; they may still "
+                     "take effect: check with `status`")
         self._client.close()
 
-    async def ping(self) -> None:
-        await self._call("ping the engine", self._client.ping, retry=True)
+    async def ping(self, deadline_s: float = CONNECT_TIMEOUT_S) -> None:
+        await self._call("ping the engine", self._client.ping, retry=True,
+                         deadline_s=deadline_s)
+
+    # --- calls in flight --------------------------------------------------------------------
+
+    def _calls(self) -> list[_InFlight]:
+        with self._in_flight_lock:
+            return sorted(self._in_flight.values(), key=lambda call: call.began)
+
+    def unanswered(self) -> list[str]:
+        """What the calls still in flight do, oldest first."""
+        return [call.what for call in self._calls()]
+
+    def stalled(self, limit_s: float = STALL_S) -> bool:
+        """Some call has waited `limit_s` past its allowance and none was answered since."""
+        now = time.monotonic()
+        overdue = any(now - call.began > call.allowance_s + limit_s for call in self._calls())
+        return overdue and now - self._last_answer > limit_s
+
+    async def quiesce(self) -> None:
+        """Wait until every create or start in flight (abandoned by a cancelled caller) has
+        its answer, so what it made is seen by the next listing. Bounded by
+        `abandon_if_stalled`."""
+        while any(call.makes for call in self._calls()):
+            await anyio.sleep(0.02)
+
+    @contextlib.asynccontextmanager
+    async def abandon_if_stalled(self, what: str,
+                                 limit_s: float = STALL_S) -> AsyncIterator[None]:
+        """Run the block (a cleanup) unless the engine stalls: then cancel it, say so, and
+        go on, so a signal or a dead engine never holds the process."""
+        async with anyio.create_task_group() as group:
+
+            async def watchdog() -> None:
+                while not self.stalled(limit_s):
+                    await anyio.sleep(0.05)
+                structlog.get_logger("ollamatopo").error(
+                    "engine stalled", abandoned=what, unanswered=self.unanswered()[:10],
+                    note=f"no answer from {self.base_url} for {limit_s:g}s")
+                group.cancel_scope.cancel()
+
+            group.start_soon(watchdog)
+            yield
+            group.cancel_scope.cancel()
 
     async def _call(self, what: str, function: Callable[..., T], *args: Any,
                     limiter: anyio.CapacityLimiter | None = None, retry: bool = False,
-                    settle: Settle[T] | None = None, abandon_on_cancel: bool = False,
-                    **kwargs: Any) -> T:
+                    settle: Settle[T] | None = None, deadline_s: float | None = None,
+                    allowance_s: float = 0.0, **kwargs: Any) -> T:
         """Run one SDK call in a worker thread; its errors become ours.
 
         `retry`: the call is safe to repeat, and a transient error repeats it (with
         backoff, RETRY_ATTEMPTS in all). `settle`: the call makes something; before each
         repeat, `settle()` says whether the earlier attempt made it after all (a 1-tuple
-        with the result) or not (None: repeat). `abandon_on_cancel`: a cancelled caller
-        does not wait for the thread (which must then end soon by itself).
+        with the result) or not (None: repeat). `deadline_s`: an attempt without an answer
+        by then is abandoned and the engine counts as unreachable. `allowance_s`: how long
+        the call may take by its nature (see `stalled`). A cancelled caller never waits for
+        the thread: it is abandoned and stays in flight until it ends by itself.
         """
         attempts = 0
 
@@ -177,9 +266,12 @@ class Engine:
                 done = await settle()
                 if done is not None:
                     return done[0]
-            return await anyio.to_thread.run_sync(partial(function, *args, **kwargs),
-                                                  limiter=limiter or self._limiter,
-                                                  abandon_on_cancel=abandon_on_cancel)
+            with anyio.fail_after(deadline_s):
+                return await anyio.to_thread.run_sync(
+                    partial(self._tracked, _InFlight(what, time.monotonic(), allowance_s,
+                                                     settle is not None),
+                            function, *args, **kwargs),
+                    limiter=limiter or self._limiter, abandon_on_cancel=True)
 
         def log_retry(state: tenacity.RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
@@ -202,6 +294,9 @@ class Engine:
 
         try:
             return await retrying(attempt)
+        except TimeoutError:
+            raise EngineUnreachable(f"{what}: the Docker engine at {self.base_url} did not "
+                                    f"answer in {deadline_s:g}s; {HOW_TO_REACH}") from None
         except docker.errors.NotFound as error:
             raise NotFound(f"{what}: {_reason(error)}") from None
         except docker.errors.APIError as error:
@@ -211,6 +306,19 @@ class Engine:
                                     f"{_reason(error)}{tried()}; {HOW_TO_REACH}") from None
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
             raise EngineError(f"{what}: {_reason(error)}{tried()}") from None
+
+    def _tracked(self, call: _InFlight, function: Callable[..., T], *args: Any,
+                 **kwargs: Any) -> T:
+        """`function` in its worker thread, listed as in flight until it returns."""
+        key = threading.get_ident()
+        with self._in_flight_lock:
+            self._in_flight[key] = dataclasses.replace(call, began=time.monotonic())
+        try:
+            return function(*args, **kwargs)
+        finally:
+            with self._in_flight_lock:
+                del self._in_flight[key]
+                self._last_answer = time.monotonic()
 
     # --- observe ----------------------------------------------------------------------------
 
@@ -290,7 +398,7 @@ class Engine:
 
         try:
             await self._call(f"pull image {image}", run, limiter=self._pull_limiter,
-                             abandon_on_cancel=True)
+                             allowance_s=float("inf"))
         finally:
             cancelled.set()
 
@@ -450,7 +558,8 @@ class Engine:
         seconds = None if timeout is None else max(0, round(timeout))
         with contextlib.suppress(NotFound):
             await self._call(f"stop container {container_id[:12]}", self._client.stop,
-                             container_id, timeout=seconds, retry=True)
+                             container_id, timeout=seconds, retry=True,
+                             allowance_s=STOP_ALLOWANCE_S if seconds is None else seconds)
 
     async def remove_container(self, container_id: str) -> None:
         with contextlib.suppress(NotFound):

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     probe_timeout: float = Field(default=60.0, gt=0, description="default readiness deadline (s)")
     probe_initial_backoff: float = Field(default=0.05, gt=0, le=1.0)
     probe_max_backoff: float = Field(default=0.15, gt=0, le=10.0)
+    connect_timeout: float = Field(
+        default=5.0, gt=0, le=300, description="seconds to connect to the engine and ping it")
+    engine_timeout: float = Field(
+        default=30.0, gt=0, le=3600, description="seconds any other engine call may go unanswered")
     api_concurrency: int = Field(default=8, ge=1, le=64)
     start_concurrency: int = Field(
         default=8, ge=1, le=64, description="creates and starts at once, earliest deadline first")
