@@ -23,6 +23,7 @@ import anyio
 
 from ollamatopo._admission import Capacity, admit, clamp
 from ollamatopo._container_config import (
+    LABEL_RUN,
     ContainerConfig,
     container_config,
     network_config,
@@ -249,14 +250,15 @@ class _Run:
     # One service: prepare ahead, wait for dependencies, start, probe.
 
     async def bring_up(self, name: str, context: NodeContext, watch: ContainerWatch,
-                       http: HttpClient) -> None:
+                       http: HttpClient) -> str:
+        """The service ready; its container's id."""
         try:
-            await self._bring_up(name, context, watch, http)
+            return await self._bring_up(name, context, watch, http)
         finally:
             self.queue.withdraw(name)  # if it never asks for a slot, others need not wait
 
     async def _bring_up(self, name: str, context: NodeContext, watch: ContainerWatch,
-                        http: HttpClient) -> None:
+                        http: HttpClient) -> str:
         action = self.desired.reconciliation.services[name]
         timing = self.recorder.services[name]
         timing.action, timing.cause = action.verb.value, action.cause
@@ -276,6 +278,16 @@ class _Run:
             await self.balancers.backend_changed(name, up=False)
             raise
         await self.balancers.backend_changed(name, up=True)
+        return container_id
+
+    async def stay_alive(self, name: str, container_id: str,
+                         watch: ContainerWatch) -> ServiceFailed:
+        """Once ready, a required service must still run when `up` returns: its death
+        until then is the run's failure (a success with a dead service would be a lie)."""
+        code, oom = await watch.wait_exit(container_id)
+        failure = await self._exited(name, container_id, code, oom, "after it was ready")
+        self.recorder.fail(name, failure.cause, optional=False)
+        return failure
 
     async def start(self, name: str, container_id: str) -> None:
         try:
@@ -307,7 +319,8 @@ class _Run:
         spec = self.plan.services[name]
         state = await self.engine.inspect(container_id)
         if not state.running:
-            raise await self._exited(name, container_id, state.exit_code, state.oom_killed)
+            raise await self._exited(name, container_id, state.exit_code, state.oom_killed,
+                                     "while waiting for it to be ready")
         first_network = self.desired.containers[name].endpoints[0].network
         try:
             probe = build_probe(spec.ready, engine=self.engine, http=http,
@@ -345,7 +358,8 @@ class _Run:
             race.start_soon(until_ready)
             race.start_soon(until_exit)
         if outcome.exit is not None:
-            raise await self._exited(name, container_id, *outcome.exit)
+            raise await self._exited(name, container_id, *outcome.exit,
+                                     "while waiting for it to be ready")
         if outcome.error is not None:
             raise ServiceFailed(name, outcome.error)
         timing.probe_attempts = outcome.attempts
@@ -355,35 +369,43 @@ class _Run:
                            start_to_ready_s=round(self.recorder.elapsed() - started, 3))
 
     async def _exited(self, name: str, container_id: str, code: int | None,
-                      oom: bool) -> ServiceFailed:
+                      oom: bool, when: str) -> ServiceFailed:
+        logs = ""
         with anyio.CancelScope(shield=True):
-            try:
-                logs = await self.engine.logs(container_id, tail=LOG_TAIL)
-            except OllamatopoError:
-                logs = ""
-            if not oom:  # the engine's `oom` event may come after `die`, or not at all
+            async with self.engine.abandon_if_stalled(f"reading {name}'s last log lines"):
                 with contextlib.suppress(OllamatopoError):
-                    state = await self.engine.inspect(container_id)
-                    oom = state.oom_killed
-                    code = state.exit_code if code is None else code
+                    logs = await self.engine.logs(container_id, tail=LOG_TAIL)
+                if not oom:  # the engine's `oom` event may come after `die`, or not at all
+                    with contextlib.suppress(OllamatopoError):
+                        state = await self.engine.inspect(container_id)
+                        oom = state.oom_killed
+                        code = state.exit_code if code is None else code
         why = " (OOM-killed)" if oom else ""
         tail = "\n".join(f"    | {line}" for line in logs.rstrip().splitlines()[-LOG_TAIL:])
-        return ServiceFailed(name, f"container exited with code {code}{why} while waiting for "
-                                   f"it to be ready" + (f"; last log lines:\n{tail}" if tail
-                                                       else "; it printed nothing"))
+        return ServiceFailed(name, f"container exited with code {code}{why} {when}"
+                             + (f"; last log lines:\n{tail}" if tail else "; it printed nothing"))
 
     # Rollback: by the run's label, so nothing created is missed even if a call was cut short.
 
     async def rollback(self) -> None:
+        """Remove what this run made, once the creates in flight have their answers (a
+        cancelled caller abandons them, the engine still acts). A stalled engine ends the
+        rollback; what is left is named."""
         with anyio.CancelScope(shield=True):
-            containers, networks = await self.engine.objects_of_run(self.plan.project,
-                                                                    self.run_id)
-            async with anyio.create_task_group() as group:
-                for container_id in containers:
-                    group.start_soon(self.engine.remove_container, container_id)
-            removed = await remove_networks(self.engine, networks, self.recorder)
-            self.recorder.emit("rolled back", containers=len(containers),
-                               networks=len(removed))
+            async with self.engine.abandon_if_stalled(f"the rollback of run {self.run_id}"):
+                await self.engine.quiesce()
+                containers, networks = await self.engine.objects_of_run(self.plan.project,
+                                                                        self.run_id)
+                async with anyio.create_task_group() as group:
+                    for container_id in containers:
+                        group.start_soon(self.engine.remove_container, container_id)
+                removed = await remove_networks(self.engine, networks, self.recorder)
+                self.recorder.emit("rolled back", containers=len(containers),
+                                   networks=len(removed))
+                return
+            self.recorder.emit("rollback abandoned", level="error", run=self.run_id,
+                               fix=f"the engine stopped answering: once it answers, run `down`,"
+                                   f" or remove what carries the label {LABEL_RUN}={self.run_id}")
 
 
 async def up(engine: Engine, loaded: LoadedPlan, options: UpOptions,
@@ -410,11 +432,9 @@ async def up(engine: Engine, loaded: LoadedPlan, options: UpOptions,
             supplies.start_soon(run.images.pull_missing)
             await run.remove_orphans()
             supplies.start_soon(run.shared.make_all, run.queue)
-            failures = await traverse(
-                loaded.graph,
-                lambda name, ctx: run.bring_up(name, ctx, watch, http),
-                required=lambda name: not plan.services[name].optional,
-                on_failure=on_failure)
+            failures, deaths = await _traverse_watching(run, watch, http, on_failure)
+            if deaths:  # the run was cut short: the death is the cause
+                failures = deaths + failures
             if run.shared.failures:  # the cause first; its users' failures only repeat it
                 failures = run.shared.failures + [f for f in failures
                                                   if not isinstance(f, SupplyFailed)]
@@ -435,6 +455,35 @@ async def up(engine: Engine, loaded: LoadedPlan, options: UpOptions,
     recorder.finish("succeeded")
     recorder.emit("run completed", total_s=recorder.total_s,
                   warnings=sum(1 for t in recorder.services.values() if t.status == "failed"))
+
+
+async def _traverse_watching(run: _Run, watch: ContainerWatch, http: HttpClient,
+                             on_failure: Callable[[str, ServiceFailed], None],
+                             ) -> tuple[list[ServiceFailed], list[ServiceFailed]]:
+    """The traversal, with every required service watched from its readiness until the
+    traversal ends: a death cancels the traversal. Its failures, and the deaths."""
+    plan = run.plan
+    failures: list[ServiceFailed] = []
+    deaths: list[ServiceFailed] = []
+
+    def required(name: str) -> bool:
+        return not plan.services[name].optional
+
+    async with anyio.create_task_group() as ready_services:
+
+        async def stay_alive(name: str, container_id: str) -> None:
+            deaths.append(await run.stay_alive(name, container_id, watch))
+            ready_services.cancel_scope.cancel()
+
+        async def visit(name: str, context: NodeContext) -> None:
+            container_id = await run.bring_up(name, context, watch, http)
+            if required(name):
+                ready_services.start_soon(stay_alive, name, container_id)
+
+        failures = await traverse(run.loaded.graph, visit, required=required,
+                                  on_failure=on_failure)
+        ready_services.cancel_scope.cancel()
+    return failures, deaths
 
 
 async def admit_resources(engine: Engine, loaded: LoadedPlan, options: UpOptions,

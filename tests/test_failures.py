@@ -160,3 +160,31 @@ def test_sigint_during_probes_rolls_back_and_the_next_up_succeeds(project: Proje
 
     again = project.run("up", env={"FLAKY_DELAY": "0"})
     assert again.code == 0, again.stderr
+
+
+def test_a_required_service_that_dies_after_it_was_ready_fails_the_run(project: Project) -> None:
+    """Issue 15, defect 4: `up` used to return 0 and "succeeded" with a dead service."""
+    project.write(f"""
+project: PROJECT
+services:
+  quick:
+    image: {IMAGE}
+    environment: {{STANDIN_LIFETIME: "1", STANDIN_EXIT_CODE: "3"}}
+    ready: {{log: "standin ready", timeout: 20s}}
+  slow:
+    image: {IMAGE}
+    environment: {{STANDIN_DELAY: "4"}}
+    ready: {{log: "standin ready", timeout: 20s}}
+phases:
+  - {{name: all, services: [quick, slow]}}
+""")
+    result = project.run("up")
+    assert result.code == 1, result.stderr
+    assert "service 'quick' failed: container exited with code 3 after it was ready" \
+        in result.stderr
+    assert "standin dying after 1s with code 3" in result.stderr  # its last log lines
+    ready = result.named("service healthy", "quick")[0]["elapsed_s"]
+    failed = result.named("service failed", "quick")[0]["elapsed_s"]
+    assert failed - ready < 1.0 + 1.0  # dies 1 s after ready; the run fails at once
+    assert not result.named("service healthy", "slow")  # cut short, not waited out
+    assert project.containers() == {}  # rolled back
