@@ -16,7 +16,7 @@ import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -24,7 +24,15 @@ from pydantic import BaseModel, ValidationError
 from ollamatopo._errors import PlanError, PlanProblem, UsageError
 from ollamatopo._graph import DependencyGraph
 from ollamatopo._interpolate import interpolate, parse_dotenv
-from ollamatopo._plan import MAX_SERVICES, NAME_RE, Plan, ServiceSpec, check_references
+from ollamatopo._plan import (
+    MAX_SERVICES,
+    NAME_RE,
+    SECTIONS,
+    Plan,
+    ServiceSpec,
+    check_cycles,
+    check_references,
+)
 from ollamatopo._replicas import expand_replicas, replicated
 from ollamatopo._secrets import Redactor, is_secret_name, loose_permissions
 
@@ -39,6 +47,9 @@ MAX_EXPANDED_CHARS = 16 * 2**20  # paths and scalars, counted as aliases expand 
 MAX_KEY_CHARS = 256
 MAX_DIGITS = 100  # an integer longer than this is no port, size or count
 MAX_HINTS = 20  # unknown keys that get a "did you mean"
+# Lists of names that the model reads as mappings (`after: [db]` is `after: {db: healthy}`):
+# a problem names an entry services.x.after.db, which gets the line of the list's item.
+NAME_LISTS = (".after", ".networks")
 
 
 @dataclass(frozen=True)
@@ -95,8 +106,10 @@ def load_plan(path: Path, environ: Mapping[str, str] | None = None,
 
     hide = Redactor(_written_secrets(tree, variables, result.used))
     try:
-        plan, graph, templates = _validated(tree, path, lines, variables, replicas, warnings)
+        plan, _, graph, templates = _validated(tree, path, lines, variables, replicas, warnings)
     except PlanError as error:
+        if not hide:
+            raise
         raise PlanError(error.source, [replace(problem, message=hide.text(problem.message))
                                        for problem in error.problems]) from None
     secrets = _plan_secrets(plan, variables, result.used)
@@ -105,29 +118,61 @@ def load_plan(path: Path, environ: Mapping[str, str] | None = None,
                       frozenset(secrets))
 
 
+class _Validated(NamedTuple):
+    plan: Plan  # replicas expanded, environments resolved
+    declared: Plan  # the services as written, for what is said once per declared service
+    graph: DependencyGraph
+    templates: dict[str, str]
+
+
 def _validated(tree: Any, path: Path, lines: dict[str, int], variables: _Variables,
-               replicas: Mapping[str, int] | None, warnings: list[str],
-               ) -> tuple[Plan, DependencyGraph, dict[str, str]]:
+               replicas: Mapping[str, int] | None, warnings: list[str]) -> _Validated:
+    """The plan, or a PlanError with every problem found at once: the model's, and those
+    across parts (names, references, cycles, subnets, replicas, files) in all that could be
+    read, also when the model failed for some parts."""
     source = str(path)
-    plan = _validate(tree, source, lines)
-    problems = check_references(plan)
-    if not problems:
-        problems = _container_count(plan, replicas or {})
-    if not problems:
-        plan, problems = expand_replicas(plan, replicas)
-    graph = DependencyGraph.from_plan(plan) if not problems else DependencyGraph({})
-    cycle = graph.find_cycle()
-    if cycle:
-        problems.append(PlanProblem(f"services.{cycle[0]}.after",
-                                    "dependency cycle: " + " -> ".join(cycle)
-                                    + "; remove one of these `after:` entries"))
+    replicas = replicas or {}
+    readable, problems = _checked_model(tree)
+    too_many: list[PlanProblem] = []
+    if readable is not None:
+        problems += check_references(readable.plan, readable.unread, lines)
+        problems += check_cycles(readable.plan, readable.unsure)
+        too_many = _too_many_containers(readable.plan, replicas)
+    if readable is None or too_many:  # expanding that many replicas would take seconds
+        raise _located(source, problems + too_many, lines)
+    declared = readable.plan
+    problems += _long_replica_names(declared, replicas)
+    # Expanding maps the phases' names, which may be unknown when there are problems: the
+    # replicas are then only checked, without the phases (nothing expanded is returned).
+    plan, more = expand_replicas(declared.model_copy(update={"phases": []}) if problems
+                                 else declared, replicas)
+    plan, environment_problems = _resolve_environments(plan, path.parent, variables, warnings)
+    templates, template_problems = _read_templates(plan, path.parent)
+    problems += more + environment_problems + template_problems
     if problems:
-        for problem in problems:
-            object.__setattr__(problem, "line", problem.line or lines.get(problem.path))
-        raise PlanError(source, problems)
-    plan = _resolve_environments(plan, path.parent, variables, source, warnings)
-    templates = _read_templates(plan, path.parent, source)
-    return plan, graph, templates
+        raise _located(source, problems, lines)
+    return _Validated(plan, declared, DependencyGraph.from_plan(plan), templates)
+
+
+def _located(source: str, problems: list[PlanProblem], lines: Mapping[str, int]) -> PlanError:
+    return PlanError(source, [problem if problem.line is not None else
+                              PlanProblem(problem.path, problem.message,
+                                          _line_of(problem.path, lines))
+                              for problem in problems])
+
+
+_LAST_PART = re.compile(r"(?:\.[^.\[]*|\[\d+\])$")  # .key or [index]
+
+
+def _line_of(path: str, lines: Mapping[str, int]) -> int | None:
+    """The line of `path`, else of the nearest part that holds it (the mapping of a missing
+    key, an `after:` written through a variable), short of a whole top-level section."""
+    while path not in lines:
+        parent = _LAST_PART.sub("", path)
+        if parent == path or not _LAST_PART.search(parent):
+            return None
+        path = parent
+    return lines[path]
 
 
 # --- secrets --------------------------------------------------------------------------------
@@ -193,17 +238,22 @@ def _plan_secrets(plan: Plan, variables: _Variables, used: set[str]) -> set[str]
     return {value for value in found if value}
 
 
-def _container_count(plan: Plan, replicas: Mapping[str, int]) -> list[PlanProblem]:
+def _too_many_containers(plan: Plan, replicas: Mapping[str, int]) -> list[PlanProblem]:
     """At most MAX_SERVICES containers once replicas are counted, checked before they are
-    made (500 replicas of 100 services took 15 s to expand); and each replica's name is a
-    valid name (`a` * 63 with two replicas would be 65 characters)."""
+    made (500 replicas of 100 services took 15 s to expand)."""
     total = sum(replicas.get(name, spec.replicas) for name, spec in plan.services.items())
     if total > MAX_SERVICES:
         return [PlanProblem("services", f"the plan asks for {total} containers with its "
                                         f"replicas; at most {MAX_SERVICES}")]
+    return []
+
+
+def _long_replica_names(plan: Plan, replicas: Mapping[str, int]) -> list[PlanProblem]:
+    """Each replica's name is a valid name (`a` * 63 with two replicas would be 65
+    characters). An invalid declared name is a problem of its own."""
     problems = []
     for declared, names in replicated(plan, replicas).items():
-        for name in names:
+        for name in names if NAME_RE.fullmatch(declared) else ():
             if not NAME_RE.fullmatch(name):
                 problems.append(PlanProblem(f"services.{declared}.replicas",
                                             f"the replica name {name!r} is longer than 63 "
@@ -405,7 +455,10 @@ def _line_index(root: yaml.Node | None, source: str,
                 positions.setdefault((key.start_mark.line, key.start_mark.column), child)
                 walk(value, child, depth + 1)
         elif isinstance(node, yaml.SequenceNode):
+            names = path.endswith(NAME_LISTS)
             for index, item in enumerate(node.value):
+                if names and isinstance(item, yaml.ScalarNode):
+                    lines.setdefault(f"{path}.{item.value}", int(item.start_mark.line) + 1)
                 walk(item, f"{path}[{index}]", depth + 1)
 
     if root is not None:
@@ -545,8 +598,8 @@ def _environment(path: Path, environ: Mapping[str, str], warnings: list[str]) ->
     return _Variables({**values, **environ}, path.parent, warnings)
 
 
-def _resolve_environments(plan: Plan, base: Path, env: Mapping[str, str], source: str,
-                          warnings: list[str]) -> Plan:
+def _resolve_environments(plan: Plan, base: Path, env: Mapping[str, str],
+                          warnings: list[str]) -> tuple[Plan, list[PlanProblem]]:
     """Each service's final environment: its env_files, then `environment:`; a bare KEY
     takes its value from ollamatopo's environment (and is dropped when unset there). An
     env_file that holds secrets and that others may read gives a warning."""
@@ -582,9 +635,7 @@ def _resolve_environments(plan: Plan, base: Path, env: Mapping[str, str], source
             merged[key] = value if value is not None else env.get(key)
         environment = {key: value for key, value in merged.items() if value is not None}
         services[name] = spec.model_copy(update={"environment": environment})
-    if problems:
-        raise PlanError(source, problems)
-    return plan.model_copy(update={"services": services})
+    return plan.model_copy(update={"services": services}), problems
 
 
 def _shown_path(path: Path) -> str:
@@ -592,7 +643,7 @@ def _shown_path(path: Path) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-def _read_templates(plan: Plan, base: Path, source: str) -> dict[str, str]:
+def _read_templates(plan: Plan, base: Path) -> tuple[dict[str, str], list[PlanProblem]]:
     """Each load balancer's template, read now so a missing file or an unknown
     placeholder is a plan error before anything starts."""
     from ollamatopo._loadbalancer import template_problems
@@ -613,25 +664,151 @@ def _read_templates(plan: Plan, base: Path, source: str) -> dict[str, str]:
         problems.extend(PlanProblem(where, f"{file_path}: {problem}")
                         for problem in template_problems(text))
         templates[name] = text
-    if problems:
-        raise PlanError(source, problems)
-    return templates
+    return templates, problems
 
 
 # --- pydantic errors as plan problems ---------------------------------------------------------
 
 
-def _validate(tree: Any, source: str, lines: dict[str, int]) -> Plan:
+@dataclass(frozen=True)
+class _Readable:
+    """A plan for the checks across parts: the valid plan, or what could be read of one the
+    model refused (see _Salvage); never returned as a loaded plan."""
+
+    plan: Plan
+    unread: frozenset[str] = frozenset()  # SECTIONS whose names are unknown
+    unsure: frozenset[str] = frozenset()  # services whose `optional` is unknown
+
+
+def _checked_model(tree: Any) -> tuple[_Readable | None, list[PlanProblem]]:
+    """The plan as the model reads it, and the model's problems; when it has some, what
+    could be read of the plan all the same, or None when that is nothing useful."""
     try:
-        return Plan.model_validate(tree)
+        return _Readable(Plan.model_validate(tree)), []
     except ValidationError as error:
-        problems = []
-        hints = [MAX_HINTS]  # difflib takes a fraction of a millisecond per unknown key
-        for item in error.errors(include_url=False):
-            path = _loc_path(item["loc"])
-            problems.append(PlanProblem(path, _message(item, hints), lines.get(path)
-                                        or lines.get(path.rpartition(".")[0])))
-        raise PlanError(source, problems) from None
+        items = error.errors(include_url=False)
+    hints = [MAX_HINTS]  # difflib takes a fraction of a millisecond per unknown key
+    problems = [PlanProblem(_loc_path(item["loc"]), _message(item, hints)) for item in items]
+    return _Salvage.of(tree, [item["loc"] for item in items]), problems
+
+
+STAND_IN_PROJECT = STAND_IN_IMAGE = "stand-in"
+
+
+class _Salvage:
+    """A copy of the plan's tree without what the model refused, so the checks across parts
+    still run on the rest and report their problems too. A broken service, network or volume
+    stays, at its defaults or as a stand-in, so that naming it is no "unknown" problem; a
+    broken `after:` waits for nothing (no made-up cycle); a broken phase or list entry is
+    left out. What cannot be read is noted, for the checks that would rely on it."""
+
+    def __init__(self, tree: dict[str, Any]) -> None:
+        self.tree: dict[Any, Any] = dict(tree)
+        self.unread: set[str] = set()
+        self.unsure: set[str] = set()
+        self._copies = {id(self.tree)}
+
+    @classmethod
+    def of(cls, tree: Any, locations: list[tuple[int | str, ...]]) -> _Readable | None:
+        salvage = cls(tree)
+        for location in locations:
+            if not salvage.leave_out(location):
+                return None
+        try:
+            plan = Plan.model_validate(salvage.finished())
+        except ValidationError:  # a refusal not foreseen here: the model's problems only
+            return None
+        return _Readable(plan, frozenset(salvage.unread), frozenset(salvage.unsure))
+
+    def leave_out(self, location: tuple[int | str, ...]) -> bool:
+        """Leave out what failed at `location`; False when too little is left to check."""
+        section, rest = location[0], location[1:]
+        if section == "project":
+            self.tree["project"] = STAND_IN_PROJECT
+        elif section not in ("services", *SECTIONS):
+            self.tree.pop(section, None)  # an unknown top-level key
+        elif not rest:  # the whole section: services over the limit, a list for a mapping
+            if section == "services":
+                return False
+            self.tree[section] = [] if section == "phases" else {}
+            self.unread.add(str(section))
+        elif section == "services":
+            self._service(rest)
+        elif section == "phases":
+            self._phase(rest)
+        else:
+            self._network_or_volume(str(section), rest)
+        return True
+
+    def finished(self) -> dict[Any, Any]:
+        """The tree, without the entries left out of lists (marked None)."""
+        phases = self.tree.get("phases")
+        if isinstance(phases, list) and id(phases) in self._copies:
+            self.tree["phases"] = [phase for phase in phases if phase is not None]
+        for phase in self.tree["phases"] if isinstance(phases, list) else ():
+            names = phase.get("services") if isinstance(phase, dict) else None
+            if isinstance(names, list) and id(names) in self._copies:
+                phase["services"] = [name for name in names if name is not None]
+        return self.tree
+
+    def _service(self, rest: tuple[int | str, ...]) -> None:
+        services = self._own(self.tree, "services")
+        name = rest[0]
+        if name not in services:
+            return
+        if rest[1:] == ("[key]",):  # a name that is no text: nothing can name it
+            del services[name]
+        elif len(rest) == 1 or not isinstance(services[name], dict):
+            services[name] = {"image": STAND_IN_IMAGE, "after": {}}
+            self.unsure.add(str(name))
+        elif rest[1] == "image":
+            self._own(services, name)["image"] = STAND_IN_IMAGE
+        elif rest[1] == "after":
+            self._own(services, name)["after"] = {}
+        else:
+            self._own(services, name).pop(rest[1], None)
+            if rest[1] == "optional":
+                self.unsure.add(str(name))
+
+    def _phase(self, rest: tuple[int | str, ...]) -> None:
+        phases = self._own(self.tree, "phases")
+        index = rest[0]
+        if not isinstance(index, int) or index >= len(phases) or phases[index] is None:
+            return
+        if len(rest) == 1 or not isinstance(phases[index], dict):
+            phases[index] = None
+            self.unread.add("phases")  # the services it lists are in no phase now
+            return
+        phase = self._own(phases, index)
+        field_name = rest[1]
+        if field_name == "name":
+            phase["name"] = f"phases[{index}]"
+        elif field_name == "services" and len(rest) > 2 and isinstance(rest[2], int):
+            self._own(phase, "services")[rest[2]] = None
+        elif field_name == "services":
+            phase["services"] = []
+            self.unread.add("phases")
+        else:
+            phase.pop(field_name, None)
+
+    def _network_or_volume(self, section: str, rest: tuple[int | str, ...]) -> None:
+        entries = self._own(self.tree, section)
+        if rest[0] not in entries:
+            return
+        if rest[1:] == ("[key]",):
+            del entries[rest[0]]
+        else:
+            entries[rest[0]] = {}  # the defaults: its subnet, if any, is not checked
+
+    def _own(self, parent: Any, key: Any) -> Any:
+        """parent[key], copied the first time it changes: YAML aliases share what they
+        repeat, and the tree as read stays as it is."""
+        child = parent[key]
+        if id(child) not in self._copies:
+            child = dict(child) if isinstance(child, dict) else list(child)
+            parent[key] = child
+            self._copies.add(id(child))
+        return child
 
 
 def _loc_path(loc: tuple[int | str, ...]) -> str:

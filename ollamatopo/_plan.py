@@ -12,7 +12,8 @@ import ipaddress
 import re
 import shlex
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -558,8 +559,8 @@ class Plan(_Model):
             return dict(spec.after)
         index = next(i for i, phase in enumerate(self.phases) if service in phase.services)
         for phase in reversed(self.phases[:index]):
-            required = [name for name in phase.services if not self.services[name].optional]
-            if required:
+            required = _barrier(self, phase)
+            if required is not None:
                 return dict.fromkeys(required, Condition.HEALTHY)
         return {}
 
@@ -571,8 +572,25 @@ class Plan(_Model):
 
 
 
-def check_references(plan: Plan) -> list[PlanProblem]:
-    """Problems that span parts of the plan: names, references, phases, host ports."""
+def _barrier(plan: Plan, phase: PhaseSpec, unsure: Collection[str] = ()) -> list[str] | None:
+    """What the services of later phases wait for by default: the phase's required services,
+    or None when it has none (an earlier phase then counts). Of a plan with problems, a name
+    that is no service or a service in `unsure` (its `optional` unread) may be required once
+    fixed: the phase counts, with the services it surely has, so no edge is made up."""
+    required = [name for name in phase.services if name in plan.services
+                and name not in unsure and not plan.services[name].optional]
+    uncertain = any(name not in plan.services or name in unsure for name in phase.services)
+    return required if required or uncertain else None
+
+
+SECTIONS = ("networks", "volumes", "phases")  # what `unread` may name
+
+
+def check_references(plan: Plan, unread: Collection[str] = (),
+                     lines: Mapping[str, int] | None = None) -> list[PlanProblem]:
+    """Problems that span parts of the plan: names, references, phases, host ports, subnets.
+    `unread` names the SECTIONS that could not be read (a plan with other problems): what
+    refers to them is not checked. `lines` lets a problem cite the line of the other part."""
     problems: list[PlanProblem] = []
     add = problems.append
     for kind, names in (("network", plan.networks), ("volume", plan.volumes),
@@ -606,26 +624,27 @@ def check_references(plan: Plan) -> list[PlanProblem]:
                                        f"{seen_phase[service]!r}: a service belongs to one phase"))
             else:
                 seen_phase[service] = phase.name
-    for name in plan.services:
+    for name in plan.services if "phases" not in unread else ():
         if name not in seen_phase:
             add(PlanProblem(f"services.{name}", "this service is in no phase: add it to the "
                                                 "services of one of the phases"))
 
     for name, spec in plan.services.items():
-        problems.extend(_service_references(plan, name, spec, suggest))
+        problems.extend(_service_references(plan, name, spec, suggest, unread))
     problems.extend(_host_port_conflicts(plan))
+    problems.extend(_overlapping_subnets(plan, lines or {}))
     return problems
 
 
-def _service_references(plan: Plan, name: str, spec: ServiceSpec,
-                        suggest: _Hints) -> Iterator[PlanProblem]:
+def _service_references(plan: Plan, name: str, spec: ServiceSpec, suggest: _Hints,
+                        unread: Collection[str]) -> Iterator[PlanProblem]:
     where = f"services.{name}"
-    for network in spec.networks:
+    for network in spec.networks if "networks" not in unread else ():
         if network not in plan.networks:
             yield PlanProblem(f"{where}.networks.{network}",
                               f"unknown network {network!r}{suggest(network, plan.networks)}; "
                               "declare it under the top-level networks")
-    for index, mount in enumerate(spec.volumes):
+    for index, mount in enumerate(spec.volumes if "volumes" not in unread else ()):
         if mount.named and mount.source not in plan.volumes:
             yield PlanProblem(f"{where}.volumes[{index}]",
                               f"unknown volume {mount.source!r}"
@@ -667,6 +686,148 @@ def _host_port_conflicts(plan: Plan) -> Iterator[PlanProblem]:
                                   f"published by {clash}: choose another host port")
             else:
                 bound.append((name, port.host_ip))
+
+
+def _overlapping_subnets(plan: Plan, lines: Mapping[str, int]) -> Iterator[PlanProblem]:
+    """Networks whose subnets share addresses: the engine refuses the second only when it
+    creates it, after the first one's services started. Two subnets are nested or apart,
+    so sorted by first address (the wider first) one overlaps an earlier one exactly when it
+    starts within the widest seen so far: one pass, not every pair, and a problem for each
+    network inside another (of equal ones, the one written later)."""
+    subnets = sorted((_Subnet.of(name, spec.subnet) for name, spec in plan.networks.items()
+                      if spec.subnet is not None), key=lambda subnet: subnet.sort_key)
+    widest: dict[int, _Subnet] = {}  # by IP version
+    for subnet in subnets:
+        outer = widest.get(subnet.version)
+        if outer is None or subnet.first > outer.last:
+            widest[subnet.version] = subnet
+            continue
+        at = lines.get(f"networks.{outer.network}.subnet")
+        yield PlanProblem(f"networks.{subnet.network}.subnet",
+                          f"subnet {subnet.text} overlaps {outer.text}, the subnet of network "
+                          f"{outer.network!r}{f' (line {at})' if at else ''}: the engine would "
+                          "refuse to create this network; choose subnets that do not overlap")
+
+
+@dataclass(frozen=True)
+class _Subnet:
+    network: str
+    text: str
+    version: int
+    first: int  # addresses as numbers: IPv4 and IPv6 addresses do not compare
+    last: int
+
+    @classmethod
+    def of(cls, network: str, text: str) -> _Subnet:
+        subnet = ipaddress.ip_network(text)
+        return cls(network, text, subnet.version, int(subnet.network_address),
+                   int(subnet.broadcast_address))
+
+    @property
+    def sort_key(self) -> tuple[int, int, int]:
+        return self.version, self.first, -self.last  # the wider of two at one address first
+
+
+def check_cycles(plan: Plan, unsure: Collection[str] = ()) -> list[PlanProblem]:
+    """Every group of services that wait for each other, each named by one cycle through it
+    (a service waiting for itself is a problem of check_references). Of a plan with
+    problems, unknown names and the phase of a service in `unsure` (its `optional` unread)
+    give no edge, so every cycle named is one the fixed plan has too."""
+    edges = _dependency_names(plan, unsure)
+    problems = []
+    for group in _strongly_connected(edges):
+        if len(group) < 2:
+            continue
+        start = _cycle_start(plan, group)
+        cycle = _shortest_cycle(start, edges, group)
+        problems.append(PlanProblem(f"services.{start}.after",
+                                    "dependency cycle: " + " -> ".join(cycle)
+                                    + "; remove one of these `after:` entries"))
+    return problems
+
+
+def _cycle_start(plan: Plan, group: set[str]) -> str:
+    """The first service of the group, in plan order, whose `after:` names another of it:
+    every cycle has such an edge (a phase default only points to earlier phases), and its
+    entries are what the user can remove."""
+    members = [name for name in plan.services if name in group]
+    return next((name for name in members
+                 if any(dependency in group for dependency in plan.services[name].after or {})),
+                members[0])
+
+
+def _dependency_names(plan: Plan, unsure: Collection[str]) -> dict[str, list[str]]:
+    """Each service's dependencies (Plan.dependencies), in one pass over the phases, for a
+    plan whose references may be wrong: names that are no service are left out, and so is
+    a service's wait for itself."""
+    defaults: dict[str, list[str]] = {}
+    barrier: list[str] = []
+    for phase in plan.phases:
+        for name in phase.services:
+            defaults.setdefault(name, barrier)  # a service in two phases: the first counts
+        found = _barrier(plan, phase, unsure)
+        if found is not None:
+            barrier = found
+    return {name: [dependency for dependency in spec.after if dependency in plan.services
+                   and dependency != name] if spec.after is not None else defaults.get(name, [])
+            for name, spec in plan.services.items()}
+
+
+def _strongly_connected(edges: Mapping[str, list[str]]) -> list[set[str]]:
+    """The graph's strongly connected components, by Tarjan's algorithm without recursion
+    (a chain of a thousand `after:` is no RecursionError)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    groups: list[set[str]] = []
+    for root in edges:
+        if root in index:
+            continue
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        work = [(root, iter(edges[root]))]
+        while work:
+            node, successors = work[-1]
+            for successor in successors:
+                if successor not in index:
+                    index[successor] = low[successor] = len(index)
+                    stack.append(successor)
+                    work.append((successor, iter(edges[successor])))
+                    break
+                if successor in low:  # still on the stack: in the group being walked
+                    low[node] = min(low[node], index[successor])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    group: set[str] = set()
+                    while node not in group:
+                        member = stack.pop()
+                        group.add(member)
+                        del low[member]
+                    groups.append(group)
+    return groups
+
+
+def _shortest_cycle(start: str, edges: Mapping[str, list[str]], group: set[str]) -> list[str]:
+    """The shortest way from `start` back to itself within `group`, breadth first."""
+    came_from: dict[str, str] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for successor in edges[node]:
+                if successor == start:
+                    path = [node]
+                    while path[-1] != start:
+                        path.append(came_from[path[-1]])
+                    return [*reversed(path), start]
+                if successor in group and successor not in came_from:
+                    came_from[successor] = node
+                    following.append(successor)
+        frontier = following
+    raise ValueError(f"no cycle through {start!r}")  # a strongly connected group has one
 
 
 class _Hints:
