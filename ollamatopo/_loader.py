@@ -32,6 +32,7 @@ from ollamatopo._plan import (
     ServiceSpec,
     check_cycles,
     check_references,
+    risky_settings,
 )
 from ollamatopo._replicas import expand_replicas, replicated
 from ollamatopo._secrets import Redactor, is_secret_name, loose_permissions
@@ -106,13 +107,15 @@ def load_plan(path: Path, environ: Mapping[str, str] | None = None,
 
     hide = Redactor(_written_secrets(tree, variables, result.used))
     try:
-        plan, _, graph, templates = _validated(tree, path, lines, variables, replicas, warnings)
+        plan, declared, graph, templates = _validated(tree, path, lines, variables, replicas,
+                                                      warnings)
     except PlanError as error:
         if not hide:
             raise
         raise PlanError(error.source, [replace(problem, message=hide.text(problem.message))
                                        for problem in error.problems]) from None
     secrets = _plan_secrets(plan, variables, result.used)
+    warnings.extend(risky_settings(declared, path.parent, secrets))
     hide.add(secrets)
     return LoadedPlan(plan, path, graph, tuple(hide.text(text) for text in warnings), templates,
                       frozenset(secrets))

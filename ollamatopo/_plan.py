@@ -9,12 +9,14 @@ Everything here is pure data.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import shlex
 import unicodedata
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
@@ -30,6 +32,7 @@ from pydantic import (
 
 from ollamatopo._errors import PlanProblem
 from ollamatopo._quantities import PortBinding, parse_bytes, parse_cpus, parse_duration, parse_port
+from ollamatopo._secrets import is_secret_name
 
 # Docker's own rule for container, network and volume names.
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")
@@ -828,6 +831,72 @@ def _shortest_cycle(start: str, edges: Mapping[str, list[str]], group: set[str])
                     following.append(successor)
         frontier = following
     raise ValueError(f"no cycle through {start!r}")  # a strongly connected group has one
+
+
+# --- risky settings -------------------------------------------------------------------------
+
+# Binding these gives a container the Docker engine, and so root on the host.
+ENGINE_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+UNCONFINED = {"seccomp": "seccomp filter, which keeps it from risky system calls",
+              "apparmor": "AppArmor profile"}
+LABELS_ARE_PUBLIC = ("labels are shown to anyone who may list containers, networks or volumes "
+                     "(docker inspect): pass it to the service in its environment instead")
+
+
+def risky_settings(plan: Plan, base: Path, secrets: Collection[str]) -> Iterator[str]:
+    """Warnings, each `path: what the risk is; what to do`, for settings that give a
+    container power over the host (the engine's socket or the host's root bound, every
+    capability, confinement turned off) or that show a secret in a label. `base` is the
+    plan's folder (bind sources are relative to it); `secrets` the plan's secret values,
+    which no warning shows."""
+    for name, spec in plan.services.items():
+        where = f"services.{name}"
+        for index, mount in enumerate(spec.volumes):
+            risk = None if mount.named else _bind_risk(mount.source, base)
+            if risk:
+                yield f"{where}.volumes[{index}]: {risk}"
+        for index, capability in enumerate(spec.cap_add):
+            if capability.strip().upper().removeprefix("CAP_") == "ALL":
+                yield (f"{where}.cap_add[{index}]: ALL gives the container every capability of "
+                       "the kernel, nearly root on the host: add only the ones it needs (for "
+                       "example NET_BIND_SERVICE)")
+        for index, option in enumerate(spec.security_opt):
+            kind, _, value = option.strip().lower().replace(":", "=", 1).partition("=")
+            if kind in UNCONFINED and value == "unconfined":
+                yield (f"{where}.security_opt[{index}]: {option} turns off the container's "
+                       f"{UNCONFINED[kind]}: remove it, or give a profile that allows what the "
+                       "service needs")
+        yield from _secret_labels(where, spec.labels, secrets)
+    for kind, parts in (("networks", plan.networks), ("volumes", plan.volumes)):
+        for name, part in parts.items():
+            yield from _secret_labels(f"{kind}.{name}", part.labels, secrets)
+
+
+def _bind_risk(source: str, base: Path) -> str | None:
+    """What binding the host path `source` gives away, if it is the engine's socket, a
+    folder that holds it, or the root. Worked out from the text (the same resolution as the
+    container's, without following links: both socket paths are listed)."""
+    host = os.path.abspath(os.path.join(base, os.path.expanduser(source)))
+    host = "/" + host.lstrip("/")  # "//" is the root too
+    if host == "/":
+        return ("binds the host's root directory: the container can read and change every "
+                "file of the host; bind only the folders it needs")
+    if host in ENGINE_SOCKETS or any(socket.startswith(host + "/") for socket in ENGINE_SOCKETS):
+        what = "is" if host in ENGINE_SOCKETS else "holds"
+        return (f"{source} {what} the Docker engine's socket: whoever has it controls the engine "
+                "and so the host; bind it only into a service that must drive Docker, from an "
+                "image you trust")
+    return None
+
+
+def _secret_labels(where: str, labels: Mapping[str, str],
+                   secrets: Collection[str]) -> Iterator[str]:
+    for key, value in labels.items():
+        if value and is_secret_name(key):
+            yield f"{where}.labels.{key}: this label is named like a secret; {LABELS_ARE_PUBLIC}"
+        elif value in secrets:
+            yield (f"{where}.labels.{key}: the value of this label is a secret of the plan; "
+                   f"{LABELS_ARE_PUBLIC}")
 
 
 class _Hints:
