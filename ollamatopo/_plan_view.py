@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ollamatopo._loader import LoadedPlan
+from ollamatopo._printable import printable
 from ollamatopo._quantities import format_bytes
 from ollamatopo._report import format_table
 
@@ -58,7 +59,8 @@ def describe_plan(loaded: LoadedPlan, durations: Mapping[str, float]) -> dict[st
 
 
 def format_plan(view: Mapping[str, Any]) -> str:
-    lines = [f"project {view['project']}  ({view['plan']})", "", "phases:"]
+    # Names in a plan are checked; the plan's own file name is whatever the user passed.
+    lines = [f"project {view['project']}  ({printable(view['plan'])})", "", "phases:"]
     for index, phase in enumerate(view["phases"], start=1):
         lines.append(f"  {index}. {phase['name']}: {', '.join(phase['services'])}")
     lines += ["", "dependencies (a service starts when these hold):"]

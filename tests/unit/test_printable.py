@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import structlog
@@ -63,6 +64,16 @@ def test_a_plan_error_from_a_file_is_shown_escaped(plan_error: Refuse) -> None:
     """)
     assert "services.a\\u202eb" in str(error)
     assert "\u202e" not in str(error) and "\x1b" not in str(error)
+
+
+def test_the_plan_view_shows_the_plan_file_escaped(write_plan: Callable[..., Path]) -> None:
+    from ollamatopo._loader import load_plan
+    from ollamatopo._plan_view import describe_plan, format_plan
+
+    path = write_plan("project: p\nservices: {a: {image: x}}\nphases: [{name: one, services: "
+                      "[a]}]\n", name="plan\x1b[2J\u202e.yaml")
+    shown = format_plan(describe_plan(load_plan(path, {}), {}))
+    assert "plan\\x1b[2J\\u202e.yaml" in shown.splitlines()[0]
 
 
 @pytest.fixture
