@@ -12,6 +12,7 @@ engine to reach: the exit is 2 (refused before any engine call), never 3.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
 import re
@@ -352,14 +353,43 @@ def test_dependency_graphs(tmp_path: Path, edges: list[tuple[int, int]]) -> None
     tree = {"project": "p", "services": services,
             "phases": [{"name": "one", "services": list(services)}]}
     outcome = _attempt(tmp_path, _dump(tree))
-    cyclic = _has_cycle({f"s{s}": {f"s{t}" for t in ts} for s, ts in after.items()})
-    if cyclic:
+    graph = {f"s{s}": {f"s{t}" for t in ts} for s, ts in after.items()}
+    if _has_cycle(graph):
         assert isinstance(outcome, PlanError)
         assert any(p.path.startswith("services.s") and p.path.count(".after") == 1
                    and ("cycle" in p.message or "itself" in p.message)
                    for p in outcome.problems), outcome
+        _assert_every_cycle_named(graph, outcome)
     else:
         assert isinstance(outcome, LoadedPlan), outcome
+
+
+def _assert_every_cycle_named(graph: dict[str, set[str]], error: PlanError) -> None:
+    """Each service waiting for itself, and one real cycle for each group of services
+    that wait for each other (issue 15: the first one found hid the others)."""
+    itself = {p.path for p in error.problems if "itself" in p.message}
+    assert itself == {f"services.{s}.after.{s}" for s, targets in graph.items() if s in targets}
+    cycles = [p.message.removeprefix("dependency cycle: ").partition(";")[0].split(" -> ")
+              for p in error.problems if "cycle" in p.message]
+    for cycle in cycles:
+        assert cycle[0] == cycle[-1]
+        assert all(b in graph.get(a, ()) for a, b in itertools.pairwise(cycle)), cycle
+    reach = {s: _reachable(graph, s) for s in graph}
+    group_of = {s: frozenset(t for t in reach[s] if s in reach.get(t, ())) for s in graph}
+    groups = {group for group in group_of.values() if len(group) > 1}
+    named = [group_of[cycle[0]] for cycle in cycles]
+    assert len(named) == len(groups) and set(named) == groups, (groups, cycles)
+
+
+def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
+    """Every service `start` waits for, directly or not, and itself."""
+    seen, frontier = {start}, [start]
+    while frontier:
+        for nxt in graph.get(frontier.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                frontier.append(nxt)
+    return seen
 
 
 def _has_cycle(graph: dict[str, set[str]]) -> bool:
