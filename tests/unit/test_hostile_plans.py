@@ -242,6 +242,25 @@ def test_one_part_of_a_valid_plan_replaced(tmp_path: Path, choice: tuple[str, tu
         if not _is_name(route):
             assert any(_related(p.path, path) or _refers_to(p.path, path)
                        for p in outcome.problems), (path, str(outcome))
+        _assert_no_follow_on_noise(tree, outcome)
+
+
+def _assert_no_follow_on_noise(tree: dict[str, Any], error: PlanError) -> None:
+    """A part the model refused is still there: naming it is no "unknown" problem, and a
+    service that a phase lists is not "in no phase" (issue 15: the checks across parts now
+    run on what could be read of a refused plan)."""
+    for section, kind in (("services", "service"), ("networks", "network"),
+                          ("volumes", "volume")):
+        part = tree.get(section)
+        for name in part if isinstance(part, dict) else ():
+            if isinstance(name, str) and "$" not in name:
+                assert f"unknown {kind} {name!r}" not in str(error), (name, str(error))
+    phases = tree.get("phases") if isinstance(tree.get("phases"), list) else []
+    listed = {name for phase in phases if isinstance(phase, dict)
+              and isinstance(phase.get("services"), list)
+              for name in phase["services"] if isinstance(name, str)}
+    assert not [p for p in error.problems if "in no phase" in p.message
+                and p.path.removeprefix("services.") in listed], str(error)
 
 
 def _is_name(route: tuple[Any, ...]) -> bool:
