@@ -3,7 +3,8 @@
 Tests point ollamatopo at it (`OLLAMATOPO_DOCKER_HOST=unix://<path>`) and tell it which
 requests to spoil: the first N requests whose method and path match a rule get a 500,
 a reset connection, or are forwarded and then lose their answer. Everything else passes
-through untouched. Only the test's own process talks to it; the engine and its other
+through untouched. `pause()` freezes every byte in both directions until `resume()`, as
+`kill -STOP` of a proxy process would: a stalled engine, seen from the client. Only the test's own process talks to it; the engine and its other
 users see nothing.
 """
 
@@ -41,6 +42,16 @@ class FaultProxy:
     _listener: socket.socket | None = None
     _sockets: list[socket.socket] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _flowing: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self._flowing.set()
+
+    def pause(self) -> None:
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        self._flowing.set()
 
     @property
     def url(self) -> str:
@@ -65,6 +76,7 @@ class FaultProxy:
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
 
     def close(self) -> None:
+        self._flowing.set()  # a paused proxy's threads wake to find their sockets closed
         if self._listener is not None:
             self._listener.close()
             self._listener = None
@@ -95,7 +107,8 @@ class FaultProxy:
             upstream.connect(self.target)
             with self._lock:
                 self._sockets += [client, upstream]
-            threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=_pipe, args=(upstream, client, self._flowing),
+                             daemon=True).start()
             threading.Thread(target=self._requests, args=(client, upstream),
                              daemon=True).start()
 
@@ -137,11 +150,12 @@ class FaultProxy:
                     _forward_and_discard(head, rest[:length], self.target)
                     client.close()
                     return
+                self._flowing.wait()
                 upstream.sendall(request)
                 if "upgrade" in headers or "chunked" in headers.get("transfer-encoding", ""):
                     if buffer:
                         upstream.sendall(buffer)
-                    _pipe(client, upstream)
+                    _pipe(client, upstream, self._flowing)
                     return
         except (OSError, ValueError, IndexError):
             return
@@ -194,9 +208,10 @@ def _forward_and_discard(head: bytes, body: bytes, target: str) -> None:
                 pass
 
 
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
+def _pipe(source: socket.socket, sink: socket.socket, flowing: threading.Event) -> None:
     try:
         while chunk := source.recv(65536):
+            flowing.wait()
             sink.sendall(chunk)
     except OSError:
         pass
@@ -204,3 +219,37 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
         for end in (source, sink):
             with contextlib.suppress(OSError):
                 end.shutdown(socket.SHUT_RDWR)
+
+
+class SilentEngine:
+    """A Unix socket that accepts connections and never answers: an engine that hangs."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.connections: list[socket.socket] = []
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.path}"
+
+    def __enter__(self) -> SilentEngine:
+        self.path.unlink(missing_ok=True)
+        self._listener.bind(str(self.path))
+        self._listener.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections.append(connection)  # held open, never read, never answered
+
+    def __exit__(self, *exc: object) -> None:
+        self._listener.close()
+        for connection in self.connections:
+            connection.close()
+        self.path.unlink(missing_ok=True)

@@ -334,3 +334,31 @@ def test_the_daemon_serves_prometheus_metrics(project: Project, daemons: list[Da
     assert f'ollamatopo_service_restarts_total{{project="{project.name}",service="db"}} 1' in text
     assert httpx.get(url.replace("/metrics", "/other"), timeout=5).status_code == 404
     assert daemon.stop() == 0
+
+
+def test_sigterm_ends_the_daemon_within_2_s_while_the_engine_stalls(
+        project: Project, daemons: list[Daemon], tmp_path: Path) -> None:
+    """Issue 15, defect 2: with its engine paused, a daemon outlived SIGTERM by minutes
+    (its exit waited for worker threads stuck in engine calls)."""
+    project.write(PLAN)
+    proxy = FaultProxy(tmp_path / "engine.sock")
+    proxy.open()
+    try:
+        daemon = start(daemons, project, {"OLLAMATOPO_DOCKER_HOST": proxy.url})
+        daemon.supervising()
+        proxy.pause()
+        time.sleep(2.5)  # liveness checks every second: an inspect is stuck in flight
+        signalled = time.monotonic()
+        daemon.process.send_signal(signal.SIGTERM)
+        code = daemon.process.wait(timeout=60)
+        took = time.monotonic() - signalled
+    finally:
+        proxy.close()
+    assert code == 0  # a daemon asked to stop after a good start
+    assert took < 2.0, took
+    events = daemon.events()
+    stalled = named(events, "engine stalled")
+    assert stalled and "restart policies" in stalled[0]["abandoned"]
+    abandoned = named(events, "engine calls abandoned")
+    assert abandoned and abandoned[0]["calls"] >= 1
+
