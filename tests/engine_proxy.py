@@ -4,8 +4,8 @@ Tests point ollamatopo at it (`OLLAMATOPO_DOCKER_HOST=unix://<path>`) and tell i
 requests to spoil: the first N requests whose method and path match a rule get a 500,
 a reset connection, or are forwarded and then lose their answer. Everything else passes
 through untouched. `pause()` freezes every byte in both directions until `resume()`, as
-`kill -STOP` of a proxy process would: a stalled engine, seen from the client. Only the test's own process talks to it; the engine and its other
-users see nothing.
+`kill -STOP` of a proxy process would: a stalled engine, seen from the client. Only the
+test's own process talks to it; the engine and its other users see nothing.
 """
 
 from __future__ import annotations

@@ -169,8 +169,8 @@ def test_a_service_killed_again_while_it_restarts_is_restarted_at_once(
         timeout=30, what="b ready after the second restart")
     recovered = time.monotonic() - killed_again
     delay = [e["delay_s"] for e in named(events, "service restarting", "b")][1]
-    started = [e for e in named(events, "container started", "b") if e.get("restarts") == 2][0]
-    healthy = [e for e in named(events, "service healthy", "b") if e.get("restarts") == 2][0]
+    started = next(e for e in named(events, "container started", "b") if e.get("restarts") == 2)
+    healthy = next(e for e in named(events, "service healthy", "b") if e.get("restarts") == 2)
     start_to_ready = healthy["elapsed_s"] - started["elapsed_s"]
     assert recovered < delay + start_to_ready + 1.0, (recovered, delay, start_to_ready)
     second_death = named(events, "service unhealthy", "b")[1]
