@@ -418,24 +418,20 @@ class Engine:
                 raise EngineError(f"{error}{await self._overlapping(config)}") from None
             if "already exists" in str(error):
                 raise EngineError(await self._taken("network", config.name,
-                                                    self._client.inspect_network)
+                                                    self._client.inspect_network,
+                                                    labels[LABEL_PROJECT])
                                   or str(error)) from None
             raise
         return str(raw["Id"])
 
-    async def _taken(self, kind: str, name: str,
-                     inspect: Callable[[str], dict[str, Any]]) -> str | None:
+    async def _taken(self, kind: str, name: str, inspect: Callable[[str], dict[str, Any]],
+                     project: str) -> str | None:
         """Why the name `name` cannot be had: whose the object holding it is."""
         try:
             raw = await self._call(f"inspect {kind} {name}", inspect, name, retry=True)
         except OllamatopoError:
             return None
-        owner = _labels(raw).get(LABEL_PROJECT)
-        whose = (f"belongs to ollamatopo project {owner!r}" if owner else
-                 f"was not made by ollamatopo (it has no {LABEL_PROJECT} label)")
-        return (f"the {kind} {name} ({str(raw.get('Id', ''))[:12]}) already exists and {whose}: "
-                f"ollamatopo leaves what is not its project's alone; remove or rename that "
-                f"{kind}, or choose another project name")
+        return _whose(kind, name, raw, project)
 
     async def _overlapping(self, config: NetworkConfig) -> str:
         """Which existing network's subnet overlaps the one `config` asks for (for the
@@ -490,8 +486,14 @@ class Engine:
                            self._client.remove_network, name_or_id, retry=True)
 
     async def create_volume(self, config: VolumeConfig) -> None:
-        await self._call(f"create volume {config.name}", self._client.create_volume,
-                         config.name, retry=True, **config.create_kwargs)
+        """Create the volume. The engine answers a create of an existing name with that
+        volume, whoever made it: one that is not the project's is refused, never adopted
+        (a `down --volumes` would not remove it, and its data is someone else's)."""
+        raw = await self._call(f"create volume {config.name}", self._client.create_volume,
+                               config.name, retry=True, **config.create_kwargs)
+        project = config.create_kwargs["labels"][LABEL_PROJECT]
+        if _labels(raw or {}).get(LABEL_PROJECT) != project:
+            raise EngineError(_whose("volume", config.name, raw or {}, project))
 
     async def remove_volume(self, name: str) -> None:
         with contextlib.suppress(NotFound):
@@ -515,7 +517,8 @@ class Engine:
             if "is already in use" not in str(error):  # 409: another container has the name
                 raise
             raise EngineError(await self._taken("container", config.name,
-                                                self._client.inspect_container)
+                                                self._client.inspect_container,
+                                                config.labels[LABEL_PROJECT])
                               or str(error)) from None
         container_id = str(raw["Id"])
         for endpoint in others:
@@ -642,6 +645,20 @@ class Engine:
 def _labels(raw: dict[str, Any]) -> dict[str, str]:
     """The labels of an inspected network (top level) or container (under Config)."""
     return dict(raw.get("Labels") or (raw.get("Config") or {}).get("Labels") or {})
+
+
+def _whose(kind: str, name: str, raw: dict[str, Any], project: str) -> str:
+    """The message for an object that holds a name the project needs, by its owner."""
+    owner = _labels(raw).get(LABEL_PROJECT)
+    what = f"the {kind} {name}" + (f" ({str(raw['Id'])[:12]})" if raw.get("Id") else "")
+    if owner == project:  # the project's lock was not in the way: another host or user
+        return (f"{what} was just made by another run of project {project!r} against the "
+                "same engine (from another host or user, whose lock this one cannot see): "
+                "let that run finish or stop it, then run up again")
+    whose = (f"belongs to ollamatopo project {owner!r}" if owner else
+             f"was not made by ollamatopo (it has no {LABEL_PROJECT} label)")
+    return (f"{what} already exists and {whose}: ollamatopo leaves what is not its project's "
+            f"alone; remove or rename that {kind}, or choose another project name")
 
 
 def _endpoint(endpoint: Any) -> dict[str, Any]:

@@ -92,3 +92,42 @@ def test_a_foreign_network_with_the_projects_name_is_named_and_left_alone(
     assert project.run("down").code == 0
     same_name = project.client.networks.list(names=[name])
     assert [network.id for network in same_name] == [stranger.id]
+
+
+VOLUME_PLAN = f"""
+project: PROJECT
+volumes:
+  data: {{}}
+services:
+  db:
+    image: {IMAGE}
+    volumes: ["data:/data"]
+  mine:
+    image: {IMAGE}
+phases: [{{name: one, services: [db, mine]}}]
+"""
+
+
+@pytest.mark.parametrize("owner", ["nobody", "another project"])
+def test_a_foreign_volume_with_the_projects_name_is_refused_not_adopted(
+        project: Project, owner: str) -> None:
+    """Issue 15, defect 6: the engine answers a create of an existing volume with that
+    volume, so `up` mounted a stranger's volume and `down --volumes` then left it."""
+    name = f"{project.name}_data"
+    labels = {TEST_LABEL: project.name}
+    if owner == "another project":
+        labels["ollamatopo.project"] = f"{project.name}x"
+    stranger = project.client.volumes.create(name, labels=labels)
+    try:
+        project.write(VOLUME_PLAN)
+        result = project.run("up")
+        assert result.code == 1, result.stderr
+        whose = ("was not made by ollamatopo" if owner == "nobody"
+                 else f"belongs to ollamatopo project '{project.name}x'")
+        assert f"the volume {name} already exists and {whose}" in result.stderr
+        assert project.containers() == {}  # rolled back; nothing mounted it
+        assert project.run("down", "--volumes").code == 0
+        stranger.reload()
+        assert stranger.attrs["Labels"] == labels  # untouched
+    finally:
+        stranger.remove(force=True)
