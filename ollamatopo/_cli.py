@@ -187,7 +187,9 @@ def _first_error(group: BaseExceptionGroup[Any]) -> OllamatopoError | None:
 
 
 def _report_error(error: OllamatopoError) -> int:
-    print(f"ollamatopo: {error}", file=sys.stderr)
+    from ollamatopo._printable import printable
+
+    print(f"ollamatopo: {printable(str(error))}", file=sys.stderr)
     return error.exit_code
 
 
@@ -292,7 +294,7 @@ def command_up(arguments: argparse.Namespace, settings: Settings) -> int:
     from ollamatopo._lock import ProjectLock
 
     loaded = _load(settings)
-    lock = ProjectLock(settings.state_dir, loaded.plan.project)
+    lock = ProjectLock(settings.lock_dir, settings.docker_host, loaded.plan.project)
     lock.acquire("up --supervise" if arguments.supervise else "up")
     try:
         _up_locked(arguments, settings, loaded)
@@ -320,7 +322,7 @@ def command_scale(arguments: argparse.Namespace, settings: Settings) -> int:
     project = before.plan.project
     wanted = {**read_overrides(settings.state_dir, project), **requests}
     loaded = load_plan(settings.plan, project=settings.project, replicas=wanted)  # validates
-    lock = ProjectLock(settings.state_dir, project)
+    lock = ProjectLock(settings.lock_dir, settings.docker_host, project)
     try:
         lock.acquire("scale")
     except ProjectLocked:
@@ -513,6 +515,7 @@ def _write_report_quietly(write: Callable[[Any, Path], Path], report: Any,
 
 def command_down(arguments: argparse.Namespace, settings: Settings) -> int:
     from ollamatopo._loader import read_project_name
+    from ollamatopo._lock import ProjectLock
     from ollamatopo._report import RunRecorder
     from ollamatopo._scheduler import down, new_run_id
 
@@ -522,6 +525,10 @@ def command_down(arguments: argparse.Namespace, settings: Settings) -> int:
                          "or --plan FILE")
     recorder = RunRecorder(run_id=new_run_id(), project=project, plan_path=str(settings.plan),
                            phases={}, phase_order=[], command="down")
+    # Not while an `up` brings the project up (it would blame the missing containers on
+    # the services) or a daemon restarts what this stops.
+    lock = ProjectLock(settings.lock_dir, settings.docker_host, project)
+    lock.acquire("down")
 
     async def run() -> None:
         engine = await _connect(settings)
@@ -536,7 +543,10 @@ def command_down(arguments: argparse.Namespace, settings: Settings) -> int:
                       networks=len(result.networks), volumes=result.volumes,
                       kept_volumes=kept, total_s=recorder.elapsed(), note=note)
 
-    _run_async(run)
+    try:
+        _run_async(run)
+    finally:
+        lock.release()
     return EXIT_OK
 
 

@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ollamatopo._lock import default_lock_dir
+
 
 def _default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
@@ -39,6 +41,8 @@ class Settings(BaseSettings):
     start_concurrency: int = Field(
         default=8, ge=1, le=64, description="creates and starts at once, earliest deadline first")
     state_dir: Path = Field(default_factory=_default_state_dir)
+    lock_dir: Path = Field(default_factory=default_lock_dir,
+                           description="where up, down and scale lock a project, per engine")
     keep_runs: int = Field(default=100, ge=1, le=100_000,
                            description="run reports kept in the state directory")
     # Supervision (up --supervise)

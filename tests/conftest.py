@@ -23,6 +23,20 @@ sys.path.insert(0, str(ROOT / "images"))
 LABEL = "ollamatopo.project"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def lock_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The project locks of every command the tests run, in the tests' own folder rather
+    than the host's /run/lock (each test's project has its own name, so they never meet)."""
+    folder = tmp_path_factory.mktemp("locks")
+    before = os.environ.get("OLLAMATOPO_LOCK_DIR")
+    os.environ["OLLAMATOPO_LOCK_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        del os.environ["OLLAMATOPO_LOCK_DIR"]
+    else:
+        os.environ["OLLAMATOPO_LOCK_DIR"] = before
+
+
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[Any]:
     import docker

@@ -233,6 +233,26 @@ def test_a_second_up_for_the_same_project_is_refused_with_the_holder(
     assert daemon.stop() == 0
 
 
+def test_the_lock_is_per_engine_not_per_state_directory_and_down_takes_it(
+        project: Project, daemons: list[Daemon]) -> None:
+    """Issue 15, defect 9: with another OLLAMATOPO_STATE_DIR a second `up` ran beside the
+    daemon and blamed its own project's network on "another project"; `down` took no lock."""
+    project.write(PLAN)
+    daemon = start(daemons, project)
+    daemon.supervising()
+    elsewhere = {"OLLAMATOPO_STATE_DIR": str(project.folder / "elsewhere")}
+    second = project.run("up", env=elsewhere)
+    assert second.code == 2, second.stderr
+    assert f"pid {daemon.process.pid}" in second.stderr and "up --supervise" in second.stderr
+    assert "already being changed on this engine" in second.stderr
+    refused = project.run("down", env=elsewhere)
+    assert refused.code == 2 and f"pid {daemon.process.pid}" in refused.stderr
+    assert {c.status for c in project.containers().values()} == {"running"}
+    assert daemon.stop() == 0
+    assert project.run("down", env=elsewhere).code == 0  # released with the daemon
+    assert project.containers() == {}
+
+
 def test_sighup_recreates_only_what_changed_and_refuses_a_broken_plan(
         project: Project, daemons: list[Daemon]) -> None:
     project.write(PLAN)
