@@ -59,6 +59,7 @@ def test_an_engine_that_never_answers_exits_3_after_the_connect_timeout(
         process = launch(project, {"OLLAMATOPO_DOCKER_HOST": engine.url})
         _, stderr = process.communicate(timeout=60)
         took = time.monotonic() - began
+    print(f"measured: exit {process.returncode} after {took:.2f} s")
     assert process.returncode == 3, stderr
     assert f"cannot reach the Docker engine at {engine.url}" in stderr
     assert "Traceback" not in stderr
@@ -82,6 +83,7 @@ def test_a_signal_while_the_engine_hangs_ends_up_within_2_s_with_130(
         finally:
             process.kill()
             process.wait()
+    print(f"measured: {stop.name} -> exit {process.returncode} {took:.2f} s after the signal")
     assert process.returncode == 130, stderr
     assert took < 2.0, took
     assert "Traceback" not in stderr
