@@ -211,11 +211,14 @@ class Engine:
         """What the calls still in flight do, oldest first."""
         return [call.what for call in self._calls()]
 
-    def stalled(self, limit_s: float = STALL_S) -> bool:
-        """Some call has waited `limit_s` past its allowance and none was answered since."""
+    def stalled(self, since: float, limit_s: float = STALL_S) -> bool:
+        """A call made after `since` has waited `limit_s` past its allowance, and no call
+        was answered meanwhile. Calls abandoned before `since` do not count: a probe's
+        exec may run for ever in its container, without the engine being at fault."""
         now = time.monotonic()
-        overdue = any(now - call.began > call.allowance_s + limit_s for call in self._calls())
-        return overdue and now - self._last_answer > limit_s
+        overdue = any(call.began >= since and now - call.began > call.allowance_s + limit_s
+                      for call in self._calls())
+        return overdue and now - max(self._last_answer, since) > limit_s
 
     async def quiesce(self) -> None:
         """Wait until every create or start in flight (abandoned by a cancelled caller) has
@@ -229,10 +232,11 @@ class Engine:
                                  limit_s: float = STALL_S) -> AsyncIterator[None]:
         """Run the block (a cleanup) unless the engine stalls: then cancel it, say so, and
         go on, so a signal or a dead engine never holds the process."""
+        since = time.monotonic()
         async with anyio.create_task_group() as group:
 
             async def watchdog() -> None:
-                while not self.stalled(limit_s):
+                while not self.stalled(since, limit_s):
                     await anyio.sleep(0.05)
                 structlog.get_logger("ollamatopo").error(
                     "engine stalled", abandoned=what, unanswered=self.unanswered()[:10],

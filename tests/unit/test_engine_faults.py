@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import anyio
@@ -131,3 +133,112 @@ def test_lasting_errors_are_not_repeated_and_persistent_ones_say_how_often(
     call, calls = failing(*[requests.exceptions.ConnectionError("refused")] * 10)
     with pytest.raises(EngineUnreachable, match=r"refused \(tried 4 times\)"):
         anyio.run(lambda: engine._call("list", call, retry=True))
+
+
+# --- calls the engine does not answer (issue 15) ---------------------------------------------
+
+
+def hanging(release: threading.Event) -> Any:
+    def call() -> str:
+        release.wait(10)  # the thread ends once the test is over, answered or not
+        return "late"
+
+    return call
+
+
+def test_a_cancelled_caller_does_not_wait_for_an_unanswered_call(engine: Engine) -> None:
+    release = threading.Event()
+
+    async def main() -> float:
+        began = time.monotonic()
+        with anyio.move_on_after(0.2):
+            await engine._call("inspect container x", hanging(release), retry=True)
+        return time.monotonic() - began
+
+    try:
+        assert anyio.run(main) < 1.0
+        assert engine.unanswered() == ["inspect container x"]
+    finally:
+        release.set()
+
+
+def test_a_deadline_makes_an_unanswered_call_unreachable(engine: Engine) -> None:
+    release = threading.Event()
+    try:
+        with pytest.raises(EngineUnreachable, match=r"ping the engine: .* did not answer in "
+                                                     r"0\.2s"):
+            anyio.run(lambda: engine._call("ping the engine", hanging(release),
+                                           deadline_s=0.2))
+    finally:
+        release.set()
+
+
+def test_a_cleanup_ends_when_the_engine_stalls_not_before(engine: Engine) -> None:
+    release = threading.Event()
+
+    async def main() -> tuple[list[str], float]:
+        done: list[str] = []
+        # A healthy engine: answers keep coming, however long the cleanup takes.
+        async with engine.abandon_if_stalled("answered cleanup", limit_s=0.3):
+            for _ in range(6):
+                await engine._call("remove", lambda: time.sleep(0.1))
+            done.append("answered")
+        began = time.monotonic()
+        async with engine.abandon_if_stalled("stalled cleanup", limit_s=0.3):
+            await engine._call("update", hanging(release))
+            done.append("stalled")  # never reached
+        return done, time.monotonic() - began
+
+    try:
+        done, took = anyio.run(main)
+    finally:
+        release.set()
+    assert done == ["answered"]
+    assert 0.3 <= took < 1.0
+
+
+def test_a_call_abandoned_before_the_cleanup_does_not_end_it(engine: Engine) -> None:
+    """A probe's exec may hang in its container for ever; the engine is not stalled."""
+    release = threading.Event()
+
+    async def main() -> list[str]:
+        with anyio.move_on_after(0.05):
+            await engine._call("exec probe", hanging(release))
+        await anyio.sleep(0.4)  # the exec is overdue by now
+        done = []
+        async with engine.abandon_if_stalled("cleanup", limit_s=0.3):
+            await anyio.sleep(0.5)  # no call answered meanwhile, none made
+            await engine._call("update", lambda: "ok")
+            done.append("finished")
+        return done
+
+    try:
+        assert anyio.run(main) == ["finished"]
+    finally:
+        release.set()
+
+
+def test_quiesce_waits_for_abandoned_creates_only(engine: Engine) -> None:
+    release = threading.Event()
+    create_done = threading.Event()
+
+    def create() -> str:
+        time.sleep(0.3)
+        create_done.set()
+        return "id"
+
+    async def settle() -> tuple[str] | None:
+        return None
+
+    async def main() -> bool:
+        with anyio.move_on_after(0.05):
+            await engine._call("exec probe", hanging(release))
+        with anyio.move_on_after(0.05):
+            await engine._call("create container a", create, settle=settle)
+        await engine.quiesce()  # the hanging exec makes nothing: not waited for
+        return create_done.is_set()
+
+    try:
+        assert anyio.run(main) is True
+    finally:
+        release.set()
