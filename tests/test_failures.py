@@ -185,6 +185,7 @@ phases:
     assert "standin dying after 1s with code 3" in result.stderr  # its last log lines
     ready = result.named("service healthy", "quick")[0]["elapsed_s"]
     failed = result.named("service failed", "quick")[0]["elapsed_s"]
+    print(f"measured: failed {failed - ready:.2f} s after ready (it dies 1 s after)")
     assert failed - ready < 1.0 + 1.0  # dies 1 s after ready; the run fails at once
     assert not result.named("service healthy", "slow")  # cut short, not waited out
     assert project.containers() == {}  # rolled back
