@@ -57,7 +57,7 @@ class SeedTopology:
 
 def load_seed(path: Path = SEED_PLAN) -> SeedTopology:
     """The seed plan's graph, as ollamatopo itself resolves it (phase defaults included)."""
-    from ollamatopo._loader import load_plan
+    from ollamatopo.plan._loading import load_plan
 
     plan = load_plan(path, dict(DUMMY_SECRETS)).plan
     services = tuple(

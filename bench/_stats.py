@@ -10,8 +10,8 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ollamatopo._graph import DependencyGraph
-from ollamatopo._plan import Condition
+from ollamatopo.plan._graph import DependencyGraph
+from ollamatopo.plan._model import Condition
 
 
 def median(values: Iterable[float]) -> float | None:

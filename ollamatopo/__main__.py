@@ -26,7 +26,7 @@ def _stop_requested(signum: int, frame: FrameType | None) -> None:
 
 def _run() -> int:
     try:
-        from ollamatopo._cli import main
+        from ollamatopo.cli._main import main
 
         return main()
     except KeyboardInterrupt:  # before the command could catch it: nothing was done yet

@@ -364,7 +364,7 @@ phases:
 
 DRIVER = """
 import json, os, sys, threading, time
-from ollamatopo._cli import main
+from ollamatopo.cli._main import main
 
 good, bad, rounds, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 with open(out, "w") as report:

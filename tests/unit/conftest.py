@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from ollamatopo._errors import EXIT_INVALID, PlanError
-from ollamatopo._loader import LoadedPlan, load_plan
-from ollamatopo._plan import Plan
+from ollamatopo.plan._loading import LoadedPlan, load_plan
+from ollamatopo.plan._model import Plan
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from bench._plans import (
     scale_plan,
     seed_plan,
 )
-from ollamatopo._loader import load_plan
+from ollamatopo.plan._loading import load_plan
 
 REPO = Path(__file__).resolve().parents[2]
 LABELS = {"ollamatopo-bench": "1", "ollamatopo-bench.session": "t"}

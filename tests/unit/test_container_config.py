@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ollamatopo._container_config import (
+from ollamatopo.engine._payloads import (
     DEFAULT_NETWORK,
     LABEL_DEPENDS,
     LABEL_HASH,
@@ -21,7 +21,7 @@ from ollamatopo._container_config import (
     plan_networks,
     volume_config,
 )
-from ollamatopo._plan import NetworkSpec, Plan, VolumeSpec
+from ollamatopo.plan._model import NetworkSpec, Plan, VolumeSpec
 
 Build = Callable[..., Plan]
 BASE = Path("/srv/plans")

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from ollamatopo._container_config import container_config, network_name, volume_name
 from ollamatopo._errors import PlanError
-from ollamatopo._loader import LoadedPlan
+from ollamatopo.engine._payloads import container_config, network_name, volume_name
+from ollamatopo.plan._loading import LoadedPlan
 
 Load = Callable[..., LoadedPlan]
 Refuse = Callable[..., PlanError]

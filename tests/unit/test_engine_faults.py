@@ -11,9 +11,9 @@ import docker.errors
 import pytest
 import requests
 
-from ollamatopo import _engine
-from ollamatopo._engine import Engine, _plain, _timestamp, _transient
 from ollamatopo._errors import EngineError, EngineUnreachable
+from ollamatopo.engine import _docker as _engine
+from ollamatopo.engine._docker import Engine, _plain, _timestamp, _transient
 
 
 def api_error(status: int, message: str) -> docker.errors.APIError:

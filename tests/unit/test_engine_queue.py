@@ -5,7 +5,7 @@ from __future__ import annotations
 import anyio
 import pytest
 
-from ollamatopo._engine_queue import EngineQueue
+from ollamatopo.run._queue import EngineQueue
 
 pytestmark = pytest.mark.anyio
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ollamatopo._errors import PlanError
-from ollamatopo._loader import LoadedPlan
+from ollamatopo.plan._loading import LoadedPlan
 
 Load = Callable[..., LoadedPlan]
 Refuse = Callable[..., PlanError]
@@ -327,7 +327,7 @@ def test_subnets_that_do_not_overlap_load(load: Load) -> None:
 
 
 def test_the_command_line_refuses_overlapping_subnets_with_exit_2(tmp_path: Path) -> None:
-    from ollamatopo._cli import main
+    from ollamatopo.cli._main import main
 
     plan = tmp_path / "plan.yaml"
     plan.write_text("project: p\nnetworks: {a: {subnet: 10.0.0.0/8}, b: {subnet: 10.9.0.0/16}}"

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ollamatopo._gantt import (
+from ollamatopo.report._gantt import (
     CREATE_TO_START,
     NEVER_READY,
     START_TO_READY,

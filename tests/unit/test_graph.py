@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from ollamatopo._graph import DependencyGraph
-from ollamatopo._plan import Condition
+from ollamatopo.plan._graph import DependencyGraph
+from ollamatopo.plan._model import Condition
 
 HEALTHY, STARTED = Condition.HEALTHY, Condition.STARTED
 

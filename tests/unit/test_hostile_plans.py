@@ -29,15 +29,10 @@ import yaml
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from ollamatopo._container_config import (
-    container_config,
-    network_name,
-    plan_networks,
-    volume_name,
-)
 from ollamatopo._errors import EXIT_INVALID, OllamatopoError, PlanError
-from ollamatopo._loader import LoadedPlan, load_plan
-from ollamatopo._plan import DNS_NAME_RE, IMAGE_RE, LABEL_KEY_RE, control_characters
+from ollamatopo.engine._payloads import container_config, network_name, plan_networks, volume_name
+from ollamatopo.plan._loading import LoadedPlan, load_plan
+from ollamatopo.plan._model import DNS_NAME_RE, IMAGE_RE, LABEL_KEY_RE, control_characters
 
 ROOT = Path(__file__).resolve().parents[2]
 CASE_SECONDS = 2.0  # of CPU time: the wall clock of a shared machine says little

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ollamatopo._interpolate import MissingVariable, interpolate, parse_dotenv
+from ollamatopo.plan._interpolate import MissingVariable, interpolate, parse_dotenv
 
 
 def one(text: str, env: dict[str, str]) -> str:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from ollamatopo._errors import PlanError
-from ollamatopo._loadbalancer import allowed_networks, render, template_problems
-from ollamatopo._loader import LoadedPlan
+from ollamatopo.plan._loading import LoadedPlan
+from ollamatopo.plan._templates import render, template_problems
+from ollamatopo.run._balancers import allowed_networks
 
 TEMPLATE = (Path(__file__).resolve().parents[2] / "nginx" / "nginx.conf.template").read_text()
 

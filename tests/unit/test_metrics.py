@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ollamatopo._metrics import DaemonMetrics
+from ollamatopo.daemon._metrics import DaemonMetrics
 
 
 def test_events_become_metrics_in_the_prometheus_text_format() -> None:

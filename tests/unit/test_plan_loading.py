@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from ollamatopo._errors import PlanError
-from ollamatopo._loader import LoadedPlan
-from ollamatopo._plan import Condition, ProbeKind
-from ollamatopo._quantities import PortBinding
+from ollamatopo.plan._loading import LoadedPlan
+from ollamatopo.plan._model import Condition, ProbeKind
+from ollamatopo.plan._quantities import PortBinding
 
 Load = Callable[..., LoadedPlan]
 Refuse = Callable[..., PlanError]
@@ -504,7 +504,7 @@ def test_a_plan_must_be_a_mapping(plan_error: Refuse, text: str) -> None:
 
 def test_missing_plan_file_is_a_usage_error(tmp_path: Path) -> None:
     from ollamatopo._errors import UsageError
-    from ollamatopo._loader import load_plan
+    from ollamatopo.plan._loading import load_plan
 
     with pytest.raises(UsageError, match="not found"):
         load_plan(tmp_path / "absent.yaml", {})
@@ -801,7 +801,7 @@ def test_env_files_that_cannot_be_read_whole_as_text_are_plan_errors(
 
 def test_a_dotenv_and_a_plan_that_are_not_utf8_are_plan_errors(write_plan: Callable[..., Path],
                                                               tmp_path: Path) -> None:
-    from ollamatopo._loader import load_plan
+    from ollamatopo.plan._loading import load_plan
 
     plan = write_plan("project: p\nservices: {a: {image: x}}\n"
                       "phases: [{name: one, services: [a]}]\n")

@@ -12,8 +12,8 @@ import pytest
 import structlog
 
 from ollamatopo._errors import PlanError, PlanProblem
-from ollamatopo._logging import configure_logging
 from ollamatopo._printable import printable
+from ollamatopo.cli._logging import configure_logging
 
 Refuse = Callable[..., PlanError]
 
@@ -67,8 +67,8 @@ def test_a_plan_error_from_a_file_is_shown_escaped(plan_error: Refuse) -> None:
 
 
 def test_the_plan_view_shows_the_plan_file_escaped(write_plan: Callable[..., Path]) -> None:
-    from ollamatopo._loader import load_plan
-    from ollamatopo._plan_view import describe_plan, format_plan
+    from ollamatopo.plan._loading import load_plan
+    from ollamatopo.report._plan_view import describe_plan, format_plan
 
     path = write_plan("project: p\nservices: {a: {image: x}}\nphases: [{name: one, services: "
                       "[a]}]\n", name="plan\x1b[2J\u202e.yaml")

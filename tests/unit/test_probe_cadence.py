@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tenacity
 
-from ollamatopo._probes import DENSE_S, EARLY_S, LATE_S, Backoff, ProbeCadence
+from ollamatopo.engine._probes import DENSE_S, EARLY_S, LATE_S, Backoff, ProbeCadence
 
 
 class Clock:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import io
 
-from ollamatopo._plan import Condition
-from ollamatopo._progress import LiveBoard, render_board
-from ollamatopo._report import ImagePull, RunRecorder
+from ollamatopo.cli._progress import LiveBoard, render_board
+from ollamatopo.plan._model import Condition
+from ollamatopo.report._recorder import ImagePull, RunRecorder
 
 DEPENDENCIES = {
     "db": {},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ollamatopo._quantities import (
+from ollamatopo.plan._quantities import (
     PortBinding,
     format_bytes,
     parse_bytes,

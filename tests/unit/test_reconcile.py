@@ -7,22 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from ollamatopo._container_config import (
+from ollamatopo.engine._payloads import (
     ContainerConfig,
     NetworkConfig,
     container_config,
     network_config,
     plan_networks,
 )
-from ollamatopo._plan import Plan
-from ollamatopo._reconcile import (
-    ObservedContainer,
-    ObservedNetwork,
-    Reconciliation,
-    Snapshot,
-    Verb,
-    reconcile,
-)
+from ollamatopo.engine._snapshot import ObservedContainer, ObservedNetwork, Snapshot
+from ollamatopo.plan._model import Plan
+from ollamatopo.run._reconcile import Reconciliation, Verb, reconcile
 
 
 @pytest.fixture

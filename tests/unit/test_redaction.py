@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ollamatopo._container_config import container_config
 from ollamatopo._errors import PlanError
-from ollamatopo._loader import LoadedPlan, load_plan
-from ollamatopo._reconcile import ObservedContainer, Snapshot, reconcile
-from ollamatopo._report import write_report
-from ollamatopo._secrets import (
+from ollamatopo.engine._payloads import container_config
+from ollamatopo.engine._snapshot import ObservedContainer, Snapshot
+from ollamatopo.plan._loading import LoadedPlan, load_plan
+from ollamatopo.plan._secrets import (
     REDACTED,
     RedactingStream,
     Redactor,
@@ -23,6 +22,8 @@ from ollamatopo._secrets import (
     loose_permissions,
     redactor,
 )
+from ollamatopo.report._recorder import write_report
+from ollamatopo.run._reconcile import reconcile
 
 Load = Callable[..., LoadedPlan]
 Refuse = Callable[..., PlanError]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from ollamatopo._errors import PlanError
-from ollamatopo._loader import LoadedPlan, load_plan
-from ollamatopo._plan import Condition
-from ollamatopo._replicas import replica_names
+from ollamatopo.plan._loading import LoadedPlan, load_plan
+from ollamatopo.plan._model import Condition
+from ollamatopo.plan._replicas import replica_names
 
 PLAN = """
 project: shop

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ollamatopo._errors import PlanError
-from ollamatopo._loader import LoadedPlan
+from ollamatopo.plan._loading import LoadedPlan
 
 Load = Callable[..., LoadedPlan]
 Refuse = Callable[..., PlanError]
@@ -152,7 +152,7 @@ def test_the_plan_command_shows_the_warnings(tmp_path: Path, monkeypatch: pytest
 
     import structlog
 
-    from ollamatopo._cli import main
+    from ollamatopo.cli._main import main
 
     monkeypatch.setenv("OLLAMATOPO_STATE_DIR", str(tmp_path / "state"))
     plan = tmp_path / "plan.yaml"

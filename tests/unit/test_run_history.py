@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from ollamatopo._report import HISTORY_REPORTS, latest_durations, prune_runs, runs_dir
+from ollamatopo.report._recorder import HISTORY_REPORTS, latest_durations, prune_runs, runs_dir
 
 
 def write_run(state: Path, stamp: str, services: dict[str, tuple[float, float]],

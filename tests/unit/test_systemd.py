@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ollamatopo import _systemd
-from ollamatopo._systemd import SystemdNotifier
+from ollamatopo.daemon import _systemd
+from ollamatopo.daemon._systemd import SystemdNotifier
 
 ENVIRONMENT = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
 
@@ -298,7 +298,7 @@ def test_the_unit_is_a_notify_service_running_the_supervisor(unit: Unit) -> None
     assert "--supervise" in command
     assert command[command.index("--plan") + 1] == "/etc/ollamatopo/config/topology.yaml"
     # the flags are the command line's own
-    from ollamatopo._cli import build_parser
+    from ollamatopo.cli._main import build_parser
 
     parsed = build_parser().parse_args(command[3:])
     assert parsed.supervise is True and str(parsed.plan) == "/etc/ollamatopo/config/topology.yaml"

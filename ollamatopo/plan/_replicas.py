@@ -17,7 +17,7 @@ import re
 from collections.abc import Mapping
 
 from ollamatopo._errors import PlanProblem
-from ollamatopo._plan import Condition, LoadBalanceSpec, PhaseSpec, Plan, ServiceSpec
+from ollamatopo.plan._model import Condition, LoadBalanceSpec, PhaseSpec, Plan, ServiceSpec
 
 NUMBERED = re.compile(r"^(?P<stem>.*?-)(?P<number>[0-9]+)$")
 REPLICA_TOKEN = "{{replica}}"

@@ -15,7 +15,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 
-from ollamatopo._engine import ContainerEvent, Engine
+from ollamatopo.engine._docker import ContainerEvent, Engine
 
 
 @dataclass

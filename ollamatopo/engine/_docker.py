@@ -47,7 +47,8 @@ import requests.exceptions
 import structlog
 import tenacity
 
-from ollamatopo._container_config import (
+from ollamatopo._errors import EngineError, EngineUnreachable, OllamatopoError
+from ollamatopo.engine._payloads import (
     LABEL_DEPENDS,
     LABEL_HASH,
     LABEL_NETWORK,
@@ -58,8 +59,7 @@ from ollamatopo._container_config import (
     NetworkConfig,
     VolumeConfig,
 )
-from ollamatopo._errors import EngineError, EngineUnreachable, OllamatopoError
-from ollamatopo._reconcile import ObservedContainer, ObservedNetwork, Snapshot
+from ollamatopo.engine._snapshot import ObservedContainer, ObservedNetwork, Snapshot
 
 T = TypeVar("T")
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ollamatopo._errors import EXIT_INVALID, OllamatopoError
-from ollamatopo._plan import Plan, Resources
-from ollamatopo._quantities import format_bytes
-from ollamatopo._report import format_table
+from ollamatopo.plan._model import Plan, Resources
+from ollamatopo.plan._quantities import format_bytes
+from ollamatopo.report._recorder import format_table
 
 
 @dataclass(frozen=True)

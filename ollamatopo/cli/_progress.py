@@ -16,9 +16,9 @@ from typing import TextIO
 
 import anyio
 
-from ollamatopo._plan import Condition
-from ollamatopo._quantities import format_bytes
-from ollamatopo._report import ImagePull, RunRecorder, ServiceTiming
+from ollamatopo.plan._model import Condition
+from ollamatopo.plan._quantities import format_bytes
+from ollamatopo.report._recorder import ImagePull, RunRecorder, ServiceTiming
 
 REFRESH_S = 0.1
 CLEAR_BELOW = "\x1b[J"

@@ -10,12 +10,12 @@ from typing import Any
 
 import anyio
 
-from ollamatopo._container_config import container_config
-from ollamatopo._engine import ContainerState, Engine
 from ollamatopo._errors import ProbeFailed
-from ollamatopo._loader import LoadedPlan
-from ollamatopo._probes import ATTEMPT_TIMEOUT_S, build_probe, http_client
-from ollamatopo._report import format_table
+from ollamatopo.engine._docker import ContainerState, Engine
+from ollamatopo.engine._payloads import container_config
+from ollamatopo.engine._probes import ATTEMPT_TIMEOUT_S, build_probe, http_client
+from ollamatopo.plan._loading import LoadedPlan
+from ollamatopo.report._recorder import format_table
 
 
 async def collect_status(engine: Engine, loaded: LoadedPlan) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ollamatopo._plan import NetworkSpec, Plan, ServiceSpec, VolumeSpec
+from ollamatopo.plan._model import NetworkSpec, Plan, ServiceSpec, VolumeSpec
 
 LABEL_PROJECT = "ollamatopo.project"
 LABEL_SERVICE = "ollamatopo.service"

@@ -21,17 +21,6 @@ from functools import partial
 
 import anyio
 
-from ollamatopo._admission import Capacity, admit, clamp
-from ollamatopo._container_config import (
-    LABEL_RUN,
-    ContainerConfig,
-    container_config,
-    network_config,
-    plan_networks,
-    volume_config,
-)
-from ollamatopo._engine import Engine
-from ollamatopo._engine_queue import EngineQueue
 from ollamatopo._errors import (
     EngineError,
     OllamatopoError,
@@ -39,21 +28,33 @@ from ollamatopo._errors import (
     RunFailed,
     ServiceFailed,
 )
-from ollamatopo._graph import DependencyGraph
-from ollamatopo._loadbalancer import BalancerSync
-from ollamatopo._loader import LoadedPlan
-from ollamatopo._plan import Condition, Plan
-from ollamatopo._probes import Backoff, HttpClient, build_probe, http_client, wait_until_ready
-from ollamatopo._reconcile import (
-    Reconciliation,
-    ServiceAction,
-    Snapshot,
-    Verb,
-    reconcile,
+from ollamatopo.engine._docker import Engine
+from ollamatopo.engine._payloads import (
+    LABEL_RUN,
+    ContainerConfig,
+    container_config,
+    network_config,
+    plan_networks,
+    volume_config,
 )
-from ollamatopo._report import RunRecorder
-from ollamatopo._supplies import ImageSupply, SharedObjects, SupplyFailed
-from ollamatopo._watch import ContainerWatch, watch_containers
+from ollamatopo.engine._probes import (
+    Backoff,
+    HttpClient,
+    build_probe,
+    http_client,
+    wait_until_ready,
+)
+from ollamatopo.engine._snapshot import Snapshot
+from ollamatopo.engine._watch import ContainerWatch, watch_containers
+from ollamatopo.plan._graph import DependencyGraph
+from ollamatopo.plan._loading import LoadedPlan
+from ollamatopo.plan._model import Condition, Plan
+from ollamatopo.report._recorder import RunRecorder
+from ollamatopo.run._admission import Capacity, admit, clamp
+from ollamatopo.run._balancers import BalancerSync
+from ollamatopo.run._queue import EngineQueue
+from ollamatopo.run._reconcile import Reconciliation, ServiceAction, Verb, reconcile
+from ollamatopo.run._supplies import ImageSupply, SharedObjects, SupplyFailed
 
 LOG_TAIL = 20
 DRAIN_S = 1.0

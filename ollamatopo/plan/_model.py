@@ -31,8 +31,14 @@ from pydantic import (
 )
 
 from ollamatopo._errors import PlanProblem
-from ollamatopo._quantities import PortBinding, parse_bytes, parse_cpus, parse_duration, parse_port
-from ollamatopo._secrets import is_secret_name
+from ollamatopo.plan._quantities import (
+    PortBinding,
+    parse_bytes,
+    parse_cpus,
+    parse_duration,
+    parse_port,
+)
+from ollamatopo.plan._secrets import is_secret_name
 
 # Docker's own rule for container, network and volume names.
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$")

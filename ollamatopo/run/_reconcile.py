@@ -1,7 +1,7 @@
 """Observe, then reconcile: what the engine holds, and what `up` must do about it.
 
-`Snapshot` is the engine's state for one project, read by labels. `reconcile` is a
-pure function of the desired configs and the snapshot; it returns one action per
+`Snapshot` (the engine layer's) is the engine's state for one project, read by labels.
+`reconcile` is a pure function of the desired configs and the snapshot; it returns one action per
 service (and per orphan), each with the cause that prints itself. `plan` shows
 them; the scheduler carries them out and decides nothing.
 """
@@ -9,43 +9,11 @@ them; the scheduler carries them out and decides nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
-from ollamatopo._container_config import ContainerConfig, NetworkConfig
-
-
-@dataclass(frozen=True)
-class ObservedContainer:
-    id: str
-    name: str
-    service: str
-    config_hash: str
-    state: str  # created, running, exited, restarting, paused, dead
-    exit_code: int
-    image_id: str
-    depends_on: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ObservedNetwork:
-    id: str
-    name: str
-    key: str
-    config_hash: str
-    containers: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    project: str
-    containers: tuple[ObservedContainer, ...] = ()
-    networks: tuple[ObservedNetwork, ...] = ()
-    volumes: tuple[str, ...] = ()
-    image_ids: Mapping[str, str] = field(default_factory=dict)  # image reference -> local id
-
-    def container(self, service: str) -> ObservedContainer | None:
-        return next((c for c in self.containers if c.service == service), None)
+from ollamatopo.engine._payloads import ContainerConfig, NetworkConfig
+from ollamatopo.engine._snapshot import ObservedContainer, ObservedNetwork, Snapshot
 
 
 class Verb(StrEnum):

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from ollamatopo._graph import DependencyGraph
-from ollamatopo._plan import Condition
+from ollamatopo.plan._graph import DependencyGraph
+from ollamatopo.plan._model import Condition
 
 STATUS_COLOURS = {"ready": "#3f9b63", "kept": "#7fa7c9", "failed": "#d93a32",
                   "pending": "#a0a4a8"}

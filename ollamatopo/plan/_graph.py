@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ollamatopo._plan import Condition, Plan
+from ollamatopo.plan._model import Condition, Plan
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,13 @@ from functools import partial
 
 import anyio
 
-from ollamatopo._container_config import ContainerConfig, VolumeConfig
-from ollamatopo._engine import Engine
-from ollamatopo._engine_queue import EngineQueue
 from ollamatopo._errors import EngineError, ServiceFailed
-from ollamatopo._reconcile import NetworkAction, Snapshot, Verb
-from ollamatopo._report import ImagePull, RunRecorder
+from ollamatopo.engine._docker import Engine
+from ollamatopo.engine._payloads import ContainerConfig, VolumeConfig
+from ollamatopo.engine._snapshot import Snapshot
+from ollamatopo.report._recorder import ImagePull, RunRecorder
+from ollamatopo.run._queue import EngineQueue
+from ollamatopo.run._reconcile import NetworkAction, Verb
 
 
 class NetworkFailed(ServiceFailed):

@@ -19,15 +19,15 @@ from typing import Any
 
 import anyio
 
-from ollamatopo._engine import Engine
 from ollamatopo._errors import EngineUnreachable, OllamatopoError, RunFailed
-from ollamatopo._loader import LoadedPlan
-from ollamatopo._probes import http_client
-from ollamatopo._report import RunRecorder
-from ollamatopo._scheduler import UpOptions, down, up
-from ollamatopo._supervisor import SuperviseOptions, Supervisor
-from ollamatopo._systemd import SystemdNotifier
-from ollamatopo._watch import watch_containers
+from ollamatopo.daemon._supervisor import SuperviseOptions, Supervisor
+from ollamatopo.daemon._systemd import SystemdNotifier
+from ollamatopo.engine._docker import Engine
+from ollamatopo.engine._probes import http_client
+from ollamatopo.engine._watch import watch_containers
+from ollamatopo.plan._loading import LoadedPlan
+from ollamatopo.report._recorder import RunRecorder
+from ollamatopo.run._scheduler import UpOptions, down, up
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ollamatopo._errors import PlanError, PlanProblem, UsageError
-from ollamatopo._graph import DependencyGraph
-from ollamatopo._interpolate import interpolate, parse_dotenv
-from ollamatopo._plan import (
+from ollamatopo.plan._graph import DependencyGraph
+from ollamatopo.plan._interpolate import interpolate, parse_dotenv
+from ollamatopo.plan._model import (
     MAX_SERVICES,
     NAME_RE,
     SECTIONS,
@@ -34,8 +34,9 @@ from ollamatopo._plan import (
     check_references,
     risky_settings,
 )
-from ollamatopo._replicas import expand_replicas, replicated
-from ollamatopo._secrets import Redactor, is_secret_name, loose_permissions
+from ollamatopo.plan._replicas import expand_replicas, replicated
+from ollamatopo.plan._secrets import Redactor, is_secret_name, loose_permissions
+from ollamatopo.plan._templates import template_problems
 
 # A plan is a few hundred values; past these limits it is an attack or a mistake, and
 # loading stays within about a second and a few hundred megabytes.
@@ -150,8 +151,8 @@ def _validated(tree: Any, path: Path, lines: dict[str, int], variables: _Variabl
     plan, more = expand_replicas(declared.model_copy(update={"phases": []}) if problems
                                  else declared, replicas)
     plan, environment_problems = _resolve_environments(plan, path.parent, variables, warnings)
-    templates, template_problems = _read_templates(plan, path.parent)
-    problems += more + environment_problems + template_problems
+    templates, templates_problems = _read_templates(plan, path.parent)
+    problems += more + environment_problems + templates_problems
     if problems:
         raise _located(source, problems, lines)
     return _Validated(plan, declared, DependencyGraph.from_plan(plan), templates)
@@ -649,7 +650,6 @@ def _shown_path(path: Path) -> str:
 def _read_templates(plan: Plan, base: Path) -> tuple[dict[str, str], list[PlanProblem]]:
     """Each load balancer's template, read now so a missing file or an unknown
     placeholder is a plan error before anything starts."""
-    from ollamatopo._loadbalancer import template_problems
 
     templates: dict[str, str] = {}
     problems: list[PlanProblem] = []

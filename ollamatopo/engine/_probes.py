@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Protocol
 import anyio
 import tenacity
 
-from ollamatopo._engine import ContainerState, Engine
 from ollamatopo._errors import EngineError, ProbeFailed
-from ollamatopo._plan import ProbeKind, ReadySpec
+from ollamatopo.engine._docker import ContainerState, Engine
+from ollamatopo.plan._model import ProbeKind, ReadySpec
 
 if TYPE_CHECKING:
     import httpx

@@ -29,14 +29,14 @@ from ollamatopo._errors import (
 )
 
 if TYPE_CHECKING:
-    from ollamatopo._engine import Engine
-    from ollamatopo._loader import LoadedPlan
-    from ollamatopo._metrics import DaemonMetrics
-    from ollamatopo._progress import LiveBoard
-    from ollamatopo._report import EventListener, RunRecorder
-    from ollamatopo._scheduler import UpOptions
-    from ollamatopo._settings import Settings
-    from ollamatopo._systemd import SystemdNotifier
+    from ollamatopo.app._settings import Settings
+    from ollamatopo.cli._progress import LiveBoard
+    from ollamatopo.daemon._metrics import DaemonMetrics
+    from ollamatopo.daemon._systemd import SystemdNotifier
+    from ollamatopo.engine._docker import Engine
+    from ollamatopo.plan._loading import LoadedPlan
+    from ollamatopo.report._recorder import EventListener, RunRecorder
+    from ollamatopo.run._scheduler import UpOptions
 
 T = TypeVar("T")
 
@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from ollamatopo._secrets import RedactingStream
+    from ollamatopo.plan._secrets import RedactingStream
 
     parser = build_parser()
     arguments = parser.parse_args(argv)
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(arguments: argparse.Namespace) -> int:
     try:
         settings = _settings(arguments)
-        from ollamatopo._logging import configure_logging
+        from ollamatopo.cli._logging import configure_logging
 
         arguments.board = _live_board(arguments, settings)
         level = settings.log_level
@@ -196,7 +196,7 @@ def _report_error(error: OllamatopoError) -> int:
 def _settings(arguments: argparse.Namespace) -> Settings:
     from pydantic import ValidationError
 
-    from ollamatopo._settings import Settings
+    from ollamatopo.app._settings import Settings
 
     overrides = {key: value for key in ("plan", "project", "log_format", "log_level", "progress",
                                         "on_stop", "metrics_port")
@@ -213,14 +213,14 @@ def _live_board(arguments: argparse.Namespace, settings: Settings) -> LiveBoard 
     """The progress board for `up`: asked for, or on a terminal with readable log lines."""
     if arguments.command != "up" or settings.progress == "plain":
         return None
-    from ollamatopo._logging import wants_json
+    from ollamatopo.cli._logging import wants_json
 
     if settings.progress == "auto" and (wants_json(settings.log_format)
                                         or not sys.stdout.isatty()):
         return None
     import shutil
 
-    from ollamatopo._progress import LiveBoard
+    from ollamatopo.cli._progress import LiveBoard
 
     return LiveBoard(sys.stdout, lambda: shutil.get_terminal_size().columns)
 
@@ -228,14 +228,14 @@ def _live_board(arguments: argparse.Namespace, settings: Settings) -> LiveBoard 
 def _load(settings: Settings) -> LoadedPlan:
     import structlog
 
-    from ollamatopo._loader import load_plan
-    from ollamatopo._scale import read_overrides
+    from ollamatopo.app._scale import read_overrides
+    from ollamatopo.plan._loading import load_plan
 
     loaded = load_plan(settings.plan, project=settings.project)
     overrides = read_overrides(settings.state_dir, loaded.plan.project)
     if overrides:  # what `scale` set outlives it
         loaded = load_plan(settings.plan, project=settings.project, replicas=overrides)
-    from ollamatopo._secrets import redactor
+    from ollamatopo.plan._secrets import redactor
 
     redactor.add(loaded.secrets)
     log = structlog.get_logger("ollamatopo")
@@ -280,7 +280,7 @@ def _run_async(function: Callable[[], Awaitable[T]]) -> T:
 
 
 async def _connect(settings: Settings) -> Engine:
-    from ollamatopo._engine import Engine
+    from ollamatopo.engine._docker import Engine
 
     return await Engine.connect(settings.docker_host, settings.api_concurrency,
                                 connect_timeout_s=settings.connect_timeout,
@@ -291,7 +291,7 @@ async def _connect(settings: Settings) -> Engine:
 
 
 def command_up(arguments: argparse.Namespace, settings: Settings) -> int:
-    from ollamatopo._lock import ProjectLock
+    from ollamatopo.app._lock import ProjectLock
 
     loaded = _load(settings)
     lock = ProjectLock(settings.lock_dir, settings.docker_host, loaded.plan.project)
@@ -304,11 +304,8 @@ def command_up(arguments: argparse.Namespace, settings: Settings) -> int:
 
 
 def command_scale(arguments: argparse.Namespace, settings: Settings) -> int:
-    from ollamatopo._loader import load_plan
-    from ollamatopo._lock import ProjectLock
-    from ollamatopo._logging import wants_json
-    from ollamatopo._report import runs_dir
-    from ollamatopo._scale import (
+    from ollamatopo.app._lock import ProjectLock
+    from ollamatopo.app._scale import (
         ask_daemon,
         daemon_holding,
         parse_requests,
@@ -316,6 +313,9 @@ def command_scale(arguments: argparse.Namespace, settings: Settings) -> int:
         scaling_summary,
         write_overrides,
     )
+    from ollamatopo.cli._logging import wants_json
+    from ollamatopo.plan._loading import load_plan
+    from ollamatopo.report._recorder import runs_dir
 
     requests = parse_requests(arguments.requests)
     before = _load(settings)
@@ -358,8 +358,8 @@ def _format_scaling(summary: dict[str, Any]) -> str:
 def _new_recorder(loaded: LoadedPlan, command: str = "up",
                   listeners: list[EventListener] | None = None,
                   ) -> RunRecorder:
-    from ollamatopo._report import RunRecorder
-    from ollamatopo._scheduler import new_run_id
+    from ollamatopo.report._recorder import RunRecorder
+    from ollamatopo.run._scheduler import new_run_id
 
     plan = loaded.plan
     return RunRecorder(run_id=new_run_id(), project=plan.project, plan_path=str(loaded.path),
@@ -371,10 +371,10 @@ def _new_recorder(loaded: LoadedPlan, command: str = "up",
 def _up_locked(arguments: argparse.Namespace, settings: Settings,
                loaded: LoadedPlan) -> RunRecorder:
     """Bring the plan up (and, with --supervise, keep it up); the run's recorder."""
-    from ollamatopo._logging import wants_json
-    from ollamatopo._probes import Backoff
-    from ollamatopo._report import latest_durations, prune_runs, runs_dir, write_report
-    from ollamatopo._scheduler import UpOptions, up
+    from ollamatopo.cli._logging import wants_json
+    from ollamatopo.engine._probes import Backoff
+    from ollamatopo.report._recorder import latest_durations, prune_runs, runs_dir, write_report
+    from ollamatopo.run._scheduler import UpOptions, up
 
     plan = loaded.plan
     recorder = _new_recorder(loaded)
@@ -405,7 +405,7 @@ def _up_locked(arguments: argparse.Namespace, settings: Settings,
 
     board: LiveBoard | None = arguments.board
     if board is not None:
-        from ollamatopo._progress import render_board
+        from ollamatopo.cli._progress import render_board
 
         dependencies = loaded.graph.dependencies
         images = {name: spec.image for name, spec in plan.services.items()}
@@ -413,8 +413,8 @@ def _up_locked(arguments: argparse.Namespace, settings: Settings,
                                               recorder.elapsed(), width))
     notifier = None
     if arguments.supervise:
-        from ollamatopo._daemon import status_reporter
-        from ollamatopo._systemd import SystemdNotifier
+        from ollamatopo.daemon._serve import status_reporter
+        from ollamatopo.daemon._systemd import SystemdNotifier
 
         notifier = SystemdNotifier.from_environment()
         recorder.listeners.append(status_reporter(notifier, len(plan.services)))
@@ -422,7 +422,7 @@ def _up_locked(arguments: argparse.Namespace, settings: Settings,
 
     metrics = None
     if arguments.supervise and settings.metrics_port is not None:
-        from ollamatopo._metrics import DaemonMetrics
+        from ollamatopo.daemon._metrics import DaemonMetrics
 
         metrics = DaemonMetrics(plan.project)
         recorder.listeners.append(metrics.on_event)
@@ -467,7 +467,7 @@ def _up_locked(arguments: argparse.Namespace, settings: Settings,
 
 async def _start_metrics(group: Any, metrics: DaemonMetrics, settings: Settings,
                          recorder: RunRecorder) -> None:
-    from ollamatopo._metrics import serve_metrics
+    from ollamatopo.daemon._metrics import serve_metrics
 
     host, port = settings.metrics_address, settings.metrics_port or 0
     try:
@@ -482,9 +482,9 @@ async def _supervise(engine: Engine, settings: Settings, loaded: LoadedPlan,
                      options: UpOptions, notifier: SystemdNotifier,
                      conclude: Callable[[RunRecorder], None],
                      listeners: list[EventListener]) -> None:
-    from ollamatopo._daemon import DaemonOptions, serve
-    from ollamatopo._probes import Backoff
-    from ollamatopo._supervisor import SuperviseOptions
+    from ollamatopo.daemon._serve import DaemonOptions, serve
+    from ollamatopo.daemon._supervisor import SuperviseOptions
+    from ollamatopo.engine._probes import Backoff
 
     daemon = DaemonOptions(
         supervise=SuperviseOptions(
@@ -514,10 +514,10 @@ def _write_report_quietly(write: Callable[[Any, Path], Path], report: Any,
 
 
 def command_down(arguments: argparse.Namespace, settings: Settings) -> int:
-    from ollamatopo._loader import read_project_name
-    from ollamatopo._lock import ProjectLock
-    from ollamatopo._report import RunRecorder
-    from ollamatopo._scheduler import down, new_run_id
+    from ollamatopo.app._lock import ProjectLock
+    from ollamatopo.plan._loading import read_project_name
+    from ollamatopo.report._recorder import RunRecorder
+    from ollamatopo.run._scheduler import down, new_run_id
 
     project = settings.project or read_project_name(settings.plan)
     if not project:
@@ -551,7 +551,7 @@ def command_down(arguments: argparse.Namespace, settings: Settings) -> int:
 
 
 def command_status(arguments: argparse.Namespace, settings: Settings) -> int:
-    from ollamatopo._status import collect_status, format_status
+    from ollamatopo.app._status import collect_status, format_status
 
     loaded = _load(settings)
 
@@ -571,8 +571,8 @@ def command_status(arguments: argparse.Namespace, settings: Settings) -> int:
 
 
 def command_plan(arguments: argparse.Namespace, settings: Settings) -> int:
-    from ollamatopo._plan_view import describe_plan, format_plan
-    from ollamatopo._report import latest_durations
+    from ollamatopo.report._plan_view import describe_plan, format_plan
+    from ollamatopo.report._recorder import latest_durations
 
     loaded = _load(settings)
     durations = latest_durations(settings.state_dir, loaded.plan.project, loaded.plan.services)
@@ -584,7 +584,7 @@ def command_plan(arguments: argparse.Namespace, settings: Settings) -> int:
 def command_report(arguments: argparse.Namespace, settings: Settings) -> int:
     import shutil
 
-    from ollamatopo._gantt import analyse, render_html, render_svg, render_waterfall, summary
+    from ollamatopo.report._gantt import analyse, render_html, render_svg, render_waterfall, summary
 
     path = _find_report(arguments.run, settings)
     try:
@@ -606,7 +606,7 @@ def command_report(arguments: argparse.Namespace, settings: Settings) -> int:
 
 def _find_report(run: str | None, settings: Settings) -> Path:
     """The report file RUN names: a path, or a run id (or unique prefix) of the project."""
-    from ollamatopo._report import runs_dir
+    from ollamatopo.report._recorder import runs_dir
 
     if run is not None and (run.endswith(".json") or "/" in run or Path(run).is_file()):
         path = Path(run)
@@ -651,7 +651,7 @@ def _run_id(path: Path) -> str:
 def _report_project(settings: Settings) -> str:
     """The project whose runs to look at: --project, else the plan's (read as `down` does,
     and loaded in full only when its name needs variables)."""
-    from ollamatopo._loader import read_project_name
+    from ollamatopo.plan._loading import read_project_name
 
     return settings.project or read_project_name(settings.plan) or _load(settings).plan.project
 

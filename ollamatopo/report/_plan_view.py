@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ollamatopo._loader import LoadedPlan
 from ollamatopo._printable import printable
-from ollamatopo._quantities import format_bytes
-from ollamatopo._report import format_table
+from ollamatopo.plan._loading import LoadedPlan
+from ollamatopo.plan._quantities import format_bytes
+from ollamatopo.report._recorder import format_table
 
 
 def describe_plan(loaded: LoadedPlan, durations: Mapping[str, float]) -> dict[str, Any]:

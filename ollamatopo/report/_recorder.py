@@ -161,7 +161,7 @@ def format_table(rows: Sequence[tuple[str, ...]]) -> str:
 def write_report(report: Mapping[str, Any], path: Path) -> Path:
     """Write atomically: a reader never sees half a report. Secret values of the loaded
     plan (in errors, log tails, probe output) are written as `***`."""
-    from ollamatopo._secrets import redactor
+    from ollamatopo.plan._secrets import redactor
 
     report = redactor.tree(dict(report))
     path.parent.mkdir(parents=True, exist_ok=True)

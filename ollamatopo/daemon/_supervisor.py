@@ -24,12 +24,10 @@ from typing import Any
 
 import anyio
 
-from ollamatopo._container_config import first_network, restart_policy
-from ollamatopo._engine import Engine
 from ollamatopo._errors import EngineError, OllamatopoError, ProbeFailed
-from ollamatopo._loadbalancer import BalancerSync
-from ollamatopo._loader import LoadedPlan
-from ollamatopo._probes import (
+from ollamatopo.engine._docker import Engine
+from ollamatopo.engine._payloads import first_network, restart_policy
+from ollamatopo.engine._probes import (
     ATTEMPT_TIMEOUT_S,
     Backoff,
     HttpClient,
@@ -37,8 +35,10 @@ from ollamatopo._probes import (
     build_probe,
     wait_until_ready,
 )
-from ollamatopo._report import RunRecorder
-from ollamatopo._watch import ContainerWatch
+from ollamatopo.engine._watch import ContainerWatch
+from ollamatopo.plan._loading import LoadedPlan
+from ollamatopo.report._recorder import RunRecorder
+from ollamatopo.run._balancers import BalancerSync
 
 # An update needs the explicit name: an empty one leaves the policy as it was.
 ENGINE_NEVER_RESTARTS = {"Name": "no", "MaximumRetryCount": 0}

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ollamatopo._lock import default_lock_dir
+from ollamatopo.app._lock import default_lock_dir
 
 
 def _default_state_dir() -> Path:
