@@ -224,12 +224,13 @@ def test_sd_notify_status_ready_watchdog_stopping_in_order(
     assert kinds[-1] == "STOPPING" and "STOPPING" not in kinds[:-1]
 
 
-def test_a_second_up_for_the_same_project_is_refused_with_the_holder(
+def test_a_second_daemon_for_the_same_project_is_refused_with_the_holder(
         project: Project, daemons: list[Daemon]) -> None:
     project.write(PLAN)
     daemon = start(daemons, project)
     daemon.supervising()
-    second = project.run("up", env={"OLLAMATOPO_STATE_DIR": str(project.folder / "state")})
+    second = project.run("up", "--supervise",
+                         env={"OLLAMATOPO_STATE_DIR": str(project.folder / "state")})
     assert second.code == 2
     assert f"pid {daemon.process.pid}" in second.stderr and "up --supervise" in second.stderr
     assert daemon.stop() == 0

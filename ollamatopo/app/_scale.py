@@ -2,9 +2,10 @@
 
 Like `kubectl scale`, the count is kept: in `<state dir>/<project>/replicas.json`,
 which every later `up`, `status` and `plan` of the project applies over the plan's
-`replicas:`. A running daemon is asked to apply it (SIGHUP: it reloads and
-reconciles); without one, `scale` brings the change up itself. The file is written
-only once the plan with the new counts has been validated.
+`replicas:`. A running daemon is asked to apply it through its control socket; without
+one, `scale` brings the change up itself (`app._up.scale`). The file is written only
+once the plan with the new counts has been validated. Standard library only: the thin
+client parses the requests with it.
 """
 
 from __future__ import annotations
@@ -12,17 +13,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ollamatopo._errors import ProjectLocked, ScaleTimeout, UsageError
+from ollamatopo._errors import UsageError
 
 SCALE_RE = re.compile(r"^(?P<service>[^=\s]+)=(?P<count>[0-9]+)$")
-HOLDER_RE = re.compile(r"^pid (?P<pid>[0-9]+) on (?P<host>\S+) \((?P<command>[^,]+),")
 
 
 def parse_requests(arguments: Sequence[str]) -> dict[str, int]:
@@ -65,36 +62,6 @@ def write_overrides(state_dir: Path, project: str, overrides: Mapping[str, int])
     return path
 
 
-def daemon_holding(lock_text: str) -> int | None:
-    """The pid of a supervising daemon on this host named by a project lock's text."""
-    match = HOLDER_RE.match(lock_text.strip())
-    if not match or match["host"] != socket.gethostname():
-        return None
-    return int(match["pid"]) if match["command"] == "up --supervise" else None
-
-
-def ask_daemon(pid: int, runs: Path, timeout_s: float) -> dict[str, Any]:
-    """SIGHUP the daemon and return the report of the reload it then runs."""
-    before = set(runs.glob("*.json")) if runs.is_dir() else set()
-    try:
-        os.kill(pid, signal.SIGHUP)
-    except ProcessLookupError:
-        raise ProjectLocked(f"the daemon (pid {pid}) that holds the project is gone; run "
-                            "scale again") from None
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        for path in sorted(set(runs.glob("*.json")) - before):
-            try:
-                report = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                continue
-            if isinstance(report, dict) and report.get("command") == "reload":
-                return report
-        time.sleep(0.1)
-    raise ScaleTimeout(f"the daemon (pid {pid}) did not report the reload within "
-                       f"{timeout_s:g}s; see its log (journalctl -u ollamatopo)")
-
-
 def scaling_summary(report: Mapping[str, Any], services: Sequence[str]) -> list[dict[str, Any]]:
     """Per replica created by the run: seconds from create to ready (the scaling time)."""
     rows = []
@@ -108,3 +75,13 @@ def scaling_summary(report: Mapping[str, Any], services: Sequence[str]) -> list[
                      if isinstance(created, int | float) and isinstance(ready, int | float)
                      else None})
     return rows
+
+
+def scale_summary(requests: Mapping[str, int], before: Sequence[str], after: Sequence[str],
+                  report: Mapping[str, Any]) -> dict[str, Any]:
+    """What a scale did: the counts asked for, each replica added with its create-to-ready
+    seconds, the replicas removed, and the run's outcome."""
+    added = [name for name in after if name not in before]
+    return {"scaled": dict(requests), "added": scaling_summary(report, added),
+            "removed": [name for name in before if name not in after],
+            "outcome": report.get("outcome")}

@@ -9,13 +9,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ollamatopo.app._control import DEFAULT_PLAN, default_state_dir
 from ollamatopo.app._lock import default_lock_dir
-
-
-def _default_state_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
-                                                            "state")
-    return Path(base) / "ollamatopo"
 
 
 class Settings(BaseSettings):
@@ -24,7 +19,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OLLAMATOPO_", extra="ignore",
                                       validate_default=True)
 
-    plan: Path = Path("config/topology.yaml")
+    plan: Path = DEFAULT_PLAN
     project: str | None = None
     docker_host: str | None = Field(default_factory=lambda: os.environ.get("DOCKER_HOST"))
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -40,7 +35,7 @@ class Settings(BaseSettings):
     api_concurrency: int = Field(default=8, ge=1, le=64)
     start_concurrency: int = Field(
         default=8, ge=1, le=64, description="creates and starts at once, earliest deadline first")
-    state_dir: Path = Field(default_factory=_default_state_dir)
+    state_dir: Path = Field(default_factory=default_state_dir)
     lock_dir: Path = Field(default_factory=default_lock_dir,
                            description="where up, down and scale lock a project, per engine")
     keep_runs: int = Field(default=100, ge=1, le=100_000,

@@ -11,6 +11,8 @@ from typing import Any
 import anyio
 
 from ollamatopo._errors import ProbeFailed
+from ollamatopo.app._connect import connect_engine
+from ollamatopo.app._settings import Settings
 from ollamatopo.engine._docker import ContainerState, Engine
 from ollamatopo.engine._payloads import container_config
 from ollamatopo.engine._probes import ATTEMPT_TIMEOUT_S, build_probe, http_client
@@ -18,7 +20,19 @@ from ollamatopo.plan._loading import LoadedPlan
 from ollamatopo.report._recorder import format_table
 
 
-async def collect_status(engine: Engine, loaded: LoadedPlan) -> list[dict[str, Any]]:
+async def status(settings: Settings, loaded: LoadedPlan) -> list[dict[str, Any]]:
+    """`status` without a daemon: the engine read and every service probed once."""
+    engine = await connect_engine(settings)
+    try:
+        return await collect_status(engine, loaded)
+    finally:
+        engine.close()
+
+
+async def collect_status(engine: Engine, loaded: LoadedPlan,
+                         probe: bool = True) -> list[dict[str, Any]]:
+    """A row per service: container, state, ports, URLs and, with `probe`, readiness by
+    one check of its probe."""
     plan = loaded.plan
     snapshot = await engine.snapshot(plan.project)
     rows: dict[str, dict[str, Any]] = {}
@@ -34,7 +48,7 @@ async def collect_status(engine: Engine, loaded: LoadedPlan) -> list[dict[str, A
             rows[name].update(container=observed.name, state=observed.state,
                               up_to_date=observed.config_hash == desired.config_hash)
             group.start_soon(_probe_once, engine, http, loaded, name, observed.id, rows[name],
-                             desired.endpoints[0].network)
+                             desired.endpoints[0].network, probe)
     for observed in snapshot.containers:
         if observed.service not in plan.services:
             rows[observed.service] = {"service": observed.service, "phase": None,
@@ -45,28 +59,31 @@ async def collect_status(engine: Engine, loaded: LoadedPlan) -> list[dict[str, A
 
 
 async def _probe_once(engine: Engine, http: Any, loaded: LoadedPlan, name: str,
-                      container_id: str, row: dict[str, Any], first_network: str) -> None:
+                      container_id: str, row: dict[str, Any], first_network: str,
+                      probe: bool) -> None:
     state = await engine.inspect(container_id)
     row["ports"] = _ports(state)
     check = loaded.plan.services[name].ready.http
     row["urls"] = _urls(state, check.scheme) if check is not None else []
+    if not probe:
+        return
     if not state.running:
         row["detail"] = f"exit code {state.exit_code}" + (" (OOM-killed)" if state.oom_killed
                                                            else "")
         return
     spec = loaded.plan.services[name].ready
     try:
-        probe = build_probe(spec, engine=engine, http=http, container_id=container_id,
-                            state=state, first_network=first_network)
+        check_once = build_probe(spec, engine=engine, http=http, container_id=container_id,
+                                 state=state, first_network=first_network)
         with anyio.fail_after(ATTEMPT_TIMEOUT_S + 1):
-            await probe.check()
+            await check_once.check()
     except ProbeFailed as error:
         row["detail"] = str(error)
     except TimeoutError:
         row["detail"] = "the readiness check timed out"
     else:
         row["ready"] = True
-        row["detail"] = probe.description
+        row["detail"] = check_once.description
 
 
 def _ports(state: ContainerState) -> list[str]:

@@ -11,7 +11,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,7 +22,6 @@ from ollamatopo._errors import (
     EXIT_OK,
     EXIT_SERVICE_FAILED,
     OllamatopoError,
-    ProjectLocked,
     ReportNotFound,
     ReportUnreadable,
     UsageError,
@@ -31,12 +30,6 @@ from ollamatopo._errors import (
 if TYPE_CHECKING:
     from ollamatopo.app._settings import Settings
     from ollamatopo.cli._progress import LiveBoard
-    from ollamatopo.daemon._metrics import DaemonMetrics
-    from ollamatopo.daemon._systemd import SystemdNotifier
-    from ollamatopo.engine._docker import Engine
-    from ollamatopo.plan._loading import LoadedPlan
-    from ollamatopo.report._recorder import EventListener, RunRecorder
-    from ollamatopo.run._scheduler import UpOptions
 
 T = TypeVar("T")
 
@@ -49,8 +42,13 @@ exit codes: 0 success, 1 a required service failed, 2 invalid plan or usage,
 3 the Docker engine cannot be reached, 130 interrupted."""
 
 
+# With a daemon supervising the project, these go through its control socket.
+THROUGH_DAEMON = ("status", "scale", "up", "down", "daemon")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m ollamatopo", description=DESCRIPTION,
+    prog = "ollamatopo" if Path(sys.argv[0]).name == "ollamatopo" else "python -m ollamatopo"
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"ollamatopo {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -120,6 +118,13 @@ def build_parser() -> argparse.ArgumentParser:
                                     "resources")
     plan.add_argument("--json", action="store_true", help="print JSON")
 
+    daemon = commands.add_parser(
+        "daemon", parents=[common], help="talk to the project's daemon (up --supervise)",
+        description="stop: end the daemon as SIGTERM does (the containers are left running, "
+                    "or stopped with --on-stop stop). A `down` leaves the daemon resident and "
+                    "idle; only this or a signal ends it.")
+    daemon.add_argument("action", choices=["stop"])
+
     report = commands.add_parser(
         "report", parents=[common],
         help="draw a run as time: waterfall, Gantt chart (SVG/HTML), critical path",
@@ -152,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(arguments: argparse.Namespace) -> int:
+    if arguments.command in THROUGH_DAEMON and not getattr(arguments, "supervise", False):
+        from ollamatopo.cli._client import run_through_daemon
+
+        answered = run_through_daemon(arguments)
+        if answered is not None:
+            return answered
     try:
         settings = _settings(arguments)
         from ollamatopo.cli._logging import configure_logging
@@ -225,29 +236,12 @@ def _live_board(arguments: argparse.Namespace, settings: Settings) -> LiveBoard 
     return LiveBoard(sys.stdout, lambda: shutil.get_terminal_size().columns)
 
 
-def _load(settings: Settings) -> LoadedPlan:
-    import structlog
-
-    from ollamatopo.app._scale import read_overrides
-    from ollamatopo.plan._loading import load_plan
-
-    loaded = load_plan(settings.plan, project=settings.project)
-    overrides = read_overrides(settings.state_dir, loaded.plan.project)
-    if overrides:  # what `scale` set outlives it
-        loaded = load_plan(settings.plan, project=settings.project, replicas=overrides)
-    from ollamatopo.plan._secrets import redactor
-
-    redactor.add(loaded.secrets)
-    log = structlog.get_logger("ollamatopo")
-    for warning in loaded.warnings:
-        log.warning("plan warning", detail=warning)
-    return loaded
-
-
-def _run_async(function: Callable[[], Awaitable[T]]) -> T:
-    """Run `function` under anyio; SIGINT and SIGTERM cancel it (cleanup runs shielded, and
-    ends early if the engine stalls). A second signal ends the process at once, as
-    compose's second Ctrl+C does: the cleanup in progress is abandoned, and said so."""
+def _run_async(function: Callable[[], Awaitable[T]],
+               alongside: Sequence[Callable[[], Coroutine[Any, Any, None]]] = ()) -> T:
+    """Run `function` under anyio, with `alongside` tasks (the live board) until it ends;
+    SIGINT and SIGTERM cancel it (cleanup runs shielded, and ends early if the engine
+    stalls). A second signal ends the process at once, as compose's second Ctrl+C does:
+    the cleanup in progress is abandoned, and said so."""
     import anyio
 
     async def guarded() -> T:
@@ -269,6 +263,8 @@ def _run_async(function: Callable[[], Awaitable[T]]) -> T:
                         work.cancel()
 
             group.start_soon(watch_signals)
+            for task in alongside:
+                group.start_soon(task)
             with work:
                 result.append(await function())
             group.cancel_scope.cancel()
@@ -279,73 +275,74 @@ def _run_async(function: Callable[[], Awaitable[T]]) -> T:
     return anyio.run(guarded)
 
 
-async def _connect(settings: Settings) -> Engine:
-    from ollamatopo.engine._docker import Engine
-
-    return await Engine.connect(settings.docker_host, settings.api_concurrency,
-                                connect_timeout_s=settings.connect_timeout,
-                                call_timeout_s=settings.engine_timeout)
-
-
 # --- commands -------------------------------------------------------------------------------
 
 
 def command_up(arguments: argparse.Namespace, settings: Settings) -> int:
-    from ollamatopo.app._lock import ProjectLock
+    from ollamatopo.app._up import UpRequest, load, new_recorder, run_up
 
-    loaded = _load(settings)
-    lock = ProjectLock(settings.lock_dir, settings.docker_host, loaded.plan.project)
-    lock.acquire("up --supervise" if arguments.supervise else "up")
+    loaded = load(settings)
+    request = UpRequest(keep_on_failure=arguments.keep_on_failure,
+                        keep_orphans=arguments.keep_orphans,
+                        clamp_resources=arguments.clamp_resources)
+    recorder = new_recorder(loaded)
+    board: LiveBoard | None = arguments.board
+    alongside: list[Callable[[], Coroutine[Any, Any, None]]] = []
+    if board is not None:
+        from ollamatopo.cli._progress import render_board
+
+        dependencies = loaded.graph.dependencies
+        images = {name: spec.image for name, spec in loaded.plan.services.items()}
+        board.show(lambda width: render_board(recorder, dependencies, images,
+                                              recorder.elapsed(), width))
+        # The board ends with the first run; a daemon's log lines follow below it.
+        recorder.listeners.append(
+            lambda event, _: board.finish() if event == "run completed" else None)
+        alongside.append(board.keep_refreshing)
     try:
-        _up_locked(arguments, settings, loaded)
+        if arguments.supervise:
+            from ollamatopo.daemon._serve import run_daemon
+
+            try:
+                _run_async(lambda: run_daemon(settings, loaded, request, recorder,
+                                              arguments.report), alongside)
+            except KeyboardInterrupt:
+                if recorder.outcome != "succeeded":  # a daemon stopped after a good start
+                    raise
+        else:
+            _run_async(lambda: run_up(settings, loaded, request, recorder, arguments.report),
+                       alongside)
     finally:
-        lock.release()
+        if board is not None:
+            board.finish()
+        if recorder.outcome != "running" and not arguments.supervise:
+            _print_table(settings, recorder.table())
     return EXIT_OK
 
 
-def command_scale(arguments: argparse.Namespace, settings: Settings) -> int:
-    from ollamatopo.app._lock import ProjectLock
-    from ollamatopo.app._scale import (
-        ask_daemon,
-        daemon_holding,
-        parse_requests,
-        read_overrides,
-        scaling_summary,
-        write_overrides,
-    )
+def _print_table(settings: Settings, table: str) -> None:
     from ollamatopo.cli._logging import wants_json
-    from ollamatopo.plan._loading import load_plan
-    from ollamatopo.report._recorder import runs_dir
 
-    requests = parse_requests(arguments.requests)
-    before = _load(settings)
-    project = before.plan.project
-    wanted = {**read_overrides(settings.state_dir, project), **requests}
-    loaded = load_plan(settings.plan, project=settings.project, replicas=wanted)  # validates
-    lock = ProjectLock(settings.lock_dir, settings.docker_host, project)
-    try:
-        lock.acquire("scale")
-    except ProjectLocked:
-        pid = daemon_holding(lock.holder())
-        if pid is None:
-            raise
-        write_overrides(settings.state_dir, project, wanted)
-        report = ask_daemon(pid, runs_dir(settings.state_dir, project), arguments.timeout)
-    else:
-        try:
-            write_overrides(settings.state_dir, project, wanted)
-            report = _up_locked(arguments, settings, loaded).report()
-        finally:
-            lock.release()
-    added = [name for name in loaded.plan.services if name not in before.plan.services]
-    removed = [name for name in before.plan.services if name not in loaded.plan.services]
-    summary = {"scaled": requests, "added": scaling_summary(report, added), "removed": removed,
-               "outcome": report.get("outcome")}
-    print(json.dumps(summary) if wants_json(settings.log_format) else _format_scaling(summary))
-    return EXIT_OK if report.get("outcome") == "succeeded" else EXIT_SERVICE_FAILED
+    if not wants_json(settings.log_format):
+        print(table)
 
 
-def _format_scaling(summary: dict[str, Any]) -> str:
+def command_scale(arguments: argparse.Namespace, settings: Settings) -> int:
+    from ollamatopo.app._scale import parse_requests
+    from ollamatopo.app._up import scale
+
+    summary = _run_async(lambda: scale(settings, parse_requests(arguments.requests)))
+    _print_scaling(settings.log_format, summary)
+    return EXIT_OK if summary.get("outcome") == "succeeded" else EXIT_SERVICE_FAILED
+
+
+def _print_scaling(log_format: str, summary: dict[str, Any]) -> None:
+    from ollamatopo.cli._logging import wants_json
+
+    print(json.dumps(summary) if wants_json(log_format) else format_scaling(summary))
+
+
+def format_scaling(summary: dict[str, Any]) -> str:
     lines = [f"scaled {', '.join(f'{k}={v}' for k, v in summary['scaled'].items())}: "
              f"{summary['outcome']}"]
     lines += [f"  added   {row['service']}: ready {row['create_to_ready_s']}s after create"
@@ -355,214 +352,20 @@ def _format_scaling(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _new_recorder(loaded: LoadedPlan, command: str = "up",
-                  listeners: list[EventListener] | None = None,
-                  ) -> RunRecorder:
-    from ollamatopo.report._recorder import RunRecorder
-    from ollamatopo.run._scheduler import new_run_id
-
-    plan = loaded.plan
-    return RunRecorder(run_id=new_run_id(), project=plan.project, plan_path=str(loaded.path),
-                       phases={name: plan.phase_of(name) for name in plan.services},
-                       phase_order=[phase.name for phase in plan.phases], command=command,
-                       listeners=list(listeners or []))
-
-
-def _up_locked(arguments: argparse.Namespace, settings: Settings,
-               loaded: LoadedPlan) -> RunRecorder:
-    """Bring the plan up (and, with --supervise, keep it up); the run's recorder."""
-    from ollamatopo.cli._logging import wants_json
-    from ollamatopo.engine._probes import Backoff
-    from ollamatopo.report._recorder import latest_durations, prune_runs, runs_dir, write_report
-    from ollamatopo.run._scheduler import UpOptions, up
-
-    plan = loaded.plan
-    recorder = _new_recorder(loaded)
-    options = UpOptions(
-        keep_on_failure=arguments.keep_on_failure,
-        default_timeout_s=settings.probe_timeout,
-        backoff=Backoff(settings.probe_initial_backoff, settings.probe_max_backoff),
-        remove_orphans=not arguments.keep_orphans,
-        clamp_resources=arguments.clamp_resources,
-        start_concurrency=settings.start_concurrency,
-        durations=latest_durations(settings.state_dir, plan.project, plan.services),
-    )
-
-    def conclude(finished: RunRecorder, path: Path | None = None) -> None:
-        """The end of one `up` (or reload): its report written to the state directory (the
-        history later runs and `report` read) and to `path` if asked, its table shown."""
-        kept = runs_dir(settings.state_dir, plan.project) / (
-            f"{finished.started_at.replace(':', '').replace('-', '')[:15]}"
-            f"-{finished.run_id}.json")
-        report = finished.report()
-        written = [where for where in (kept, path) if where is not None
-                   and _write_report_quietly(write_report, report, where)]
-        prune_runs(kept.parent, settings.keep_runs)
-        if not wants_json(settings.log_format):
-            print(finished.table())
-        if written:
-            finished.emit("report written", path=str(written[-1]))
-
-    board: LiveBoard | None = arguments.board
-    if board is not None:
-        from ollamatopo.cli._progress import render_board
-
-        dependencies = loaded.graph.dependencies
-        images = {name: spec.image for name, spec in plan.services.items()}
-        board.show(lambda width: render_board(recorder, dependencies, images,
-                                              recorder.elapsed(), width))
-    notifier = None
-    if arguments.supervise:
-        from ollamatopo.daemon._serve import status_reporter
-        from ollamatopo.daemon._systemd import SystemdNotifier
-
-        notifier = SystemdNotifier.from_environment()
-        recorder.listeners.append(status_reporter(notifier, len(plan.services)))
-    concluded: list[bool] = []
-
-    metrics = None
-    if arguments.supervise and settings.metrics_port is not None:
-        from ollamatopo.daemon._metrics import DaemonMetrics
-
-        metrics = DaemonMetrics(plan.project)
-        recorder.listeners.append(metrics.on_event)
-
-    async def run() -> None:
-        import anyio
-
-        engine = await _connect(settings)
-        try:
-            async with anyio.create_task_group() as daemon:
-                if metrics is not None:
-                    await _start_metrics(daemon, metrics, settings, recorder)
-                async with anyio.create_task_group() as group:
-                    if board is not None:
-                        group.start_soon(board.keep_refreshing)
-                    await up(engine, loaded, options, recorder)
-                    group.cancel_scope.cancel()
-                if notifier is not None:
-                    if board is not None:
-                        board.finish()
-                    conclude(recorder, arguments.report)
-                    concluded.append(True)
-                    listeners: list[EventListener] = [metrics.on_event] if metrics else []
-                    await _supervise(engine, settings, loaded, options, notifier, conclude,
-                                     listeners)
-                daemon.cancel_scope.cancel()
-        finally:
-            engine.close()
-
-    try:
-        _run_async(run)
-    except KeyboardInterrupt:
-        if not concluded:  # a daemon asked to stop after a good start is a clean exit
-            raise
-    finally:
-        if board is not None:
-            board.finish()
-        if recorder.outcome != "running" and not concluded:
-            conclude(recorder, arguments.report)
-    return recorder
-
-
-async def _start_metrics(group: Any, metrics: DaemonMetrics, settings: Settings,
-                         recorder: RunRecorder) -> None:
-    from ollamatopo.daemon._metrics import serve_metrics
-
-    host, port = settings.metrics_address, settings.metrics_port or 0
-    try:
-        bound = await group.start(serve_metrics, metrics, host, port)
-    except OSError as error:
-        raise UsageError(f"cannot serve metrics on {host}:{port}: {error.strerror}; choose "
-                         "another --metrics-port or OLLAMATOPO_METRICS_ADDRESS") from None
-    recorder.emit("metrics served", url=f"http://{host}:{bound}/metrics")
-
-
-async def _supervise(engine: Engine, settings: Settings, loaded: LoadedPlan,
-                     options: UpOptions, notifier: SystemdNotifier,
-                     conclude: Callable[[RunRecorder], None],
-                     listeners: list[EventListener]) -> None:
-    from ollamatopo.daemon._serve import DaemonOptions, serve
-    from ollamatopo.daemon._supervisor import SuperviseOptions
-    from ollamatopo.engine._probes import Backoff
-
-    daemon = DaemonOptions(
-        supervise=SuperviseOptions(
-            liveness_interval_s=settings.liveness_interval,
-            failure_threshold=settings.failure_threshold,
-            restart_initial_s=settings.restart_backoff_initial,
-            restart_cap_s=settings.restart_backoff_max,
-            stable_s=settings.restart_stable_after,
-            ready_timeout_s=settings.probe_timeout,
-            probe_backoff=Backoff(settings.probe_initial_backoff, settings.probe_max_backoff)),
-        up=options,
-        stop_containers_on_exit=settings.on_stop == "stop")
-
-    await serve(engine, loaded, daemon, notifier,
-                new_recorder=lambda current: _new_recorder(current, "supervise", listeners),
-                reload_plan=lambda: _load(settings), on_run=conclude)
-
-
-def _write_report_quietly(write: Callable[[Any, Path], Path], report: Any,
-                          path: Path) -> Path | None:
-    try:
-        return write(report, path)
-    except OSError as error:
-        print(f"ollamatopo: cannot write the report to {path}: {error.strerror}; choose "
-              "another place with --report or OLLAMATOPO_STATE_DIR", file=sys.stderr)
-        return None
-
-
 def command_down(arguments: argparse.Namespace, settings: Settings) -> int:
-    from ollamatopo.app._lock import ProjectLock
-    from ollamatopo.plan._loading import read_project_name
-    from ollamatopo.report._recorder import RunRecorder
-    from ollamatopo.run._scheduler import down, new_run_id
+    from ollamatopo.app._down import project_to_take_down, take_down
 
-    project = settings.project or read_project_name(settings.plan)
-    if not project:
-        raise UsageError(f"cannot tell the project from {settings.plan}: pass --project NAME "
-                         "or --plan FILE")
-    recorder = RunRecorder(run_id=new_run_id(), project=project, plan_path=str(settings.plan),
-                           phases={}, phase_order=[], command="down")
-    # Not while an `up` brings the project up (it would blame the missing containers on
-    # the services) or a daemon restarts what this stops.
-    lock = ProjectLock(settings.lock_dir, settings.docker_host, project)
-    lock.acquire("down")
-
-    async def run() -> None:
-        engine = await _connect(settings)
-        try:
-            result = await down(engine, project, volumes=arguments.volumes, recorder=recorder)
-        finally:
-            engine.close()
-        kept = result.kept_volumes
-        note = (f"named volumes kept: {', '.join(kept)} (remove them with --volumes)" if kept
-                else None)
-        recorder.emit("down completed", containers=len(result.containers),
-                      networks=len(result.networks), volumes=result.volumes,
-                      kept_volumes=kept, total_s=recorder.elapsed(), note=note)
-
-    try:
-        _run_async(run)
-    finally:
-        lock.release()
+    project = project_to_take_down(settings)
+    _run_async(lambda: take_down(settings, project, volumes=arguments.volumes))
     return EXIT_OK
 
 
 def command_status(arguments: argparse.Namespace, settings: Settings) -> int:
-    from ollamatopo.app._status import collect_status, format_status
+    from ollamatopo.app._status import format_status, status
+    from ollamatopo.app._up import load
 
-    loaded = _load(settings)
-
-    async def run() -> list[dict[str, Any]]:
-        engine = await _connect(settings)
-        try:
-            return await collect_status(engine, loaded)
-        finally:
-            engine.close()
-
-    rows = _run_async(run)
+    loaded = load(settings)
+    rows = _run_async(lambda: status(settings, loaded))
     if arguments.json:
         print(json.dumps({"project": loaded.plan.project, "services": rows}, indent=2))
     else:
@@ -570,11 +373,18 @@ def command_status(arguments: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def command_daemon(arguments: argparse.Namespace, settings: Settings) -> int:
+    raise UsageError("no daemon supervises this project (or its socket cannot be reached): "
+                     "start one with `up --supervise`; check --plan, --project and "
+                     "OLLAMATOPO_STATE_DIR")
+
+
 def command_plan(arguments: argparse.Namespace, settings: Settings) -> int:
+    from ollamatopo.app._up import load
     from ollamatopo.report._plan_view import describe_plan, format_plan
     from ollamatopo.report._recorder import latest_durations
 
-    loaded = _load(settings)
+    loaded = load(settings)
     durations = latest_durations(settings.state_dir, loaded.plan.project, loaded.plan.services)
     view = describe_plan(loaded, durations)
     print(json.dumps(view, indent=2) if arguments.json else format_plan(view))
@@ -651,9 +461,10 @@ def _run_id(path: Path) -> str:
 def _report_project(settings: Settings) -> str:
     """The project whose runs to look at: --project, else the plan's (read as `down` does,
     and loaded in full only when its name needs variables)."""
+    from ollamatopo.app._up import load
     from ollamatopo.plan._loading import read_project_name
 
-    return settings.project or read_project_name(settings.plan) or _load(settings).plan.project
+    return settings.project or read_project_name(settings.plan) or load(settings).plan.project
 
 
 def _read_report(path: Path) -> Any:
@@ -686,6 +497,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "status": command_status,
     "plan": command_plan,
     "report": command_report,
+    "daemon": command_daemon,
 }
 
 __all__ = ["EXIT_INVALID", "build_parser", "main"]

@@ -125,8 +125,9 @@ class LiveBoard:
             self._redraw()
 
     async def keep_refreshing(self) -> None:
-        """Redraw until cancelled (the seconds move even when nothing is logged)."""
-        while True:
+        """Redraw until finished or cancelled (the seconds move even when nothing is
+        logged)."""
+        while self._draw is not None:
             await anyio.sleep(REFRESH_S)
             self.refresh()
 

@@ -2,43 +2,74 @@
 
 After the first `up` the daemon supervises the project (`_supervisor`), tells systemd
 how it is doing (`_systemd`: READY=1, STATUS=, WATCHDOG=1 while the loop is alive,
-RELOADING=1 around a reload, STOPPING=1), reloads the plan on SIGHUP (an invalid plan
-is refused and the running topology left as it was), and on SIGTERM or SIGINT either
-leaves the containers running (the default: restarting the daemon does not restart
-training) or stops them in reverse dependency order.
+RELOADING=1 around a reload, STOPPING=1), and carries out requests one at a time: a
+reconcile on SIGHUP, and status, reconcile, scale, down, up and stop from its control
+socket (`_control`). An invalid plan is refused and the running topology left as it
+was. A `down` leaves the daemon resident and idle, listening, so that a later `up`
+brings the plan up from the warm process. SIGTERM, SIGINT or a `stop` request end it:
+the containers are left running (the default: restarting the daemon does not restart
+training) or stopped in reverse dependency order.
 
-One process per project: `_lock.ProjectLock`, held for as long as the daemon runs.
+One process per project: the project lock (`app._lock`), held for as long as it runs.
 """
 
 from __future__ import annotations
 
+import os
 import signal
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 
-from ollamatopo._errors import EngineUnreachable, OllamatopoError, RunFailed
+from ollamatopo._errors import EngineUnreachable, OllamatopoError, RunFailed, UsageError
+from ollamatopo.app._connect import connect_engine
+from ollamatopo.app._control import Op, plan_link, socket_path
+from ollamatopo.app._lock import ProjectLock
+from ollamatopo.app._scale import read_overrides, scale_summary, write_overrides
+from ollamatopo.app._settings import Settings
+from ollamatopo.app._status import collect_status, format_status
+from ollamatopo.app._up import UpRequest, finish_run, load, new_recorder, up_options
+from ollamatopo.daemon._control import ControlRequest, ControlServer
+from ollamatopo.daemon._metrics import DaemonMetrics, serve_metrics
 from ollamatopo.daemon._supervisor import SuperviseOptions, Supervisor
 from ollamatopo.daemon._systemd import SystemdNotifier
+from ollamatopo.daemon._view import EventHub, LiveView
 from ollamatopo.engine._docker import Engine
-from ollamatopo.engine._probes import http_client
+from ollamatopo.engine._probes import Backoff, http_client
 from ollamatopo.engine._watch import watch_containers
-from ollamatopo.plan._loading import LoadedPlan
-from ollamatopo.report._recorder import RunRecorder
-from ollamatopo.run._scheduler import UpOptions, down, up
+from ollamatopo.plan._loading import LoadedPlan, load_plan
+from ollamatopo.report._recorder import EventListener, RunRecorder
+from ollamatopo.run._scheduler import down, up
+
+HOLDER = "up --supervise"
 
 
 @dataclass(frozen=True)
 class DaemonOptions:
     supervise: SuperviseOptions
-    up: UpOptions
+    request: UpRequest
     stop_containers_on_exit: bool = False
 
+    @classmethod
+    def from_settings(cls, settings: Settings, request: UpRequest) -> DaemonOptions:
+        return cls(
+            supervise=SuperviseOptions(
+                liveness_interval_s=settings.liveness_interval,
+                failure_threshold=settings.failure_threshold,
+                restart_initial_s=settings.restart_backoff_initial,
+                restart_cap_s=settings.restart_backoff_max,
+                stable_s=settings.restart_stable_after,
+                ready_timeout_s=settings.probe_timeout,
+                probe_backoff=Backoff(settings.probe_initial_backoff,
+                                      settings.probe_max_backoff)),
+            request=request,
+            stop_containers_on_exit=settings.on_stop == "stop")
 
-def status_reporter(notifier: SystemdNotifier, total: int) -> Callable[[str, dict[str, Any]],
-                                                                        None]:
+
+def status_reporter(notifier: SystemdNotifier, total: int) -> EventListener:
     """A recorder listener that keeps systemd's STATUS= line current during `up`."""
     ready: set[str] = set()
 
@@ -53,41 +84,236 @@ def status_reporter(notifier: SystemdNotifier, total: int) -> Callable[[str, dic
     return on_event
 
 
-async def serve(engine: Engine, loaded: LoadedPlan, options: DaemonOptions,
-                notifier: SystemdNotifier, new_recorder: Callable[[LoadedPlan], RunRecorder],
-                reload_plan: Callable[[], LoadedPlan],
-                on_run: Callable[[RunRecorder], None]) -> None:
-    """Supervise until cancelled; SIGHUP reloads. `up` has already brought the plan up."""
-    recorder = new_recorder(loaded)
-    notifier.ready(f"supervising {len(loaded.plan.services)} services")
+async def run_daemon(settings: Settings, loaded: LoadedPlan, request: UpRequest,
+                     recorder: RunRecorder, report: Path | None = None) -> None:
+    """The daemon's whole life: the project locked, the plan brought up with `recorder`,
+    then supervised and served until cancelled (a signal) or asked to stop. RunFailed when
+    the first `up` fails (nothing is supervised then)."""
+    lock = ProjectLock(settings.lock_dir, settings.docker_host, loaded.plan.project)
+    lock.acquire(HOLDER)
+    notifier = SystemdNotifier.from_environment()
     try:
-        async with anyio.create_task_group() as group:
-            interval = notifier.watchdog_interval()
-            if interval is not None:
-                group.start_soon(_keep_watchdog, notifier, interval)
-            with anyio.open_signal_receiver(signal.SIGHUP) as hangups:
-                while True:
-                    lost: list[BaseException] = []
-                    try:
-                        await _supervise_until(engine, loaded, options.supervise, recorder,
-                                               hangups.__anext__)
-                    except* EngineUnreachable as group:
-                        lost.extend(group.exceptions)
-                    if lost:
-                        await _wait_for_engine(engine, notifier, recorder, lost[0])
-                        continue  # resynchronise from the labels
-                    loaded = await _reload(engine, loaded, options, notifier, new_recorder,
-                                           reload_plan, on_run)
-                    recorder = new_recorder(loaded)
+        recorder.listeners.append(status_reporter(notifier, len(loaded.plan.services)))
+        daemon = Daemon(settings, loaded, DaemonOptions.from_settings(settings, request),
+                        notifier, recorder.listeners)
+        engine = await connect_engine(settings)
+        try:
+            await daemon.run(engine, recorder, report)
+        finally:
+            engine.close()
     finally:
-        with anyio.CancelScope(shield=True):
-            notifier.stopping()
-            recorder.emit("daemon stopping",
-                          containers="stopped" if options.stop_containers_on_exit else "left")
-            if options.stop_containers_on_exit:
-                async with engine.abandon_if_stalled("stopping the containers"):
-                    await down(engine, loaded.plan.project, volumes=False, recorder=recorder,
-                               remove=False)
+        notifier.close()
+        lock.release()
+
+
+class Daemon:
+    """One project's resident process."""
+
+    def __init__(self, settings: Settings, loaded: LoadedPlan, options: DaemonOptions,
+                 notifier: SystemdNotifier, listeners: list[EventListener]) -> None:
+        self.settings, self.loaded, self.options = settings, loaded, options
+        self.notifier = notifier
+        self.view, self.hub = LiveView(), EventHub()
+        self.metrics = (DaemonMetrics(loaded.plan.project)
+                        if settings.metrics_port is not None else None)
+        # Every run's recorder tells these: the caller's, the live view, the hub, metrics.
+        self.listeners: list[EventListener] = [
+            *listeners, self.view.on_event, self.hub.on_event,
+            *([self.metrics.on_event] if self.metrics is not None else [])]
+        self.engine: Engine | None = None
+        self.up = True  # what the project should be: up (supervised) or down (idle)
+        self.requests, self._next = anyio.create_memory_object_stream[ControlRequest](16)
+
+    # --- the main loop ----------------------------------------------------------------------
+
+    async def run(self, engine: Engine, first: RunRecorder, report: Path | None) -> None:
+        self.engine = engine
+        first.listeners[:] = self.listeners
+        self.view.follow(self._phases(self.loaded))
+        async with anyio.create_task_group() as group:
+            if self.metrics is not None:
+                await self._serve_metrics(group, first)
+            control = ControlServer(socket_path(self.settings.state_dir, self.loaded.plan.project),
+                                    plan_link(self.settings.state_dir, self.loaded.path),
+                                    self.hub, self._status, self.requests)
+            await group.start(control.serve)
+            try:
+                await up(engine, self.loaded, up_options(self.settings, self.loaded,
+                                                         self.options.request), first)
+            finally:
+                if first.outcome != "running":
+                    finish_run(self.settings, first, report)
+            await self._learn_containers()
+            interval = self.notifier.watchdog_interval()
+            if interval is not None:
+                group.start_soon(_keep_watchdog, self.notifier, interval)
+            group.start_soon(self._hangups)
+            await self._serve()
+            group.cancel_scope.cancel()
+
+    async def _serve(self) -> None:
+        recorder = self._recorder("supervise")
+        self.notifier.ready(f"supervising {len(self.loaded.plan.services)} services")
+        try:
+            while True:
+                request = await (self._supervise_until_asked(recorder) if self.up
+                                 else self._idle_until_asked())
+                if request.op is Op.STOP:
+                    return
+                recorder = await self._carry_out(request, recorder)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._stop(recorder)
+
+    async def _stop(self, recorder: RunRecorder) -> None:
+        assert self.engine is not None
+        self.view.state = "stopping"
+        self.notifier.stopping()
+        stop = self.options.stop_containers_on_exit and self.up
+        recorder.emit("daemon stopping", containers="stopped" if stop else "left")
+        if stop:
+            async with self.engine.abandon_if_stalled("stopping the containers"):
+                await down(self.engine, self.loaded.plan.project, volumes=False,
+                           recorder=recorder, remove=False)
+
+    async def _supervise_until_asked(self, recorder: RunRecorder) -> ControlRequest:
+        """Supervise the project until a request comes; the engine going away is waited
+        out, and supervision resumes from the labels."""
+        assert self.engine is not None
+        self.view.state = "supervising"
+        while True:
+            asked: list[ControlRequest] = []
+            lost: list[BaseException] = []
+            try:
+                await _supervise_until(self.engine, self.loaded, self.options.supervise,
+                                       recorder, self._next, asked)
+            except* EngineUnreachable as group:
+                lost.extend(group.exceptions)
+            if asked:
+                return asked[0]
+            await _wait_for_engine(self.engine, self.notifier, recorder, lost[0])
+
+    async def _idle_until_asked(self) -> ControlRequest:
+        self.view.state = "idle"
+        return await self._next.receive()
+
+    async def _hangups(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGHUP) as hangups:
+            async for _ in hangups:
+                await self.requests.send(ControlRequest(Op.RECONCILE, {"signal": "SIGHUP"}))
+
+    # --- requests ---------------------------------------------------------------------------
+
+    async def _carry_out(self, request: ControlRequest, recorder: RunRecorder) -> RunRecorder:
+        recorder.emit("reload requested" if request.op is Op.RECONCILE else "request",
+                      op=request.op.value, **request.arguments)
+        try:
+            if request.op is Op.DOWN:
+                await request.reply({"done": await self._down(request)})
+            elif request.op is Op.SCALE:
+                await request.reply({"done": await self._scale(request)})
+            elif request.op is Op.UP or (request.op is Op.RECONCILE and self.up):
+                await request.reply({"done": _run_answer(await self._reconcile())})
+            else:
+                await request.reply({"done": {"state": "idle", "note": "the project is down: "
+                                              "ask for up to bring it up"}})
+        except OllamatopoError as error:
+            await request.reply({"error": {"message": str(error),
+                                           "exit_code": error.exit_code}})
+        return self._recorder("supervise")
+
+    async def _reconcile(self) -> RunRecorder:
+        """Read the plan again and bring it up; an invalid plan is refused (raised) and
+        nothing changes."""
+        assert self.engine is not None
+        try:
+            loaded = load(self.settings)
+        except OllamatopoError as error:
+            self._recorder("supervise").emit("reload refused", level="error", error=str(error),
+                                             note="the running topology is left as it was")
+            raise
+        self.view.state = "reconciling"
+        self.notifier.reloading()
+        recorder = self._recorder("reload", loaded)
+        options = up_options(self.settings, loaded, self.options.request)
+        try:
+            # A reload never removes what it created: the topology is live, keep what runs.
+            await up(self.engine, loaded, replace(options, keep_on_failure=True), recorder)
+        except RunFailed as error:
+            recorder.emit("reload failed", level="error", error=str(error))
+        finally:
+            finish_run(self.settings, recorder)
+        self.loaded, self.up = loaded, True
+        self.view.follow(self._phases(loaded))
+        await self._learn_containers()
+        self.notifier.ready(f"reloaded; supervising {len(loaded.plan.services)} services")
+        return recorder
+
+    async def _scale(self, request: ControlRequest) -> dict[str, Any]:
+        wanted = request.arguments.get("replicas")
+        if not isinstance(wanted, dict) or not all(
+                isinstance(k, str) and isinstance(v, int) for k, v in wanted.items()):
+            raise UsageError("scale: replicas must be a map of service to count")
+        project, before = self.loaded.plan.project, list(self.loaded.plan.services)
+        counts = {**read_overrides(self.settings.state_dir, project), **wanted}
+        load_plan(self.settings.plan, project=self.settings.project, replicas=counts)  # valid?
+        write_overrides(self.settings.state_dir, project, counts)
+        recorder = await self._reconcile()
+        return {**_run_answer(recorder),
+                "summary": scale_summary(wanted, before, list(self.loaded.plan.services),
+                                         recorder.report())}
+
+    async def _down(self, request: ControlRequest) -> dict[str, Any]:
+        assert self.engine is not None
+        recorder = self._recorder("down")
+        result = await down(self.engine, self.loaded.plan.project,
+                            volumes=bool(request.arguments.get("volumes")), recorder=recorder)
+        self.up = False
+        self.view.containers = {}
+        recorder.emit("down completed", containers=len(result.containers),
+                      networks=len(result.networks), volumes=result.volumes,
+                      kept_volumes=result.kept_volumes, total_s=recorder.elapsed(),
+                      note="the daemon stays, idle: `up` brings the plan up again")
+        self.notifier.status("down; idle")
+        return {"containers": result.containers, "networks": result.networks,
+                "volumes": result.volumes, "kept_volumes": result.kept_volumes}
+
+    # --- what requests read -----------------------------------------------------------------
+
+    def _status(self) -> dict[str, Any]:
+        project, rows = self.loaded.plan.project, self.view.rows()
+        return {"project": project, "daemon": self.view.state, "services": rows,
+                "text": f"{format_status(project, rows)}\n\ndaemon: {self.view.state} "
+                        f"(pid {os.getpid()})"}
+
+    async def _learn_containers(self) -> None:
+        """Ports, URLs and container names, read once after a run (no probes), for status."""
+        assert self.engine is not None
+        rows = await collect_status(self.engine, self.loaded, probe=False)
+        self.view.containers = {row["service"]: row for row in rows}
+
+    def _recorder(self, command: str, loaded: LoadedPlan | None = None) -> RunRecorder:
+        return new_recorder(loaded or self.loaded, command, self.listeners)
+
+    @staticmethod
+    def _phases(loaded: LoadedPlan) -> dict[str, str | None]:
+        return {name: loaded.plan.phase_of(name) for name in loaded.plan.services}
+
+    async def _serve_metrics(self, group: anyio.abc.TaskGroup, recorder: RunRecorder) -> None:
+        assert self.metrics is not None
+        host, port = self.settings.metrics_address, self.settings.metrics_port or 0
+        try:
+            bound = await group.start(serve_metrics, self.metrics, host, port)
+        except OSError as error:
+            raise UsageError(f"cannot serve metrics on {host}:{port}: {error.strerror}; "
+                             "choose another --metrics-port or OLLAMATOPO_METRICS_ADDRESS"
+                             ) from None
+        recorder.emit("metrics served", url=f"http://{host}:{bound}/metrics")
+
+
+def _run_answer(recorder: RunRecorder) -> dict[str, Any]:
+    return {"outcome": recorder.outcome, "table": recorder.table(),
+            "report": recorder.report()}
 
 
 async def _wait_for_engine(engine: Engine, notifier: SystemdNotifier, recorder: RunRecorder,
@@ -116,8 +342,10 @@ async def _keep_watchdog(notifier: SystemdNotifier, interval: float) -> None:
 
 
 async def _supervise_until(engine: Engine, loaded: LoadedPlan, options: SuperviseOptions,
-                           recorder: RunRecorder, hangup: Callable[[], Awaitable[Any]]) -> None:
-    """Supervise the project's containers until the next SIGHUP."""
+                           recorder: RunRecorder,
+                           requests: anyio.abc.ObjectReceiveStream[ControlRequest],
+                           asked: list[ControlRequest]) -> None:
+    """Supervise the project's containers until the next request (put into `asked`)."""
     snapshot = await engine.snapshot(loaded.plan.project)
     containers = {c.service: c.id for c in snapshot.containers
                   if c.service in loaded.plan.services}
@@ -125,32 +353,5 @@ async def _supervise_until(engine: Engine, loaded: LoadedPlan, options: Supervis
             http_client() as http, anyio.create_task_group() as group:
         supervisor = Supervisor(engine, loaded, containers, watch, http, recorder, options)
         group.start_soon(supervisor.run)
-        await hangup()
-        recorder.emit("reload requested", signal="SIGHUP")
+        asked.append(await requests.receive())
         group.cancel_scope.cancel()
-
-
-async def _reload(engine: Engine, current: LoadedPlan, options: DaemonOptions,
-                  notifier: SystemdNotifier, new_recorder: Callable[[LoadedPlan], RunRecorder],
-                  reload_plan: Callable[[], LoadedPlan],
-                  on_run: Callable[[RunRecorder], None]) -> LoadedPlan:
-    """The new plan, brought up; or, if it is invalid, the current one, untouched."""
-    recorder = new_recorder(current)
-    try:
-        loaded = reload_plan()
-    except OllamatopoError as error:
-        recorder.emit("reload refused", level="error", error=str(error),
-                      note="the running topology is left as it was")
-        return current
-    notifier.reloading()
-    recorder = new_recorder(loaded)
-    recorder.command = "reload"
-    try:
-        # A reload never removes what it created: the topology is live, keep what runs.
-        await up(engine, loaded, replace(options.up, keep_on_failure=True), recorder)
-    except RunFailed as error:
-        recorder.emit("reload failed", level="error", error=str(error))
-    finally:
-        on_run(recorder)
-    notifier.ready(f"reloaded; supervising {len(loaded.plan.services)} services")
-    return loaded

@@ -175,6 +175,22 @@ def runs_dir(state_dir: Path, project: str) -> Path:
     return state_dir / project / "runs"
 
 
+def store_report(state_dir: Path, recorder: RunRecorder, keep: int) -> Path:
+    """Keep a finished run's report in the project's run store, named
+    `<UTC start time>-<run id>.json` (so names sort by time), and prune the store to the
+    newest `keep`. The store is the history later runs and `report` read."""
+    stamp = recorder.started_at.replace(":", "").replace("-", "")[:15]
+    path = write_report(recorder.report(),
+                        runs_dir(state_dir, recorder.project) / f"{stamp}-{recorder.run_id}.json")
+    prune_runs(path.parent, keep)
+    return path
+
+
+def run_id_of(path: Path) -> str:
+    """The run id in a stored report's name (see `store_report`)."""
+    return path.stem.rsplit("-", 1)[-1]
+
+
 # The history that orders starts: enough runs to find every service, not the whole past.
 HISTORY_REPORTS = 20
 

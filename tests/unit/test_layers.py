@@ -38,7 +38,8 @@ def imported_layers(path: Path) -> set[tuple[str, int]]:
         names: list[str] = []
         if isinstance(node, ast.ImportFrom) and node.module:
             names = [node.module] if node.module != "ollamatopo" else [
-                f"ollamatopo.{alias.name}" for alias in node.names]
+                f"ollamatopo.{alias.name}" for alias in node.names
+                if (PACKAGE / alias.name).is_dir() or (PACKAGE / f"{alias.name}.py").exists()]
         elif isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         for name in names:

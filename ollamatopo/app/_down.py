@@ -1,0 +1,48 @@
+"""`down`: the project's containers stopped in reverse dependency order and removed, from
+the labels alone; under the project's lock, so never beside an `up` or a daemon."""
+
+from __future__ import annotations
+
+from ollamatopo._errors import UsageError
+from ollamatopo.app._connect import connect_engine
+from ollamatopo.app._lock import ProjectLock
+from ollamatopo.app._settings import Settings
+from ollamatopo.plan._loading import read_project_name
+from ollamatopo.report._recorder import RunRecorder
+from ollamatopo.run._scheduler import DownResult, down, new_run_id
+
+
+def project_to_take_down(settings: Settings) -> str:
+    project = settings.project or read_project_name(settings.plan)
+    if not project:
+        raise UsageError(f"cannot tell the project from {settings.plan}: pass --project NAME "
+                         "or --plan FILE")
+    return project
+
+
+async def take_down(settings: Settings, project: str, *, volumes: bool) -> DownResult:
+    # Not while an `up` brings the project up (it would blame the missing containers on
+    # the services) or a daemon restarts what this stops.
+    lock = ProjectLock(settings.lock_dir, settings.docker_host, project)
+    lock.acquire("down")
+    try:
+        return await _take_down(settings, project, volumes=volumes)
+    finally:
+        lock.release()
+
+
+async def _take_down(settings: Settings, project: str, *, volumes: bool) -> DownResult:
+    recorder = RunRecorder(run_id=new_run_id(), project=project, plan_path=str(settings.plan),
+                           phases={}, phase_order=[], command="down")
+    engine = await connect_engine(settings)
+    try:
+        result = await down(engine, project, volumes=volumes, recorder=recorder)
+    finally:
+        engine.close()
+    kept = result.kept_volumes
+    recorder.emit("down completed", containers=len(result.containers),
+                  networks=len(result.networks), volumes=result.volumes, kept_volumes=kept,
+                  total_s=recorder.elapsed(),
+                  note=f"named volumes kept: {', '.join(kept)} (remove them with --volumes)"
+                  if kept else None)
+    return result

@@ -1,0 +1,148 @@
+"""`up`, as the command line and the daemon both run it: the plan loaded with what `scale`
+kept, the scheduler's options from the settings and the run history, and the finished
+run's report kept in the run store."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ollamatopo._errors import RunFailed
+from ollamatopo.app._connect import connect_engine
+from ollamatopo.app._lock import ProjectLock
+from ollamatopo.app._scale import read_overrides, scale_summary, write_overrides
+from ollamatopo.app._settings import Settings
+from ollamatopo.engine._docker import Engine
+from ollamatopo.engine._probes import Backoff
+from ollamatopo.plan._loading import LoadedPlan, load_plan
+from ollamatopo.plan._secrets import redactor
+from ollamatopo.report._recorder import (
+    EventListener,
+    RunRecorder,
+    latest_durations,
+    store_report,
+    write_report,
+)
+from ollamatopo.run._scheduler import UpOptions, new_run_id, up
+
+
+@dataclass(frozen=True)
+class UpRequest:
+    """What one `up` asks for beyond the plan and the settings."""
+
+    keep_on_failure: bool = False
+    keep_orphans: bool = False
+    clamp_resources: bool = False
+
+
+def load(settings: Settings) -> LoadedPlan:
+    """The plan, with the replica counts `scale` kept; its secrets join the redactor that
+    every output goes through, and its warnings are logged."""
+    loaded = load_plan(settings.plan, project=settings.project)
+    overrides = read_overrides(settings.state_dir, loaded.plan.project)
+    if overrides:  # what `scale` set outlives it
+        loaded = load_plan(settings.plan, project=settings.project, replicas=overrides)
+    redactor.add(loaded.secrets)
+    log = structlog.get_logger("ollamatopo")
+    for warning in loaded.warnings:
+        log.warning("plan warning", detail=warning)
+    return loaded
+
+
+def new_recorder(loaded: LoadedPlan, command: str = "up",
+                 listeners: Iterable[EventListener] = ()) -> RunRecorder:
+    plan = loaded.plan
+    return RunRecorder(run_id=new_run_id(), project=plan.project, plan_path=str(loaded.path),
+                       phases={name: plan.phase_of(name) for name in plan.services},
+                       phase_order=[phase.name for phase in plan.phases], command=command,
+                       listeners=list(listeners))
+
+
+def up_options(settings: Settings, loaded: LoadedPlan, request: UpRequest) -> UpOptions:
+    plan = loaded.plan
+    return UpOptions(
+        keep_on_failure=request.keep_on_failure,
+        default_timeout_s=settings.probe_timeout,
+        backoff=Backoff(settings.probe_initial_backoff, settings.probe_max_backoff),
+        remove_orphans=not request.keep_orphans,
+        clamp_resources=request.clamp_resources,
+        start_concurrency=settings.start_concurrency,
+        durations=latest_durations(settings.state_dir, plan.project, plan.services),
+    )
+
+
+async def bring_up(engine: Engine, settings: Settings, loaded: LoadedPlan,
+                   request: UpRequest, recorder: RunRecorder) -> None:
+    """The plan up; RunFailed (rolled back unless kept) when a required service fails."""
+    await up(engine, loaded, up_options(settings, loaded, request), recorder)
+
+
+async def run_up(settings: Settings, loaded: LoadedPlan, request: UpRequest,
+                 recorder: RunRecorder, also: Path | None = None) -> None:
+    """One `up`, under the project's lock; its report kept however it ends."""
+    with _locked(settings, loaded.plan.project, "up"):
+        await _run_up(settings, loaded, request, recorder, also)
+
+
+async def scale(settings: Settings, requests: Mapping[str, int]) -> dict[str, Any]:
+    """`scale` without a daemon: the counts validated, kept, and brought up, under one
+    hold of the project's lock; the summary (its outcome says whether the run failed)."""
+    before = load(settings)
+    project = before.plan.project
+    wanted = {**read_overrides(settings.state_dir, project), **requests}
+    loaded = load_plan(settings.plan, project=settings.project, replicas=wanted)  # validates
+    recorder = new_recorder(loaded)
+    with _locked(settings, project, "scale"), contextlib.suppress(RunFailed):
+        write_overrides(settings.state_dir, project, wanted)
+        await _run_up(settings, loaded, UpRequest(), recorder, None)
+    return scale_summary(requests, list(before.plan.services), list(loaded.plan.services),
+                         recorder.report())
+
+
+@contextlib.contextmanager
+def _locked(settings: Settings, project: str, command: str) -> Iterator[None]:
+    lock = ProjectLock(settings.lock_dir, settings.docker_host, project)
+    lock.acquire(command)
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+async def _run_up(settings: Settings, loaded: LoadedPlan, request: UpRequest,
+                  recorder: RunRecorder, also: Path | None) -> None:
+    try:
+        engine = await connect_engine(settings)
+        try:
+            await bring_up(engine, settings, loaded, request, recorder)
+        finally:
+            engine.close()
+    finally:
+        if recorder.outcome != "running":
+            finish_run(settings, recorder, also)
+
+
+def finish_run(settings: Settings, recorder: RunRecorder, also: Path | None = None) -> None:
+    """Keep the finished run's report in the run store (and at `also`); a report that
+    cannot be written is said, not fatal: the run itself is over."""
+    kept = _written(recorder, settings.state_dir / recorder.project,
+                    lambda: store_report(settings.state_dir, recorder, settings.keep_runs))
+    if also is not None:
+        kept = _written(recorder, also, lambda: write_report(recorder.report(), also)) or kept
+    if kept is not None:
+        recorder.emit("report written", path=str(kept))
+
+
+def _written(recorder: RunRecorder, where: Path, write: Callable[[], Path]) -> Path | None:
+    try:
+        return write()
+    except OSError as error:
+        recorder.emit("report not written", level="error", path=str(where),
+                      error=error.strerror,
+                      fix="choose another place with --report or OLLAMATOPO_STATE_DIR")
+        return None
