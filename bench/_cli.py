@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from bench._peers import Compose
     from bench._plans import SeedTopology
 
-BENCHMARKS = ("startup", "seed", "compose", "scale")
+BENCHMARKS = ("startup", "seed", "compose", "scale", "daemon")
 
 
 def _sizes(text: str) -> list[int]:
@@ -159,7 +159,7 @@ class _Runner:
     def run(self, name: str) -> bool:
         steps: dict[str, Callable[[], dict[str, Any]]] = {
             "startup": self.startup, "seed": self.seed, "compose": self.compose,
-            "scale": self.scale}
+            "scale": self.scale, "daemon": self.daemon}
         try:
             self.results["benchmarks"][name] = steps[name]()
             return not self.results["benchmarks"][name].get("failed")
@@ -183,6 +183,8 @@ class _Runner:
             return _report.render_seed(result)
         if name == "compose":
             return _report.render_compose(result, self.results["benchmarks"].get("seed"))
+        if name == "daemon":
+            return _report.render_daemon(result, self.results["benchmarks"].get("seed"))
         return _report.render_scale(result)
 
     def _topology(self) -> SeedTopology:
@@ -242,6 +244,11 @@ class _Runner:
                 result["failed"] = True
             run["speedup"] = ratio(run.get("all_ready_s"), ours)
             result["runs"][prefix + variant] = run
+
+    def daemon(self) -> dict[str, Any]:
+        from bench._daemon import run_daemon_bench
+
+        return run_daemon_bench(self.engine, self.image, self._topology())
 
     def scale(self) -> dict[str, Any]:
         from bench._scale import run_scale, scale_fits

@@ -252,7 +252,35 @@ def render(results: Mapping[str, Any]) -> str:
         parts.append(render_compose(benchmarks["compose"], benchmarks.get("seed")))
     if "scale" in benchmarks:
         parts.append(render_scale(benchmarks["scale"]))
+    if "daemon" in benchmarks:
+        parts.append(render_daemon(benchmarks["daemon"], benchmarks.get("seed")))
     return "\n\n".join(parts)
+
+
+def render_daemon(result: Mapping[str, Any], seed: Mapping[str, Any] | None) -> str:
+    """The thin client through a resident daemon, beside the direct commands."""
+    failed = _failed("daemon", result)
+    if failed:
+        return failed
+    through = result.get("status_through_daemon_median_s")
+    up = result.get("up_through_daemon") or {}
+    bound = (up.get("bound") or {}).get("critical_s")
+    over = up.get("over_bound_s")
+    direct_up = (seed or {}).get("all_ready_s")
+    rows = [
+        ("status, through the daemon", f"median {millis(through)}",
+         f"{result.get('services')} services",
+         f"target < 100 ms: {verdict(through < 0.1) if isinstance(through, float) else ''}"),
+        ("status, direct (probes each)", f"median {millis(result.get('status_direct_median_s'))}",
+         "", ""),
+        ("up of the seed through the idle daemon", f"all ready {seconds(up.get('all_ready_s'))}",
+         f"bound {seconds(bound)}, over by {seconds(over)}",
+         f"target bound + 0.5 s: {verdict(over <= 0.5) if isinstance(over, float) else ''}"),
+        ("  the client's up exits", seconds(up.get("up_exit_s")), "", ""),
+        ("up of the seed, direct (the seed run)", f"all ready {seconds(direct_up)}",
+         "" if seed else "run `seed` in the same invocation", ""),
+    ]
+    return "\n".join([_heading("daemon"), table(rows)])
 
 
 def timestamp() -> str:

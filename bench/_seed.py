@@ -96,7 +96,7 @@ def _one_seed_run(engine: Engine, image: str, topology: SeedTopology,
         if up.exit_code != 0:
             raise BenchError(f"ollamatopo up ({label}) exited {up.exit_code}:\n{up.tail()}")
         actual = engine.ready_times()
-        report = _read_json(report_path)
+        report = read_json(report_path)
         down = _child.run(_child.ollamatopo_argv("down", "--plan", str(plan_path),
                                                  "--volumes", "--log-format", "json"),
                           env=env, timeout_s=120)
@@ -159,7 +159,7 @@ def seed_result(topology: SeedTopology, delays: Mapping[str, float], ports: Mapp
     }
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -5,6 +5,7 @@ probe. `EventHub` hands the same events to the control socket's subscribers."""
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,7 +93,8 @@ class EventHub:
         self._subscribers: set[MemoryObjectSendStream[dict[str, Any]]] = set()
 
     def on_event(self, event: str, fields: dict[str, Any]) -> None:
-        message = {"event": {"event": event, **fields}}
+        stamp = datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        message = {"event": {"event": event, **fields, "timestamp": stamp}}
         for subscriber in list(self._subscribers):
             try:
                 subscriber.send_nowait(message)
