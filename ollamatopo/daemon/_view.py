@@ -5,8 +5,8 @@ probe. `EventHub` hands the same events to the control socket's subscribers."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio
