@@ -94,6 +94,16 @@ class EngineError(OllamatopoError):
     """The Docker engine refused or failed an operation."""
 
 
+class NotFound(EngineError):
+    """The object named does not exist on the engine."""
+
+
+class ResourcesDoNotFit(OllamatopoError):
+    """The plan asks more CPU or memory than the host has."""
+
+    exit_code = EXIT_INVALID
+
+
 class ServiceFailed(OllamatopoError):
     """A service could not be brought up (crashed, never ready, refused by the engine)."""
 
@@ -101,6 +111,24 @@ class ServiceFailed(OllamatopoError):
         self.service = service
         self.cause = cause
         super().__init__(f"service {service!r} failed: {cause}")
+
+
+class DependencyFailed(ServiceFailed):
+    """A service did not start because something it waits for failed."""
+
+
+class SupplyFailed(ServiceFailed):
+    """A service did not start because something it needs (a network, a volume, an
+    image) could not be made; the supply's own failure says why."""
+
+
+class NetworkFailed(ServiceFailed):
+    """A network of the plan could not be made; the services on it cannot start."""
+
+    def __init__(self, network: str, users: list[str], cause: str) -> None:
+        super().__init__(f"network {network}", cause)
+        used = f" (used by {', '.join(users)})" if users else ""
+        self.args = (f"network {network!r}{used} failed: {cause}",)
 
 
 class ProbeFailed(OllamatopoError):

@@ -14,7 +14,7 @@ from ollamatopo._errors import ProbeFailed
 from ollamatopo.app._connect import connect_engine
 from ollamatopo.app._settings import Settings
 from ollamatopo.engine._docker import ContainerState, Engine
-from ollamatopo.engine._payloads import container_config
+from ollamatopo.engine._payloads import container_config, first_network
 from ollamatopo.engine._probes import ATTEMPT_TIMEOUT_S, build_probe, http_client
 from ollamatopo.plan._loading import LoadedPlan
 from ollamatopo.report._recorder import format_table
@@ -48,7 +48,7 @@ async def collect_status(engine: Engine, loaded: LoadedPlan,
             rows[name].update(container=observed.name, state=observed.state,
                               up_to_date=observed.config_hash == desired.config_hash)
             group.start_soon(_probe_once, engine, http, loaded, name, observed.id, rows[name],
-                             desired.endpoints[0].network, probe)
+                             first_network(plan, name), probe)
     for observed in snapshot.containers:
         if observed.service not in plan.services:
             rows[observed.service] = {"service": observed.service, "phase": None,

@@ -47,7 +47,7 @@ import requests.exceptions
 import structlog
 import tenacity
 
-from ollamatopo._errors import EngineError, EngineUnreachable, OllamatopoError
+from ollamatopo._errors import EngineError, EngineUnreachable, NotFound, OllamatopoError
 from ollamatopo.engine._payloads import (
     LABEL_DEPENDS,
     LABEL_HASH,
@@ -98,10 +98,6 @@ def split_reference(image: str) -> tuple[str, str]:
         repository, tag = image.rsplit(":", 1)
         return repository, tag
     return image, "latest"
-
-
-class NotFound(EngineError):
-    """The object named does not exist on the engine."""
 
 
 @dataclass(frozen=True)

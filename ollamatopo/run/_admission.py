@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ollamatopo._errors import EXIT_INVALID, OllamatopoError
+from ollamatopo._errors import ResourcesDoNotFit
 from ollamatopo.plan._model import Plan, Resources
 from ollamatopo.plan._quantities import format_bytes
 from ollamatopo.report._recorder import format_table
@@ -20,12 +20,6 @@ from ollamatopo.report._recorder import format_table
 class Capacity:
     cpus: float
     memory: int
-
-
-class ResourcesDoNotFit(OllamatopoError):
-    """The plan asks more than the host has."""
-
-    exit_code = EXIT_INVALID
 
 
 @dataclass(frozen=True)

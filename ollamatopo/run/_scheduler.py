@@ -22,17 +22,20 @@ from functools import partial
 import anyio
 
 from ollamatopo._errors import (
+    DependencyFailed,
     EngineError,
     OllamatopoError,
     ProbeFailed,
     RunFailed,
     ServiceFailed,
+    SupplyFailed,
 )
 from ollamatopo.engine._docker import Engine
 from ollamatopo.engine._payloads import (
     LABEL_RUN,
     ContainerConfig,
     container_config,
+    first_network,
     network_config,
     plan_networks,
     volume_config,
@@ -54,7 +57,7 @@ from ollamatopo.run._admission import Capacity, admit, clamp
 from ollamatopo.run._balancers import BalancerSync
 from ollamatopo.run._queue import EngineQueue
 from ollamatopo.run._reconcile import Reconciliation, ServiceAction, Verb, reconcile
-from ollamatopo.run._supplies import ImageSupply, SharedObjects, SupplyFailed
+from ollamatopo.run._supplies import ImageSupply, SharedObjects
 
 LOG_TAIL = 20
 DRAIN_S = 1.0
@@ -67,10 +70,6 @@ def new_run_id() -> str:
 
 
 # --- the traversal --------------------------------------------------------------------------
-
-
-class DependencyFailed(ServiceFailed):
-    """A service did not start because something it waits for failed."""
 
 
 @dataclass
@@ -322,11 +321,10 @@ class _Run:
         if not state.running:
             raise await self._exited(name, container_id, state.exit_code, state.oom_killed,
                                      "while waiting for it to be ready")
-        first_network = self.desired.containers[name].endpoints[0].network
         try:
             probe = build_probe(spec.ready, engine=self.engine, http=http,
                                 container_id=container_id, state=state,
-                                first_network=first_network)
+                                first_network=first_network(self.plan, name))
         except ProbeFailed as error:
             raise ServiceFailed(name, str(error)) from None
         timing = self.recorder.services[name]

@@ -16,27 +16,13 @@ from functools import partial
 
 import anyio
 
-from ollamatopo._errors import EngineError, ServiceFailed
+from ollamatopo._errors import EngineError, NetworkFailed, ServiceFailed, SupplyFailed
 from ollamatopo.engine._docker import Engine
 from ollamatopo.engine._payloads import ContainerConfig, VolumeConfig
 from ollamatopo.engine._snapshot import Snapshot
 from ollamatopo.report._recorder import ImagePull, RunRecorder
 from ollamatopo.run._queue import EngineQueue
 from ollamatopo.run._reconcile import NetworkAction, Verb
-
-
-class NetworkFailed(ServiceFailed):
-    """A network of the plan could not be made; the services on it cannot start."""
-
-    def __init__(self, network: str, users: list[str], cause: str) -> None:
-        super().__init__(f"network {network}", cause)
-        used = f" (used by {', '.join(users)})" if users else ""
-        self.args = (f"network {network!r}{used} failed: {cause}",)
-
-
-class SupplyFailed(ServiceFailed):
-    """A service did not start because something it needs (a network, a volume, an
-    image) could not be made; the supply's own failure says why."""
 
 
 class ImageSupply:

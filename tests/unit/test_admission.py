@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from ollamatopo._errors import EXIT_INVALID
+from ollamatopo._errors import EXIT_INVALID, ResourcesDoNotFit
 from ollamatopo.plan._model import Plan
-from ollamatopo.run._admission import Capacity, ResourcesDoNotFit, admit, clamp, shortfalls
+from ollamatopo.run._admission import Capacity, admit, clamp, shortfalls
 
 G = 1024**3
 HOST = Capacity(cpus=2.0, memory=8 * G)
