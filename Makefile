@@ -4,7 +4,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_PLAN := config/demo.yaml
-export OLLAMATOPO_STATE_DIR ?= $(CURDIR)/.state
 
 .PHONY: all demo demo-down status test unit lint typecheck host images clean bench
 
@@ -23,14 +22,14 @@ images: $(STAMP) host
 	$(PY) images/build.py
 
 demo: images
-	$(PY) -m ollamatopo up --plan $(DEMO_PLAN)
-	$(PY) -m ollamatopo status --plan $(DEMO_PLAN)
+	$(PY) -m ollamatopo up --plan $(DEMO_PLAN) --log-format console
+	$(PY) -m ollamatopo status --plan $(DEMO_PLAN) --log-format console
 
 demo-down: $(STAMP)
 	$(PY) -m ollamatopo down --plan $(DEMO_PLAN)
 
 status: $(STAMP)
-	$(PY) -m ollamatopo status --plan $(DEMO_PLAN)
+	$(PY) -m ollamatopo status --plan $(DEMO_PLAN) --log-format console
 
 test: $(STAMP) host lint
 	$(PY) -m pytest
