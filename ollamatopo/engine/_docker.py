@@ -297,10 +297,8 @@ class Engine:
         except TimeoutError:
             raise EngineUnreachable(f"{what}: the Docker engine at {self.base_url} did not "
                                     f"answer in {deadline_s:g}s; {HOW_TO_REACH}") from None
-        except docker.errors.NotFound as error:
-            raise NotFound(f"{what}: {_reason(error)}") from None
         except docker.errors.APIError as error:
-            raise EngineError(f"{what}: {_reason(error)}{tried()}") from None
+            raise _refusal(error)(f"{what}: {_reason(error)}{tried()}") from None
         except (requests.exceptions.ConnectionError, ConnectionError) as error:
             raise EngineUnreachable(f"{what}: lost the Docker engine at {self.base_url}: "
                                     f"{_reason(error)}{tried()}; {HOW_TO_REACH}") from None
@@ -413,15 +411,12 @@ class Engine:
                                                         self._client.inspect_network),
                                    check_duplicate=True,
                                    **{**config.create_kwargs, "labels": labels})
-        except EngineError as error:
-            if "overlap" in str(error).lower():
-                raise EngineError(f"{error}{await self._overlapping(config)}") from None
-            if "already exists" in str(error):
-                raise EngineError(await self._taken("network", config.name,
-                                                    self._client.inspect_network,
-                                                    labels[LABEL_PROJECT])
-                                  or str(error)) from None
-            raise
+        except SubnetTaken as error:
+            raise SubnetTaken(f"{error}{await self._overlapping(config)}") from None
+        except NameTaken as error:
+            raise NameTaken(await self._taken("network", config.name,
+                                              self._client.inspect_network,
+                                              labels[LABEL_PROJECT]) or str(error)) from None
         return str(raw["Id"])
 
     async def _taken(self, kind: str, name: str, inspect: Callable[[str], dict[str, Any]],
@@ -480,7 +475,7 @@ class Engine:
         settling = tenacity.AsyncRetrying(
             sleep=anyio.sleep, reraise=True, stop=tenacity.stop_after_delay(NETWORK_SETTLE_S),
             wait=tenacity.wait_exponential(multiplier=RETRY_INITIAL_S, max=RETRY_MAX_S),
-            retry=tenacity.retry_if_exception(lambda error: "active endpoints" in str(error)))
+            retry=tenacity.retry_if_exception_type(StillInUse))
         with contextlib.suppress(NotFound):
             await settling(self._call, f"remove network {name_or_id}",
                            self._client.remove_network, name_or_id, retry=True)
@@ -513,13 +508,11 @@ class Engine:
                                    settle=self._made_by("container", config.name, run_id,
                                                         self._client.inspect_container),
                                    **kwargs)
-        except EngineError as error:
-            if "is already in use" not in str(error):  # 409: another container has the name
-                raise
-            raise EngineError(await self._taken("container", config.name,
-                                                self._client.inspect_container,
-                                                config.labels[LABEL_PROJECT])
-                              or str(error)) from None
+        except NameTaken as error:
+            raise NameTaken(await self._taken("container", config.name,
+                                              self._client.inspect_container,
+                                              config.labels[LABEL_PROJECT])
+                            or str(error)) from None
         container_id = str(raw["Id"])
         for endpoint in others:
 
@@ -700,6 +693,33 @@ def _plain(text: str) -> str:
             return (f"host port {match['address']} is already in use by another process or "
                     "container: free it or publish another port")
     return text
+
+
+class NameTaken(EngineError):
+    """Another object holds the name (the engine's 409 Conflict)."""
+
+
+class SubnetTaken(EngineError):
+    """The network's address pool overlaps one the engine already has."""
+
+
+class StillInUse(EngineError):
+    """The engine still counts endpoints on the network it was asked to remove."""
+
+
+def _refusal(error: docker.errors.APIError) -> type[EngineError]:
+    """The kind of an engine refusal: by its status where the status says it, else by
+    the words Docker 20.10 uses (this is the one place that reads them)."""
+    if error.status_code == 404:
+        return NotFound
+    if error.status_code == 409:
+        return NameTaken
+    words = _engine_words(error).lower()
+    if "overlaps" in words:
+        return SubnetTaken
+    if "active endpoints" in words:
+        return StillInUse
+    return EngineError
 
 
 def _transient(error: BaseException) -> bool:
