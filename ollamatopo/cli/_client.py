@@ -52,8 +52,9 @@ def daemon_socket(arguments: argparse.Namespace) -> Path | None:
         owner = path.stat().st_uid  # through the plan's link
     except OSError:
         return None
-    # Another user's socket: not ours to talk to (the daemon would refuse us anyway).
-    return path if owner == os.getuid() else None
+    # Another user's socket: not ours to talk to (the daemon would refuse us anyway);
+    # root may talk to any.
+    return path if os.getuid() in (owner, 0) else None
 
 
 def ask(path: Path, op: Op, timeout_s: float | None = None,
