@@ -138,6 +138,52 @@ class DependencyGraph:
         return {node: round(at, 6) for node, at in latest.items()}
 
     def phase_bound(self, phases: Iterable[Iterable[str]], durations: Mapping[str, float]) -> float:
-        """What the same durations cost if every phase were a barrier for the next."""
-        return sum(max((durations.get(name, 1.0) for name in phase), default=0.0)
-                   for phase in phases)
+        """How long the same durations take if every phase were a barrier for the next: a
+        service starts once every service of the earlier phases is ready AND its own
+        dependencies hold (as on the graph). So it is never below the critical path, and
+        with one phase it is the critical path. Missing durations count as 1; a service in
+        no phase waits for its dependencies only.
+
+        Raises ValueError when a service waits for one of a later phase: with barriers it
+        would never start.
+        """
+        rank: dict[str, int] = {}
+        for index, phase in enumerate(phases):
+            for name in phase:
+                rank.setdefault(name, index)
+        for node, deps in self.dependencies.items():
+            for dependency in deps:
+                if node in rank and rank.get(dependency, -1) > rank[node]:
+                    raise ValueError(f"{node} waits for {dependency}, which is in a later phase")
+        # The barrier before phase k (k >= 1) is a node of no duration that waits for every
+        # service of phase k-1 and for the barrier before that; each service of phase k
+        # waits for it. The bound is the critical path of that larger graph.
+        taken = set(self.dependencies) | set(rank)
+        barriers: dict[int, str] = {}
+        for index in range(1, max(rank.values(), default=0) + 1):
+            name = f"(barrier before phase {index + 1})"
+            while name in taken:
+                name += "'"
+            barriers[index] = name
+        edges: dict[str, dict[str, Condition]] = {
+            name: ({barriers[index - 1]: Condition.HEALTHY} if index > 1 else {})
+            for index, name in barriers.items()}
+        for name in [*self.dependencies, *(n for n in rank if n not in self.dependencies)]:
+            own = {dependency: condition
+                   for dependency, condition in self.dependencies.get(name, {}).items()
+                   if dependency in self.dependencies or dependency in rank}
+            if name in rank:
+                if rank[name] in barriers:
+                    own[barriers[rank[name]]] = Condition.HEALTHY
+                if rank[name] + 1 in barriers:
+                    edges[barriers[rank[name] + 1]][name] = Condition.HEALTHY
+            edges[name] = own
+        weights = {**durations, **dict.fromkeys(barriers.values(), 0.0)}
+        try:
+            return DependencyGraph(edges).critical_path(weights)[1]
+        except ValueError:
+            if self.find_cycle() is not None:
+                raise
+            # The cycle goes through a barrier, and a service in no phase.
+            raise ValueError("a service waits, through services in no phase, for one of a "
+                             "later phase") from None

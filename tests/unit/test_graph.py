@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ollamatopo.plan._graph import DependencyGraph
 from ollamatopo.plan._model import Condition
@@ -122,13 +124,89 @@ def test_phase_bound_sums_the_slowest_service_of_each_phase() -> None:
     phases = [["db", "cache"], ["api", "worker"], ["web"]]
     assert SHOP.phase_bound(phases, durations) == 32.0
     assert SHOP.phase_bound(phases, {}) == 3.0  # missing durations count as one
-    assert SHOP.phase_bound([[], ["web"]], durations) == 2.0  # an empty phase costs nothing
+    alone = DependencyGraph({})
+    assert alone.phase_bound([[], ["web"]], durations) == 2.0  # an empty phase costs nothing
+    assert alone.phase_bound(phases, durations) == 32.0
 
 
 def test_phase_bound_is_never_below_the_critical_path() -> None:
     durations = {"db": 10.0, "cache": 1.0, "api": 5.0, "worker": 20.0, "web": 2.0}
     phases = [["db", "cache"], ["api", "worker"], ["web"]]
     assert SHOP.phase_bound(phases, durations) >= SHOP.critical_path(durations)[1]
+
+
+def test_phase_bound_keeps_the_dependencies_within_a_phase() -> None:
+    # One phase: db, then api once db is healthy, then web: the barrier is no help to
+    # anyone, and the chain (10 + 5 + 2) is what it costs, not the slowest service (10).
+    durations = {"db": 10.0, "cache": 1.0, "api": 5.0, "worker": 1.0, "web": 2.0}
+    one = [["db", "cache", "api", "worker", "web"]]
+    assert SHOP.critical_path(durations)[1] == 17.0
+    assert SHOP.phase_bound(one, durations) == 17.0  # was 10.0
+    # Two phases: db alone, then the rest, where web still waits for api.
+    assert SHOP.phase_bound([["db", "cache"], ["api", "worker", "web"]], durations) == 17.0
+    # A started edge within a phase: app begins with db.
+    started = graph(db={}, app={"db": STARTED}, web={"app": HEALTHY})
+    durations = {"db": 2.0, "app": 5.0, "web": 1.0}
+    assert started.phase_bound([["db", "app", "web"]], durations) == 6.0
+    assert started.phase_bound([["db"], ["app", "web"]], durations) == 8.0
+
+
+def test_phase_bound_counts_services_in_no_phase_by_their_dependencies() -> None:
+    durations = {"db": 10.0, "cache": 1.0, "api": 5.0, "worker": 20.0, "web": 2.0}
+    assert SHOP.phase_bound([[], ["web"]], durations) == 30.0  # db then worker, unphased
+
+
+def test_phase_bound_refuses_a_service_waiting_for_a_later_phase() -> None:
+    backwards = graph(a={"b": HEALTHY}, b={})
+    with pytest.raises(ValueError, match="a waits for b, which is in a later phase"):
+        backwards.phase_bound([["a"], ["b"]], {})
+    through = graph(a={"u": STARTED}, u={"b": HEALTHY}, b={})  # u is in no phase
+    with pytest.raises(ValueError, match="through services in no phase"):
+        through.phase_bound([["a"], ["b"]], {})
+    assert backwards.phase_bound([["b"], ["a"]], {}) == 2.0
+
+
+@st.composite
+def phased_graphs(draw: st.DrawFn) -> tuple[DependencyGraph, list[list[str]], dict[str, float]]:
+    """A random acyclic graph, phases that respect it (a service is in the phase of its
+    dependencies or a later one, with empty phases now and then) and random durations (some
+    missing)."""
+    count = draw(st.integers(0, 9))
+    names = [f"s{i}" for i in range(count)]
+    edges: dict[str, dict[str, Condition]] = {}
+    rank: dict[str, int] = {}
+    for name in draw(st.permutations(names)):
+        earlier = sorted(edges)
+        chosen = draw(st.lists(st.sampled_from(earlier), unique=True)) if earlier else []
+        edges[name] = {dep: draw(st.sampled_from([HEALTHY, STARTED])) for dep in chosen}
+        rank[name] = max([draw(st.integers(0, 4)), *(rank[dep] for dep in chosen)])
+    phases: list[list[str]] = [[] for _ in range(max(rank.values(), default=0) + 1)]
+    for name in names:
+        phases[rank[name]].append(name)
+    durations = {name: draw(st.floats(0, 10)) for name in names
+                 if draw(st.booleans()) or draw(st.booleans())}
+    return DependencyGraph(edges), phases, durations
+
+
+@given(phased_graphs())
+@settings(max_examples=300, deadline=None)
+def test_phases_as_barriers_never_beat_the_graph(
+        case: tuple[DependencyGraph, list[list[str]], dict[str, float]]) -> None:
+    shown, phases, durations = case
+    barrier = shown.phase_bound(phases, durations)
+    assert barrier >= shown.critical_path(durations)[1] - 1e-9
+    # Each phase begins once the one before is done, so it costs the critical path of its
+    # own services (dependencies on earlier phases hold by then).
+    within = sum(DependencyGraph({name: {dep: condition
+                                         for dep, condition in shown.dependencies[name].items()
+                                         if dep in phase}
+                                  for name in phase}).critical_path(durations)[1]
+                 for phase in phases)
+    assert barrier == pytest.approx(within)
+    # All in one phase: the barrier is no constraint at all.
+    everything = [name for phase in phases for name in phase]
+    assert shown.phase_bound([everything], durations) == pytest.approx(
+        shown.critical_path(durations)[1])
 
 
 # --- reversal -------------------------------------------------------------------------------
