@@ -5,7 +5,9 @@ Pure: the dict `RunRecorder.report()` writes comes in, numbers and text go out. 
 critical path weighs each service by its measured start-to-ready seconds on the
 dependency graph the report carries; its length, counted from the first start, is the
 graph bound: how soon the run could have ended had every service started the moment its
-dependencies held. The phase bound is what the same seconds cost with phases as barriers.
+dependencies held. The phase bound is what the same seconds cost with phases as barriers:
+each service starting once every service of the earlier phases is ready and its own
+dependencies hold, so it is never below the graph bound.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 from ollamatopo.plan._graph import DependencyGraph
 from ollamatopo.plan._model import Condition
+from ollamatopo.report._recorder import format_seconds, read_seconds, start_to_ready
 
 STATUS_COLOURS = {"ready": "#3f9b63", "kept": "#7fa7c9", "failed": "#d93a32",
                   "pending": "#a0a4a8"}
@@ -44,9 +47,7 @@ class ServiceSpan:
 
     @property
     def start_to_ready_s(self) -> float | None:
-        if self.started_s is None or self.ready_s is None:
-            return None
-        return max(0.0, self.ready_s - self.started_s)
+        return start_to_ready(self.started_s, self.ready_s)
 
     @property
     def create_to_start_s(self) -> float | None:
@@ -103,8 +104,9 @@ class Timeline:
     phases: tuple[PhaseSpan, ...]
     critical_path: tuple[str, ...] | None  # None: the report carries no dependency graph
     graph_bound_s: float | None
-    phase_bound_s: float
+    phase_bound_s: float | None  # None: with phases as barriers the run would never end
     first_start_s: float | None
+    barrier_problem: str = ""  # why it would never end
 
     @property
     def bound_at_s(self) -> float | None:
@@ -115,7 +117,9 @@ class Timeline:
 
     @property
     def phase_bound_at_s(self) -> float | None:
-        return None if self.first_start_s is None else self.first_start_s + self.phase_bound_s
+        if self.phase_bound_s is None or self.first_start_s is None:
+            return None
+        return self.first_start_s + self.phase_bound_s
 
     @property
     def end_s(self) -> float:
@@ -156,57 +160,68 @@ def analyse(report: Mapping[str, Any]) -> Timeline:
             raise ValueError(f"services.{name} is not an object")
         timings[str(name)] = timing
 
-    durations: dict[str, float] = {}
-    for name, timing in timings.items():
-        started, ready = _number(timing.get("started_s")), _number(timing.get("ready_s"))
-        durations[name] = max(0.0, ready - started) if started is not None \
-            and ready is not None else 0.0
-
-    path: tuple[str, ...] | None = None
-    bound: float | None = None
+    spans = [_span(name, timing) for name, timing in timings.items()]
     graph = _graph(report.get("dependencies"), list(timings))
-    if graph is not None:
-        found, length = graph.critical_path(durations)
-        path, bound = tuple(found), round(length, 3)
-
-    groups = [[name for name, t in timings.items() if str(t.get("phase", "")) == phase]
-              for phase in order]
-    phase_bound = round(DependencyGraph({}).phase_bound(groups, durations), 3)
-
-    critical = set(path or ())
+    critical_path, graph_bound, phase_bound, barrier_problem = _bounds(graph, order, spans)
+    critical = set(critical_path or ())
+    spans = [replace(span, critical=True) if span.name in critical else span for span in spans]
     rank = {phase: index for index, phase in enumerate(order)}
-    spans = [ServiceSpan(
-        name=name,
-        phase=str(timing.get("phase", "")),
-        status=str(timing.get("status", "pending")),
-        optional=bool(timing.get("optional", False)),
-        created_s=_number(timing.get("created_s")),
-        started_s=_number(timing.get("started_s")),
-        ready_s=_number(timing.get("ready_s")),
-        error=str(timing.get("error") or ""),
-        critical=name in critical,
-    ) for name, timing in timings.items()]
     spans.sort(key=lambda span: rank.get(span.phase, len(rank)))  # stable: report order kept
     starts = [span.started_s for span in spans if span.started_s is not None]
     phases = []
     for name in order:
         raw = raw_phases.get(name)
         raw = raw if isinstance(raw, Mapping) else {}
-        phases.append(PhaseSpan(name, _number(raw.get("began_s")),
-                                _number(raw.get("completed_s"))))
+        phases.append(PhaseSpan(name, read_seconds(raw.get("began_s")),
+                                read_seconds(raw.get("completed_s"))))
     return Timeline(
         project=str(report.get("project", "")),
         run_id=str(report.get("run_id", "")),
         outcome=str(report.get("outcome", "unknown")),
         started_at=str(report.get("started_at", "")),
-        total_s=_number(report.get("total_s")),
+        total_s=read_seconds(report.get("total_s")),
         services=tuple(spans),
         phases=tuple(phases),
-        critical_path=path,
-        graph_bound_s=bound,
+        critical_path=critical_path,
+        graph_bound_s=graph_bound,
         phase_bound_s=phase_bound,
         first_start_s=min(starts) if starts else None,
+        barrier_problem=barrier_problem,
     )
+
+
+def _span(name: str, timing: Mapping[str, Any]) -> ServiceSpan:
+    return ServiceSpan(
+        name=name,
+        phase=str(timing.get("phase", "")),
+        status=str(timing.get("status", "pending")),
+        optional=bool(timing.get("optional", False)),
+        created_s=read_seconds(timing.get("created_s")),
+        started_s=read_seconds(timing.get("started_s")),
+        ready_s=read_seconds(timing.get("ready_s")),
+        error=str(timing.get("error") or ""),
+        critical=False,
+    )
+
+
+def _bounds(graph: DependencyGraph | None, order: list[str], spans: list[ServiceSpan],
+            ) -> tuple[tuple[str, ...] | None, float | None, float | None, str]:
+    """The critical path, the graph bound, the phase bound and, when phases as barriers
+    would never finish, why. Each service weighs its start-to-ready seconds (0 if it has
+    none) in both bounds; the phase bound keeps the graph's own dependencies as well, so it
+    is never below the graph bound."""
+    durations = {span.name: span.start_to_ready_s or 0.0 for span in spans}
+    phases = [[span.name for span in spans if span.phase == phase] for phase in order]
+    path: tuple[str, ...] | None = None
+    bound: float | None = None
+    if graph is not None:
+        found, length = graph.critical_path(durations)
+        path, bound = tuple(found), round(length, 3)
+    try:
+        barriers = (graph or DependencyGraph({})).phase_bound(phases, durations)
+    except ValueError as error:
+        return path, bound, None, str(error)
+    return path, bound, round(barriers, 3), ""
 
 
 def summary(timeline: Timeline) -> dict[str, Any]:
@@ -223,6 +238,7 @@ def summary(timeline: Timeline) -> dict[str, Any]:
         "first_start_s": timeline.first_start_s,
         "bound_at_s": _round(timeline.bound_at_s),
         "phase_bound_s": timeline.phase_bound_s,
+        "barrier_problem": timeline.barrier_problem or None,
         "services": {span.name: {
             "phase": span.phase,
             "status": span.status,
@@ -278,32 +294,28 @@ def _graph(raw: Any, services: list[str]) -> DependencyGraph | None:
     return graph
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def _seconds(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}s"
-
-
 def _title(timeline: Timeline) -> str:
     return (f"{timeline.project or '(no project)'} · run {timeline.run_id or '?'} · "
-            f"{timeline.outcome} · total {_seconds(timeline.total_s)}")
+            f"{timeline.outcome} · total {format_seconds(timeline.total_s)}")
 
 
 def _bounds_sentence(timeline: Timeline) -> str:
     if timeline.critical_path is None:
         graph = "no dependency graph in this report (written before ollamatopo recorded it)"
     else:
-        graph = (f"graph bound {_seconds(timeline.graph_bound_s)} from the first start "
-                 f"at {_seconds(timeline.first_start_s)}")
-    return f"{graph}; phases as barriers {_seconds(timeline.phase_bound_s)}"
+        graph = (f"graph bound {format_seconds(timeline.graph_bound_s)} from the first start "
+                 f"at {format_seconds(timeline.first_start_s)}")
+    return f"{graph}; {_barrier_sentence(timeline)}"
+
+
+def _barrier_sentence(timeline: Timeline) -> str:
+    if timeline.phase_bound_s is None:
+        return f"phases as barriers would never end ({timeline.barrier_problem})"
+    return f"phases as barriers {format_seconds(timeline.phase_bound_s)}"
 
 
 def _path_sentence(timeline: Timeline) -> str:
@@ -391,10 +403,10 @@ def _svg(timeline: Timeline, width: int) -> str:
 
     label_y = axis_y + 34
     for css, at, text, colour, dash in (
-            ("bound", timeline.bound_at_s, f"graph bound {_seconds(timeline.graph_bound_s)}",
+            ("bound", timeline.bound_at_s, f"graph bound {format_seconds(timeline.graph_bound_s)}",
              BOUND_COLOUR, "6 3"),
             ("phase-bound", timeline.phase_bound_at_s,
-             f"phases as barriers {_seconds(timeline.phase_bound_s)}", "#777777", "2 3")):
+             f"phases as barriers {format_seconds(timeline.phase_bound_s)}", "#777777", "2 3")):
         if at is None:
             continue
         anchor = "end" if x(at) > (x0 + x1) / 2 else "start"
@@ -454,10 +466,10 @@ def _svg_row(span: ServiceSpan, mid: float, x: Callable[[float], float], x0: flo
     weight = ' font-weight="bold"' if span.critical else ""
     name = ("* " if span.critical else "") + span.name
     tooltip = [f"{span.name} ({span.phase or 'no phase'}): {span.label}",
-               f"created {_seconds(span.created_s)}, started {_seconds(span.started_s)}, "
-               f"ready {_seconds(span.ready_s)}"]
+               f"created {format_seconds(span.created_s)}, "
+               f"started {format_seconds(span.started_s)}, ready {format_seconds(span.ready_s)}"]
     if span.start_to_ready_s is not None:
-        tooltip.append(f"start to ready {_seconds(span.start_to_ready_s)}")
+        tooltip.append(f"start to ready {format_seconds(span.start_to_ready_s)}")
     if span.critical:
         tooltip.append("on the critical path")
     if span.error:
@@ -495,7 +507,7 @@ def _svg_row(span: ServiceSpan, mid: float, x: Callable[[float], float], x0: flo
         after = at + 6
     if after is None and span.created_s is not None:
         after = x(run_end)
-    text = (_seconds(span.start_to_ready_s) if span.start_to_ready_s is not None
+    text = (format_seconds(span.start_to_ready_s) if span.start_to_ready_s is not None
             else span.label)
     parts.append(f'<text class="value" x="{(after if after is not None else x0) + 5:.1f}" '
                  f'y="{mid + 4:.1f}" fill="{"#b3261e" if span.status == "failed" else "#333"}"'
@@ -547,9 +559,9 @@ def render_html(timeline: Timeline, *, width: int = 960) -> str:
     """One self-contained page: the chart and a table of the figures."""
     rows = []
     for span in timeline.services:
-        cells = [span.name, span.phase, span.label, _seconds(span.created_s),
-                 _seconds(span.started_s), _seconds(span.ready_s),
-                 _seconds(span.start_to_ready_s), "yes" if span.critical else ""]
+        cells = [span.name, span.phase, span.label, format_seconds(span.created_s),
+                 format_seconds(span.started_s), format_seconds(span.ready_s),
+                 format_seconds(span.start_to_ready_s), "yes" if span.critical else ""]
         css = f' class="{span.colour_key}{" critical" if span.critical else ""}"'
         rows.append(f"<tr{css}>" + "".join(f"<td>{escape(cell)}</td>" for cell in cells)
                     + "</tr>")
@@ -635,7 +647,7 @@ def render_waterfall(timeline: Timeline, width: int = 80) -> str:
 
     lines = [_clip(_title(timeline), width)]
     ruler = [" "] * bar_w
-    start_label, end_label = "0s", _seconds(end)
+    start_label, end_label = "0s", format_seconds(end)
     ruler[:len(start_label)] = start_label
     ruler[bar_w - len(end_label):] = end_label
     if bound_col is not None and ruler[bound_col] == " ":
@@ -660,7 +672,7 @@ def render_waterfall(timeline: Timeline, width: int = 80) -> str:
             cells[column(span.ready_s)] = KEPT
         if bound_col is not None and cells[bound_col] == " ":
             cells[bound_col] = BOUND
-        value = _seconds(span.start_to_ready_s) if span.start_to_ready_s is not None else "-"
+        value = format_seconds(span.start_to_ready_s)
         line = (("* " if span.critical else "  ") + name.ljust(name_w) + " "
                 + (phase.ljust(phase_w) + " " if with_phase else "") + "".join(cells) + " "
                 + value.rjust(value_w) + " " + label)
@@ -669,14 +681,13 @@ def render_waterfall(timeline: Timeline, width: int = 80) -> str:
     if timeline.critical_path is None:
         graph = "graph bound unknown (no dependency graph in this report)"
     elif bound is None:
-        graph = f"graph bound {_seconds(timeline.graph_bound_s)} (nothing was started)"
+        graph = f"graph bound {format_seconds(timeline.graph_bound_s)} (nothing was started)"
     else:
-        graph = (f"graph bound {_seconds(timeline.graph_bound_s)} ({BOUND} at "
-                 f"{_seconds(bound)}, from the first start at "
-                 f"{_seconds(timeline.first_start_s)})")
+        graph = (f"graph bound {format_seconds(timeline.graph_bound_s)} ({BOUND} at "
+                 f"{format_seconds(bound)}, from the first start at "
+                 f"{format_seconds(timeline.first_start_s)})")
     footer = [
-        f"total {_seconds(timeline.total_s)} · phases as barriers "
-        f"{_seconds(timeline.phase_bound_s)}",
+        f"total {format_seconds(timeline.total_s)} · {_barrier_sentence(timeline)}",
         graph,
         _path_sentence(timeline) + (" (marked *)" if timeline.critical_path else ""),
         f"{CREATE_TO_START} create → start   {START_TO_READY} start → ready   "

@@ -11,7 +11,7 @@ from typing import Any
 from ollamatopo._printable import printable
 from ollamatopo.plan._loading import LoadedPlan
 from ollamatopo.plan._quantities import format_bytes
-from ollamatopo.report._recorder import format_table
+from ollamatopo.report._recorder import format_seconds, format_table
 
 
 def describe_plan(loaded: LoadedPlan, durations: Mapping[str, float]) -> dict[str, Any]:
@@ -19,7 +19,18 @@ def describe_plan(loaded: LoadedPlan, durations: Mapping[str, float]) -> dict[st
     measured = bool(durations) and all(name in durations for name in graph.nodes)
     weights = dict(durations) if measured else {}
     path, length = graph.critical_path(weights)
-    phases = [list(phase.services) for phase in plan.phases]
+    try:  # the same weights, the same graph, and the phases as barriers on top
+        barriers: float | None = graph.phase_bound(
+            [list(phase.services) for phase in plan.phases], weights)
+        barrier_problem = None
+    except ValueError as error:
+        barriers, barrier_problem = None, str(error)
+    if measured:
+        basis = "by start-to-ready seconds of the last successful run"
+    elif durations:
+        basis = "by number of services; not every service measured by a successful run yet"
+    else:
+        basis = "by number of services; no successful run recorded yet"
     services = {}
     totals: dict[str, float] = {"limit_cpus": 0.0, "limit_memory": 0, "reserved_cpus": 0.0,
                                 "reserved_memory": 0}
@@ -49,10 +60,10 @@ def describe_plan(loaded: LoadedPlan, durations: Mapping[str, float]) -> dict[st
             "services": path,
             "seconds": round(length, 3) if measured else None,
             "length": len(path),
-            "basis": "start-to-ready seconds of the last successful run" if measured
-            else "number of services (no successful run recorded yet)",
-            "phase_barrier_seconds": round(graph.phase_bound(phases, weights), 3)
-            if measured else None,
+            "basis": basis,
+            "phase_barrier_seconds": round(barriers, 3)
+            if measured and barriers is not None else None,
+            "phase_barrier_problem": barrier_problem,
         },
         "resources": totals,
     }
@@ -70,11 +81,15 @@ def format_plan(view: Mapping[str, Any]) -> str:
         optional = "  [optional]" if service["optional"] else ""
         lines.append(f"  {name} <- {after}{source}; ready: {service['ready']}{optional}")
     path = view["critical_path"]
-    seconds = f", {path['seconds']:.2f}s" if path["seconds"] is not None else ""
-    lines += ["", f"critical path ({path['basis']}{seconds}):",
+    seconds = f" {format_seconds(path['seconds'])}" if path["seconds"] is not None else ""
+    lines += ["", f"critical path{seconds} ({path['basis']}):",
               "  " + " -> ".join(path["services"])]
     if path["phase_barrier_seconds"] is not None:
-        lines.append(f"  with phases as barriers it would be {path['phase_barrier_seconds']:.2f}s")
+        lines.append("  with phases as barriers it would be "
+                     + format_seconds(path["phase_barrier_seconds"]))
+    elif path["phase_barrier_problem"]:
+        lines.append(f"  with phases as barriers it would never end: "
+                     f"{path['phase_barrier_problem']}")
     rows: list[tuple[str, ...]] = [("service", "cpu limit", "mem limit", "cpu reserved",
                                     "mem reserved")]
     for name, service in view["services"].items():

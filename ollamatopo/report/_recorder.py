@@ -8,6 +8,7 @@ started, ready, failed) become the timing table and the report.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -139,16 +140,38 @@ class RunRecorder:
     def table(self) -> str:
         rows = [("service", "phase", "action", "created", "started", "ready", "status")]
         for name, t in self.services.items():
-            rows.append((name, t.phase, t.action, _seconds(t.created_s), _seconds(t.started_s),
-                         _seconds(t.ready_s), t.status + (" (optional)" if t.optional else "")))
+            rows.append((name, t.phase, t.action, format_seconds(t.created_s),
+                         format_seconds(t.started_s), format_seconds(t.ready_s),
+                         t.status + (" (optional)" if t.optional else "")))
         for phase, (began, completed) in self.phase_spans().items():
-            rows.append((f"[phase] {phase}", "", "", _seconds(began), "", _seconds(completed), ""))
-        rows.append(("[total]", "", "", "", "", _seconds(self.total_s), self.outcome))
+            rows.append((f"[phase] {phase}", "", "", format_seconds(began), "",
+                         format_seconds(completed), ""))
+        rows.append(("[total]", "", "", "", "", format_seconds(self.total_s), self.outcome))
         return format_table(rows)
 
 
-def _seconds(value: float | None) -> str:
+# --- figures every part of report/ shares ---------------------------------------------------
+
+
+def format_seconds(value: float | None) -> str:
+    """Seconds as the tables, the charts and the waterfall print them; `-` for never."""
     return "-" if value is None else f"{value:.2f}s"
+
+
+def read_seconds(value: Any) -> float | None:
+    """A mark or a total as a report holds it: a finite number, else None (missing, or
+    not a number: a report is read as found)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def start_to_ready(started_s: float | None, ready_s: float | None) -> float | None:
+    """A service's start-to-ready seconds, the one figure the critical path, the bounds and
+    the history weigh it by; None unless this run both started it and saw it ready."""
+    if started_s is None or ready_s is None:
+        return None
+    return max(0.0, ready_s - started_s)
 
 
 def format_table(rows: Sequence[tuple[str, ...]]) -> str:
@@ -216,10 +239,10 @@ def latest_durations(state_dir: Path, project: str,
         if not isinstance(data, dict) or data.get("outcome") != "succeeded":
             continue
         for name, timing in (data.get("services") or {}).items():
-            began, ready = timing.get("started_s"), timing.get("ready_s")
-            if name not in durations and isinstance(began, int | float) \
-                    and isinstance(ready, int | float):
-                durations[name] = max(0.0, ready - began)
+            took = start_to_ready(read_seconds(timing.get("started_s")),
+                                  read_seconds(timing.get("ready_s")))
+            if name not in durations and took is not None:
+                durations[name] = took
     return durations
 
 

@@ -8,6 +8,8 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ollamatopo.report._gantt import (
     CREATE_TO_START,
@@ -146,6 +148,108 @@ def test_a_report_without_a_graph_has_no_critical_path_but_still_renders() -> No
     text = render_waterfall(timeline, 80)
     assert "graph bound unknown" in text
     assert "<svg" in render_html(timeline)
+
+
+def test_one_phase_as_a_barrier_is_the_graph_bound() -> None:
+    """The report's own example, all in one phase: the barrier holds nobody back, and the
+    chains within the phase still cost what they cost (it read 2.0, worker alone)."""
+    data = report()
+    for timing_ in data["services"].values():
+        timing_["phase"] = "all"
+    data["phase_order"] = ["all"]
+    timeline = analyse(data)
+    assert timeline.graph_bound_s == pytest.approx(6.0)
+    assert timeline.phase_bound_s == pytest.approx(6.0)
+
+
+def test_barriers_keep_the_dependencies_within_a_phase() -> None:
+    data = report()
+    data["services"]["node"]["phase"] = "foundation"  # db, then node, in one phase
+    timeline = analyse(data)
+    # foundation: db 1.0 then node 2.0 (was: node alone, 2.0); edge: worker 5.0
+    assert timeline.phase_bound_s == pytest.approx(8.0)
+    assert timeline.phase_bound_s >= timeline.graph_bound_s  # type: ignore[operator]
+
+
+# The demo's services as one run measured them (start, ready), and its graph.
+DEMO = {"postgres": (0.742, 3.916), "redis": (0.741, 0.885), "minio": (0.66, 0.727),
+        "ollama-node-1": (4.177, 4.374), "prometheus": (1.814, 2.03),
+        "ollama-node-2": (5.153, 5.531), "ollama-node-3": (5.102, 5.517),
+        "load-balancer": (5.191, 5.315), "grafana": (2.181, 2.193), "jaeger": (1.713, 1.774)}
+DEMO_GRAPH = {"postgres": {}, "redis": {}, "minio": {},
+              "ollama-node-1": {"postgres": "healthy", "redis": "healthy", "minio": "healthy"},
+              "prometheus": {}, "ollama-node-2": {"ollama-node-1": "started"},
+              "ollama-node-3": {"ollama-node-1": "started"},
+              "load-balancer": {"ollama-node-1": "started"},
+              "grafana": {"prometheus": "started"}, "jaeger": {}}
+DEMO_PHASES = {"foundation": ["postgres", "redis", "minio"],
+               "core": ["ollama-node-1", "prometheus"],
+               "workers": ["ollama-node-2", "ollama-node-3"],
+               "edge": ["load-balancer", "grafana", "jaeger"]}
+
+
+def demo_report(phases: dict[str, list[str]]) -> dict[str, Any]:
+    phase_of = {name: phase for phase, names in phases.items() for name in names}
+    return report(total_s=5.765, dependencies=DEMO_GRAPH, phase_order=list(phases), phases={},
+                  services={name: timing(phase_of[name], began - 0.1, began, ready)
+                            for name, (began, ready) in DEMO.items()})
+
+
+def test_the_demo_with_phases_and_in_one_phase() -> None:
+    phased = analyse(demo_report(DEMO_PHASES))
+    assert phased.critical_path == ("postgres", "ollama-node-1", "ollama-node-3")
+    assert phased.graph_bound_s == pytest.approx(3.589)
+    # foundation 3.174 (postgres), core 0.216, workers 0.415, edge 0.124
+    assert phased.phase_bound_s == pytest.approx(3.929)
+    single = analyse(demo_report({"all": list(DEMO)}))
+    assert single.graph_bound_s == pytest.approx(3.589)
+    assert single.phase_bound_s == pytest.approx(3.589)  # was 3.174: postgres alone
+
+
+def test_a_service_waiting_for_a_later_phase_never_passes_the_barriers() -> None:
+    data = report()
+    data["dependencies"]["node"] = {"db": "healthy"}
+    data["dependencies"]["cache"] = {"lb": "started"}  # foundation waits for edge
+    timeline = analyse(data)
+    assert timeline.phase_bound_s is None and timeline.phase_bound_at_s is None
+    assert timeline.barrier_problem == "cache waits for lb, which is in a later phase"
+    assert summary(timeline)["phase_bound_s"] is None
+    assert summary(timeline)["barrier_problem"] == timeline.barrier_problem
+    text = " ".join(render_waterfall(timeline, 100).split())
+    assert "phases as barriers would never end (cache waits for lb, which is in a later phase)" \
+        in text
+    root = ET.fromstring(render_svg(timeline))
+    assert root.findall(f".//{SVG}line[@class='phase-bound']") == []
+
+
+@st.composite
+def phased_reports(draw: st.DrawFn) -> dict[str, Any]:
+    """A run report of a random acyclic graph, phases that respect it, random marks."""
+    count = draw(st.integers(1, 8))
+    names = [f"s{i}" for i in range(count)]
+    graph: dict[str, dict[str, str]] = {}
+    rank: dict[str, int] = {}
+    for name in names:
+        chosen = draw(st.lists(st.sampled_from(sorted(graph)), unique=True)) if graph else []
+        graph[name] = {dep: draw(st.sampled_from(["healthy", "started"])) for dep in chosen}
+        rank[name] = max([draw(st.integers(0, 3)), *(rank[dep] for dep in chosen)])
+    marks = st.one_of(st.none(), st.floats(0, 20, allow_nan=False))
+    services = {name: timing(f"p{rank[name]}", None, draw(marks), draw(marks))
+                for name in names}
+    return report(services=services, dependencies=graph, phases={},
+                  phase_order=[f"p{index}" for index in range(max(rank.values()) + 1)])
+
+
+@given(phased_reports())
+@settings(max_examples=200, deadline=None)
+def test_phases_as_barriers_never_beat_the_graph_bound(data: dict[str, Any]) -> None:
+    timeline = analyse(data)
+    assert timeline.graph_bound_s is not None and timeline.phase_bound_s is not None
+    assert timeline.phase_bound_s >= timeline.graph_bound_s
+    for timing_ in data["services"].values():
+        timing_["phase"] = "p0"
+    single = analyse(data)
+    assert single.phase_bound_s == single.graph_bound_s
 
 
 @pytest.mark.parametrize(("data", "message"), [
