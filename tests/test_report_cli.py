@@ -152,7 +152,7 @@ def test_report_on_a_project_with_no_runs_says_so(tmp_path: Path) -> None:
     assert result.code == 2
     assert "no run reports for project 'never-run' in " in result.stderr
     assert str(tmp_path / "state" / "never-run" / "runs") in result.stderr
-    assert "python -m ollamatopo up" in result.stderr
+    assert "`ollamatopo up` first" in result.stderr
     assert "Traceback" not in result.stderr
 
 

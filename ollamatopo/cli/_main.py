@@ -22,7 +22,6 @@ from ollamatopo._errors import (
     EXIT_OK,
     EXIT_SERVICE_FAILED,
     OllamatopoError,
-    ReportNotFound,
     ReportUnreadable,
     UsageError,
 )
@@ -394,11 +393,12 @@ def command_plan(arguments: argparse.Namespace, settings: Settings) -> int:
 def command_report(arguments: argparse.Namespace, settings: Settings) -> int:
     import shutil
 
+    from ollamatopo.app._reports import find_report, read_report
     from ollamatopo.report._gantt import analyse, render_html, render_svg, render_waterfall, summary
 
-    path = _find_report(arguments.run, settings)
+    path = find_report(arguments.run, settings)
     try:
-        timeline = analyse(_read_report(path))
+        timeline = analyse(read_report(path))
     except ValueError as error:
         raise ReportUnreadable(f"{path} is not an ollamatopo run report: {error}") from None
     to = sys.stderr if arguments.json else sys.stdout
@@ -412,73 +412,6 @@ def command_report(arguments: argparse.Namespace, settings: Settings) -> int:
     elif arguments.svg is None and arguments.html is None:
         print(render_waterfall(timeline, shutil.get_terminal_size().columns))
     return EXIT_OK
-
-
-def _find_report(run: str | None, settings: Settings) -> Path:
-    """The report file RUN names: a path, or a run id (or unique prefix) of the project."""
-    from ollamatopo.report._recorder import runs_dir
-
-    if run is not None and (run.endswith(".json") or "/" in run or Path(run).is_file()):
-        path = Path(run)
-        if not path.is_file():
-            raise ReportNotFound(f"no report file {path}: pass an existing JSON report, or a "
-                                 "run id of the plan's project")
-        return path
-    project = _report_project(settings)
-    folder = runs_dir(settings.state_dir, project)
-    try:
-        reports = sorted(folder.glob("*.json"), key=lambda p: (p.name[:15], p.stat().st_mtime))
-    except OSError:
-        reports = []
-    if not reports:
-        raise ReportNotFound(f"no run reports for project {project!r} in {folder}: bring it up "
-                             "with `python -m ollamatopo up` first, or pass a report file "
-                             "(check --plan, --project and OLLAMATOPO_STATE_DIR)")
-    if run is None:
-        return reports[-1]
-    exact = [p for p in reports if _run_id(p) == run]
-    matches = exact or [p for p in reports if _run_id(p).startswith(run)
-                        or p.stem.startswith(run)]
-    if not matches:
-        newest = ", ".join(_run_id(p) for p in reversed(reports[-3:]))
-        raise ReportNotFound(f"no run of project {project!r} matches {run!r} in {folder} "
-                             f"({len(reports)} report{'s' if len(reports) != 1 else ''}, newest: "
-                             f"{newest}): pass a run id, a unique prefix of one, or a report "
-                             "file")
-    if len(matches) > 1:
-        listed = ", ".join(_run_id(p) for p in matches[:6]) + (", ..." if len(matches) > 6
-                                                                 else "")
-        raise ReportNotFound(f"{run!r} matches {len(matches)} runs of project {project!r} in "
-                             f"{folder} ({listed}): give more characters of the run id")
-    return matches[0]
-
-
-def _run_id(path: Path) -> str:
-    """Report files are named `<UTC time>-<run id>.json`."""
-    return path.stem.rsplit("-", 1)[-1]
-
-
-def _report_project(settings: Settings) -> str:
-    """The project whose runs to look at: --project, else the plan's (read as `down` does,
-    and loaded in full only when its name needs variables)."""
-    from ollamatopo.app._up import load
-    from ollamatopo.plan._loading import read_project_name
-
-    return settings.project or read_project_name(settings.plan) or load(settings).plan.project
-
-
-def _read_report(path: Path) -> Any:
-    """One report file as JSON; every way it can fail says which file and why."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "it is not UTF-8 text"
-        raise ReportUnreadable(f"cannot read the run report {path}: {reason}") from None
-    try:
-        return json.loads(text)
-    except ValueError as error:
-        raise ReportUnreadable(f"the run report {path} is not valid JSON ({error}): pass "
-                               "another run, or remove the file") from None
 
 
 def _write_text(path: Path, text: str, kind: str) -> None:
