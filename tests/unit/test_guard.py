@@ -13,6 +13,8 @@ from typing import Any
 import anyio
 import pytest
 
+from ollamatopo._errors import EngineError
+from ollamatopo.daemon import _supervisor
 from ollamatopo.daemon._supervisor import (
     ENGINE_NEVER_RESTARTS,
     CrashLoopBackoff,
@@ -129,6 +131,7 @@ class FakeEngine(Changes):
         self.containers = containers
         self.calls: list[tuple[str, str]] = []
         self.policies: list[tuple[str, dict[str, Any]]] = []
+        self.refused_starts = 0  # the next starts the engine refuses
 
     def count(self, verb: str, container_id: str) -> int:
         return self.calls.count((verb, container_id))
@@ -143,6 +146,10 @@ class FakeEngine(Changes):
         return ContainerState(container_id, status, container.exit_code, False, "", None)
 
     async def start(self, container_id: str) -> None:
+        if self.refused_starts:
+            self.refused_starts -= 1
+            self._record("refused start", container_id)
+            raise EngineError("driver failed programming external connectivity")
         container = self.containers[container_id]
         container.running = True
         if container.ready_after_start is not None:
@@ -381,3 +388,19 @@ async def test_supervision_owns_the_restarts_and_gives_the_policies_back_when_it
                                      ("web", ENGINE_NEVER_RESTARTS)]
     assert s.engine.policies[2:] == [("api", restart_policy("on-failure:5")),
                                      ("web", restart_policy("always"))]
+
+
+async def test_a_start_the_engine_refuses_is_tried_again_after_the_backoff(
+        supervised: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_supervisor, "DEATH_NEWS_S", 0.01)  # no death news will come
+    async with supervised({"api": {"restart": "always"}},
+                          {"api": Container(running=False, exit_code=1)}) as s:
+        s.engine.refused_starts = 1
+        await s.events.until_seen("service healthy")
+    [failed] = s.events.of("restart failed")
+    assert "external connectivity" in failed["error"]
+    assert [f["reason"] for f in s.events.of("service unhealthy")] == [
+        "found stopped", "not ready after restart"]
+    assert s.events.of("service unhealthy")[1]["error"] == "container is exited"
+    assert [verb for verb, _ in s.engine.calls if verb != "exec"] == ["refused start", "start"]
+    assert s.events.of("service healthy")[0]["restarts"] == 2
