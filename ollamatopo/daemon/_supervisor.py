@@ -191,6 +191,10 @@ class _Guard:
             state = await supervisor.engine.inspect(self.container_id)
             if exit_code is None and state.running:  # alive but not ready: restart it
                 await supervisor.engine.stop(self.container_id)
+                # The engine reports this stop's death through the event stream, after the
+                # stop's answer: wait for it here, or it would pass for the next one.
+                with anyio.move_on_after(DEATH_NEWS_S):
+                    await supervisor.watch.wait_exit(self.container_id)
                 state = await supervisor.engine.inspect(self.container_id)
             if not state.running:
                 supervisor.watch.forget(self.container_id)

@@ -404,3 +404,30 @@ async def test_a_start_the_engine_refuses_is_tried_again_after_the_backoff(
     assert s.events.of("service unhealthy")[1]["error"] == "container is exited"
     assert [verb for verb, _ in s.engine.calls if verb != "exec"] == ["refused start", "start"]
     assert s.events.of("service healthy")[0]["restarts"] == 2
+
+
+async def test_the_guards_own_stop_is_not_taken_for_a_new_death(
+        supervised: Callable[..., Any]) -> None:
+    """The engine's `die` for the guard's own stop comes through the event thread, after the
+    stop's answer; arriving after the restart, it used to count as a second death (found
+    by these tests): a second restart, a doubled backoff, the balancers told it was down."""
+    container = Container(running=True, ready=False, ready_after_start=True)
+    options = replace(FAST, liveness_interval_s=0.01, failure_threshold=1)
+    async with supervised({"api": {"restart": "always"}}, {"api": container}, options) as s, \
+            anyio.create_task_group() as late:
+        plain_stop = s.engine.stop
+
+        async def stop_with_late_news(container_id: str, timeout: float | None = None) -> None:
+            await plain_stop(container_id, timeout)
+
+            async def news() -> None:
+                await anyio.sleep(0.02)
+                s.watch.dispatch(ContainerEvent(container_id, "die", 143, None))
+
+            late.start_soon(news)
+
+        s.engine.stop = stop_with_late_news  # type: ignore[method-assign]
+        await s.events.until_seen("service healthy")
+        await anyio.sleep(0.1)  # time for a late death to be (mis)taken
+    assert len(s.events.of("service restarting")) == 1
+    assert [e["reason"] for e in s.events.of("service unhealthy")] == ["not ready"]
