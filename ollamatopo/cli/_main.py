@@ -117,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
                                     "resources")
     plan.add_argument("--json", action="store_true", help="print JSON")
 
+    commands.add_parser(
+        "config", parents=[common],
+        help="print the resolved plan as a Compose file (like `docker compose config`)",
+        description="The plan with variables replaced, env files read and every dependency "
+                    "spelled out, as a Compose Specification file with ollamatopo's additions "
+                    "under x-ollamatopo. Run on a plan in ollamatopo's own dialect, it is the "
+                    "converter to the compose form.")
+
     daemon = commands.add_parser(
         "daemon", parents=[common], help="talk to the project's daemon (up --supervise)",
         description="stop: end the daemon as SIGTERM does (the containers are left running, "
@@ -372,6 +380,20 @@ def command_status(arguments: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def command_config(arguments: argparse.Namespace, settings: Settings) -> int:
+    import yaml
+
+    from ollamatopo.app._up import load
+    from ollamatopo.plan._compose_out import to_compose
+    from ollamatopo.plan._secrets import redactor
+
+    loaded = load(settings)
+    # Secret values are replaced in the document, so the YAML stays valid ('***' quoted).
+    document = redactor.tree(to_compose(loaded.declared or loaded.plan, loaded.path.parent))
+    print(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), end="")
+    return EXIT_OK
+
+
 def command_daemon(arguments: argparse.Namespace, settings: Settings) -> int:
     raise UsageError("no daemon supervises this project (or its socket cannot be reached): "
                      "start one with `up --supervise`; check --plan, --project and "
@@ -431,6 +453,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "plan": command_plan,
     "report": command_report,
     "daemon": command_daemon,
+    "config": command_config,
 }
 
 __all__ = ["EXIT_INVALID", "build_parser", "main"]

@@ -22,6 +22,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ollamatopo._errors import PlanError, PlanProblem, UsageError
+from ollamatopo.plan._compose import (
+    EXTENSION,
+    compose_lines,
+    from_compose,
+    is_compose,
+    normalize_project_name,
+)
 from ollamatopo.plan._graph import DependencyGraph
 from ollamatopo.plan._interpolate import interpolate, parse_dotenv
 from ollamatopo.plan._model import (
@@ -62,6 +69,7 @@ class LoadedPlan:
     warnings: tuple[str, ...] = field(default=())
     templates: Mapping[str, str] = field(default_factory=dict)  # load balancer -> template
     secrets: frozenset[str] = frozenset()  # values no output may show (see _secrets)
+    declared: Plan | None = None  # as written: replicas not yet expanded (for `config`)
 
 
 def load_plan(path: Path, environ: Mapping[str, str] | None = None,
@@ -75,7 +83,8 @@ def load_plan(path: Path, environ: Mapping[str, str] | None = None,
     warnings: list[str] = []
     variables = _environment(path, os.environ if environ is None else environ, warnings)
 
-    tree = _strip_extensions(tree)
+    compose = is_compose(tree)
+    tree = _strip_extensions(tree, keep=EXTENSION if compose else None)
     result = interpolate(tree, variables, max_chars=MAX_EXPANDED_CHARS)
     if result.too_large is not None:
         raise PlanError(source, [PlanProblem(
@@ -103,13 +112,24 @@ def load_plan(path: Path, environ: Mapping[str, str] | None = None,
         else:
             warnings.append(f"{where_used}: variable {name} is not set, using an empty string")
     tree = result.value
-    if isinstance(tree, dict) and project:
+    translated: list[PlanProblem] = []
+    if compose:
+        translation = from_compose(tree, _compose_project(path, project, environ, tree))
+        tree, translated = translation.tree, translation.problems
+        warnings.extend(translation.warnings)
+        lines.update(compose_lines(lines, translation.sources))
+    elif isinstance(tree, dict) and project:
         tree = {**tree, "project": project}
 
     hide = Redactor(_written_secrets(tree, variables, result.used))
     try:
-        plan, declared, graph, templates = _validated(tree, path, lines, variables, replicas,
-                                                      warnings)
+        try:
+            plan, declared, graph, templates = _validated(tree, path, lines, variables,
+                                                          replicas, warnings)
+        except PlanError as error:  # every problem at once: the compose file's first
+            raise _located(source, [*translated, *error.problems], lines) from None
+        if translated:
+            raise _located(source, translated, lines)
     except PlanError as error:
         if not hide:
             raise
@@ -119,7 +139,7 @@ def load_plan(path: Path, environ: Mapping[str, str] | None = None,
     warnings.extend(risky_settings(declared, path.parent, secrets))
     hide.add(secrets)
     return LoadedPlan(plan, path, graph, tuple(hide.text(text) for text in warnings), templates,
-                      frozenset(secrets))
+                      frozenset(secrets), declared)
 
 
 class _Validated(NamedTuple):
@@ -267,12 +287,16 @@ def _long_replica_names(plan: Plan, replicas: Mapping[str, int]) -> list[PlanPro
 
 
 def read_project_name(path: Path) -> str | None:
-    """The plan's `project:` as written, without interpolation or validation (for `down`)."""
+    """The plan's project as written, without interpolation or validation (for `down`):
+    `project:`, or for a compose file its name by compose's rules."""
     try:
         tree, _ = _read_yaml(path)
     except PlanError:
         return None
-    value = tree.get("project") if isinstance(tree, dict) else None
+    if is_compose(tree):
+        value: object = _compose_project(path, None, None, tree)
+    else:
+        value = tree.get("project") if isinstance(tree, dict) else None
     return value if isinstance(value, str) and "$" not in value else None
 
 
@@ -470,17 +494,32 @@ def _line_index(root: yaml.Node | None, source: str,
     return lines
 
 
-def _strip_extensions(tree: dict[str, Any]) -> dict[str, Any]:
-    """Compose's `x-` extension fields hold anchors for reuse; they are not part of the plan."""
-    cleaned = {key: value for key, value in tree.items() if not str(key).startswith("x-")}
+def _strip_extensions(tree: dict[str, Any], keep: str | None = None) -> dict[str, Any]:
+    """Compose's `x-` extension fields hold anchors for reuse; they are not part of the plan
+    (but `keep`, ollamatopo's own in a compose file)."""
+
+    def dropped(key: object) -> bool:
+        return str(key).startswith("x-") and key != keep
+
+    cleaned = {key: value for key, value in tree.items() if not dropped(key)}
     services = cleaned.get("services")
     if isinstance(services, dict):
         cleaned["services"] = {
-            name: {k: v for k, v in spec.items() if not str(k).startswith("x-")}
+            name: {k: v for k, v in spec.items() if not dropped(k)}
             if isinstance(spec, dict) else spec
             for name, spec in services.items()
         }
     return cleaned
+
+
+def _compose_project(path: Path, project: str | None, environ: Mapping[str, str] | None,
+                     tree: dict[str, Any]) -> str:
+    """Compose's order: -p (OLLAMATOPO_PROJECT), COMPOSE_PROJECT_NAME, `name:`, the folder."""
+    environment = os.environ if environ is None else environ
+    chosen = project or environment.get("COMPOSE_PROJECT_NAME") or tree.get("name")
+    if isinstance(chosen, str) and chosen:
+        return chosen
+    return normalize_project_name(path.resolve().parent.name)
 
 
 # --- files ----------------------------------------------------------------------------------

@@ -1,0 +1,435 @@
+"""A Compose Specification file as a plan (the first part of the compose issue).
+
+A file without ollamatopo's own `project:` key is read as a compose file: compose's keys
+are mapped onto the plan model, and ollamatopo's additions live under one extension key,
+`x-ollamatopo` (compose ignores every `x-` key): at the top `phases`, in a service `ready`,
+`optional`, `load_balance` and `secrets`. One key rather than several keeps the file's
+compose part exactly compose's, and `docker compose config` the referee of what it means.
+
+Compose v2 (compose-go's loader) is the reference for what a key means:
+- the project name is `name:`, else `-p`/OLLAMATOPO_PROJECT, else COMPOSE_PROJECT_NAME,
+  else the file's folder, normalized as compose normalizes it (lower case; only a-z, 0-9,
+  `_` and `-`; no leading `_` or `-`);
+- `depends_on` as a list means `condition: service_started`; the long form's
+  `service_healthy` waits for ollamatopo's readiness probe;
+- a `healthcheck` becomes that probe: its `test` run in the container by ollamatopo, at
+  ollamatopo's cadence, within `start_period + interval x retries` (compose's defaults:
+  30 s, 3 retries, no start period) unless `x-ollamatopo.ready` says otherwise;
+- without `x-ollamatopo.phases` the graph is `depends_on` alone.
+
+A key of the specification that ollamatopo does not carry out yet is a problem naming it
+("not supported yet"), never silently dropped; a key the specification does not have is
+an unknown key. Pure: a tree in, a tree and problems out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ollamatopo._errors import PlanProblem
+from ollamatopo.plan._quantities import parse_duration
+
+EXTENSION = "x-ollamatopo"
+SINGLE_PHASE = "services"
+
+TOP_LEVEL = {"version", "name", "include", "services", "networks", "volumes", "secrets",
+             "configs"}
+TOP_LEVEL_NOT_YET = {"include", "secrets", "configs"}
+# The specification's service keys (compose-spec's schema), and which of them mean the
+# same in the plan model.
+SERVICE_KEYS = {
+    "annotations", "attach", "blkio_config", "build", "cap_add", "cap_drop", "cgroup",
+    "cgroup_parent", "command", "configs", "container_name", "cpu_count", "cpu_percent",
+    "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime", "cpu_shares", "cpus",
+    "cpuset", "credential_spec", "depends_on", "deploy", "develop", "device_cgroup_rules",
+    "devices", "dns", "dns_opt", "dns_search", "domainname", "driver_opts", "entrypoint",
+    "env_file", "environment", "expose", "extends", "external_links", "extra_hosts", "gpus",
+    "group_add", "healthcheck", "hostname", "image", "init", "ipc", "isolation", "label_file",
+    "labels", "links", "logging", "mac_address", "mem_limit", "mem_reservation",
+    "mem_swappiness", "memswap_limit", "network_mode", "networks", "oom_kill_disable",
+    "oom_score_adj", "pid", "pids_limit", "platform", "ports", "post_start", "pre_stop",
+    "privileged", "profiles", "pull_policy", "read_only", "restart", "runtime", "scale",
+    "secrets", "security_opt", "shm_size", "stdin_open", "stop_grace_period", "stop_signal",
+    "storage_opt", "sysctls", "tmpfs", "tty", "ulimits", "use_api_socket", "user",
+    "userns_mode", "uts", "volumes", "volumes_from", "working_dir"}
+SAME = {"image", "command", "entrypoint", "environment", "hostname", "user", "working_dir",
+        "labels", "restart", "cap_add", "cap_drop", "security_opt", "read_only", "init",
+        "stop_grace_period"}
+TRANSLATED = {"depends_on", "healthcheck", "deploy", "ports", "volumes", "networks",
+              "env_file", "extra_hosts", "tmpfs"}
+EXTENSION_KEYS = {"ready", "optional", "load_balance", "secrets"}
+NETWORK_KEYS = {"driver", "driver_opts", "ipam", "external", "internal", "attachable",
+                "enable_ipv4", "enable_ipv6", "labels", "name"}
+VOLUME_KEYS = {"driver", "driver_opts", "external", "labels", "name"}
+CONDITIONS = {"service_started": "started", "service_healthy": "healthy"}
+# Compose's healthcheck defaults (compose-go, Docker's own).
+HEALTH_INTERVAL_S, HEALTH_RETRIES = 30.0, 3
+
+
+@dataclass
+class Translation:
+    """The plan's tree, what could not be taken, and where each plan key came from."""
+
+    tree: dict[str, Any]
+    problems: list[PlanProblem] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)  # plan path -> compose path
+
+
+def is_compose(tree: object) -> bool:
+    """A compose file, not one of ollamatopo's own dialect (which has `project:`)."""
+    return isinstance(tree, dict) and "project" not in tree and "services" in tree
+
+
+def normalize_project_name(text: str) -> str:
+    """compose-go's rule: lower case, only a-z 0-9 _ -, no leading _ or -."""
+    return "".join(re.findall(r"[a-z0-9_-]", text.lower())).lstrip("_-")
+
+
+def from_compose(tree: dict[str, Any], project: str) -> Translation:
+    """The plan tree of a compose tree (interpolated already); `project` is the name to
+    use when the file has no `name:`."""
+    out = Translation({"project": tree.get("name") or project})
+    for key in tree:
+        if str(key).startswith("x-"):
+            continue
+        if key not in TOP_LEVEL:
+            out.problems.append(PlanProblem(str(key), "unknown key: the Compose "
+                                            "Specification has no such top-level key"))
+        elif key in TOP_LEVEL_NOT_YET:
+            _not_yet(out, str(key))
+    if "version" in tree:
+        out.warnings.append("version: the Compose Specification made it obsolete; it is "
+                            "ignored (compose v2 ignores it too): remove it")
+    extension = _mapping(tree.get(EXTENSION))
+    services = _mapping(tree.get("services"))
+    out.tree["services"] = {name: _service(out, str(name), spec, bool(extension.get("phases")))
+                            for name, spec in services.items()}
+    out.tree["networks"] = {name: _network(out, str(name), spec)
+                            for name, spec in _mapping(tree.get("networks")).items()}
+    out.tree["volumes"] = {name: _volume(out, str(name), spec)
+                           for name, spec in _mapping(tree.get("volumes")).items()}
+    if extension.get("phases") is not None:
+        out.tree["phases"] = extension["phases"]
+        out.sources["phases"] = f"{EXTENSION}.phases"
+    else:
+        out.tree["phases"] = [{"name": SINGLE_PHASE, "services": list(services)}]
+    for key in extension:
+        if key != "phases":
+            out.problems.append(PlanProblem(f"{EXTENSION}.{key}", "unknown key: "
+                                            f"{EXTENSION} takes phases"))
+    return out
+
+
+def _mapping(value: object) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _not_yet(out: Translation, path: str) -> None:
+    out.problems.append(PlanProblem(path, "not supported yet: ollamatopo does not carry this "
+                                          "out yet (docs/compose.md lists what it does)"))
+
+
+# --- services -------------------------------------------------------------------------------
+
+
+def _service(out: Translation, name: str, spec: object, phased: bool) -> object:
+    if not isinstance(spec, dict):
+        return spec  # the model says what is wrong with it
+    at = f"services.{name}"
+    service: dict[str, Any] = {}
+    for key, value in spec.items():
+        key = str(key)
+        if key.startswith("x-") and key != EXTENSION:
+            continue
+        if key in SAME:
+            service[key] = value
+        elif key == EXTENSION or key in TRANSLATED:
+            continue
+        elif key in SERVICE_KEYS:
+            _not_yet(out, f"{at}.{key}")
+        else:
+            out.problems.append(PlanProblem(f"{at}.{key}", "unknown key: the Compose "
+                                            "Specification has no such service key"))
+    _ports(out, at, spec, service)
+    _volumes(out, at, spec, service)
+    _networks(out, at, spec, service)
+    _simple_lists(at, spec, service)
+    _deploy(out, at, spec.get("deploy"), service)
+    dependencies = _depends_on(out, at, spec.get("depends_on"))
+    if dependencies is not None or not phased:
+        service["after"] = dependencies or {}
+        out.sources[f"{at}.after"] = f"{at}.depends_on"
+    _healthcheck(out, at, spec.get("healthcheck"), service)
+    _extension(out, at, spec.get(EXTENSION), service)
+    return service
+
+
+def _simple_lists(at: str, spec: dict[str, Any], service: dict[str, Any]) -> None:
+    """env_file (short and long form), extra_hosts (list or map), tmpfs (string or list)."""
+    files = spec.get("env_file")
+    if files is not None:
+        files = files if isinstance(files, list) else [files]
+        service["env_file"] = [item.get("path") if isinstance(item, dict) else item
+                               for item in files]
+    hosts = spec.get("extra_hosts")
+    if isinstance(hosts, dict):
+        hosts = [f"{host}:{address}" for host, address in hosts.items()]
+    if hosts is not None:
+        service["extra_hosts"] = hosts
+    if "tmpfs" in spec:
+        service["tmpfs"] = spec["tmpfs"]
+
+
+def _ports(out: Translation, at: str, spec: dict[str, Any], service: dict[str, Any]) -> None:
+    """The long syntax written in the short one the model reads."""
+    ports = spec.get("ports")
+    if not isinstance(ports, list):
+        if ports is not None:
+            service["ports"] = ports
+        return
+    written: list[object] = []
+    for index, port in enumerate(ports):
+        if not isinstance(port, dict):
+            written.append(port)
+            continue
+        if "-" in str(port.get("published", "")) or port.get("mode", "ingress") != "ingress":
+            _not_yet(out, f"{at}.ports[{index}]")
+            continue
+        target, published, address = port.get("target"), port.get("published"), \
+            port.get("host_ip")
+        text = (f"{address}:{published or ''}:{target}" if address
+                else f"{published}:{target}" if published else f"{target}")
+        written.append(f"{text}/{port.get('protocol', 'tcp')}")
+    service["ports"] = written
+
+
+def _volumes(out: Translation, at: str, spec: dict[str, Any],
+             service: dict[str, Any]) -> None:
+    mounts = spec.get("volumes")
+    if not isinstance(mounts, list):
+        if mounts is not None:
+            service["volumes"] = mounts
+        return
+    written: list[object] = []
+    for index, mount in enumerate(mounts):
+        if not isinstance(mount, dict):
+            written.append(mount)
+        elif mount.get("type") == "tmpfs" and mount.get("target"):
+            service.setdefault("tmpfs", []).append(mount["target"])
+        elif mount.get("type", "volume") in ("volume", "bind") and mount.get("source") \
+                and set(mount) <= {"type", "source", "target", "read_only"}:
+            written.append(f"{mount['source']}:{mount.get('target')}"
+                           + (":ro" if mount.get("read_only") else ""))
+        else:
+            _not_yet(out, f"{at}.volumes[{index}]")
+    service["volumes"] = written
+
+
+def _networks(out: Translation, at: str, spec: dict[str, Any],
+              service: dict[str, Any]) -> None:
+    networks = spec.get("networks")
+    if not isinstance(networks, dict):
+        if networks is not None:
+            service["networks"] = networks
+        return
+    kept: dict[Any, Any] = {}
+    for name, attachment in networks.items():
+        extra = set(_mapping(attachment)) - {"aliases", "ipv4_address"}
+        for key in sorted(extra):
+            _not_yet(out, f"{at}.networks.{name}.{key}")
+        kept[name] = {key: value for key, value in _mapping(attachment).items()
+                      if key not in extra}
+    service["networks"] = kept
+
+
+def _deploy(out: Translation, at: str, deploy: object, service: dict[str, Any]) -> None:
+    if deploy is None:
+        return
+    if not isinstance(deploy, dict):
+        service["deploy"] = deploy
+        return
+    for key in deploy:
+        if key not in ("replicas", "resources"):
+            _not_yet(out, f"{at}.deploy.{key}")
+    if "replicas" in deploy:
+        service["replicas"] = deploy["replicas"]
+        out.sources[f"{at}.replicas"] = f"{at}.deploy.replicas"
+    resources = deploy.get("resources")
+    if isinstance(resources, dict):
+        kept = {}
+        for kind in ("limits", "reservations"):
+            amounts = _mapping(resources.get(kind))
+            for key in amounts:
+                if key not in ("cpus", "memory"):
+                    _not_yet(out, f"{at}.deploy.resources.{kind}.{key}")
+            kept[kind] = {k: v for k, v in amounts.items() if k in ("cpus", "memory")}
+        for key in resources:
+            if key not in ("limits", "reservations"):
+                _not_yet(out, f"{at}.deploy.resources.{key}")
+        service["deploy"] = {"resources": kept}
+
+
+def _depends_on(out: Translation, at: str, value: object) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return {str(name): "started" for name in value}
+    if not isinstance(value, dict):
+        out.problems.append(PlanProblem(f"{at}.depends_on", "expected a list of services or a "
+                                        "map of service to {condition: ...}"))
+        return {}
+    dependencies = {}
+    for name, options in value.items():
+        where = f"{at}.depends_on.{name}"
+        options = _mapping(options)
+        condition = options.get("condition", "service_started")
+        if condition not in CONDITIONS:
+            if condition == "service_completed_successfully":
+                _not_yet(out, f"{where}.condition")
+            else:
+                out.problems.append(PlanProblem(f"{where}.condition", f"{condition!r} is not a "
+                                                "condition: use service_started, "
+                                                "service_healthy or "
+                                                "service_completed_successfully"))
+            continue
+        if options.get("restart"):
+            out.warnings.append(f"{where}.restart: not carried out yet; the daemon re-probes "
+                                "a dependent when its dependency is back, and restarts it "
+                                "only if it fails")
+        if options.get("required") is False:
+            out.warnings.append(f"{where}.required: false is not carried out yet; the "
+                                "dependency is required")
+        dependencies[str(name)] = CONDITIONS[condition]
+    return dependencies
+
+
+def _healthcheck(out: Translation, at: str, check: object, service: dict[str, Any]) -> None:
+    """The healthcheck's test as ollamatopo's own exec probe; its deadline from compose's
+    numbers. Without one, a service is ready once it runs (as compose's service_started)."""
+    if check is None:
+        return
+    where = f"{at}.healthcheck"
+    if not isinstance(check, dict):
+        out.problems.append(PlanProblem(where, "expected a mapping with test, interval, "
+                                               "timeout, retries, start_period"))
+        return
+    for key in set(check) - {"test", "interval", "timeout", "retries", "start_period",
+                             "start_interval", "disable"}:
+        out.problems.append(PlanProblem(f"{where}.{key}", "unknown key: a healthcheck takes "
+                                        "test, interval, timeout, retries, start_period, "
+                                        "start_interval, disable"))
+    test = check.get("test")
+    if check.get("disable") or test == ["NONE"]:
+        service["ready"] = {"none": True}
+    else:
+        argv = _health_argv(test)
+        if argv is None:
+            out.problems.append(PlanProblem(f"{where}.test", "expected a command: [CMD, ...], "
+                                            "[CMD-SHELL, '...'], a string, or [NONE]"))
+            return
+        try:
+            deadline = (parse_duration(check.get("start_period", 0))
+                        + parse_duration(check.get("interval", HEALTH_INTERVAL_S))
+                        * int(check.get("retries", HEALTH_RETRIES)))
+        except (TypeError, ValueError) as error:
+            out.problems.append(PlanProblem(where, str(error)))
+            return
+        service["ready"] = {"exec": argv, "timeout": max(deadline, 1.0)}
+    out.sources[f"{at}.ready"] = where
+
+
+def _health_argv(test: object) -> list[str] | None:
+    if isinstance(test, str) and test:
+        return ["/bin/sh", "-c", test]
+    if isinstance(test, list) and len(test) >= 2 and all(isinstance(t, str) for t in test):
+        if test[0] == "CMD":
+            return list(test[1:])
+        if test[0] == "CMD-SHELL" and len(test) == 2:
+            return ["/bin/sh", "-c", test[1]]
+    return None
+
+
+def _extension(out: Translation, at: str, extension: object, service: dict[str, Any]) -> None:
+    if extension is None:
+        return
+    where = f"{at}.{EXTENSION}"
+    if not isinstance(extension, dict):
+        out.problems.append(PlanProblem(where, "expected a mapping of ready, optional, "
+                                               "load_balance, secrets"))
+        return
+    for key, value in extension.items():
+        if key in EXTENSION_KEYS:
+            service[key] = value
+            out.sources[f"{at}.{key}"] = f"{where}.{key}"
+        else:
+            takes = ", ".join(sorted(EXTENSION_KEYS))
+            out.problems.append(PlanProblem(f"{where}.{key}",
+                                            f"unknown key: {EXTENSION} takes {takes}"))
+
+
+# --- networks and volumes -------------------------------------------------------------------
+
+
+def _network(out: Translation, name: str, spec: object) -> object:
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        return spec
+    at = f"networks.{name}"
+    network: dict[str, Any] = {}
+    for key, value in spec.items():
+        if key in ("driver", "driver_opts", "internal", "labels"):
+            network[key] = value
+        elif key == "ipam":
+            _ipam(out, at, value, network)
+        elif key in NETWORK_KEYS:
+            _not_yet(out, f"{at}.{key}")
+        elif not str(key).startswith("x-"):
+            out.problems.append(PlanProblem(f"{at}.{key}", "unknown key: a network takes "
+                                            + ", ".join(sorted(NETWORK_KEYS))))
+    return network
+
+
+def _ipam(out: Translation, at: str, ipam: object, network: dict[str, Any]) -> None:
+    ipam = _mapping(ipam)
+    if ipam.get("driver", "default") != "default" or ipam.get("options"):
+        _not_yet(out, f"{at}.ipam.driver")
+    pools = ipam.get("config") or []
+    if not isinstance(pools, list) or len(pools) > 1:
+        _not_yet(out, f"{at}.ipam.config")
+        return
+    for pool in pools:
+        pool = _mapping(pool)
+        for key in set(pool) - {"subnet", "gateway"}:
+            _not_yet(out, f"{at}.ipam.config[0].{key}")
+        for key in ("subnet", "gateway"):
+            if key in pool:
+                network[key] = pool[key]
+                out.sources[f"{at}.{key}"] = f"{at}.ipam.config[0].{key}"
+
+
+def _volume(out: Translation, name: str, spec: object) -> object:
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        return spec
+    at = f"volumes.{name}"
+    for key in spec:
+        if key in ("external", "name"):
+            _not_yet(out, f"{at}.{key}")
+        elif key not in VOLUME_KEYS and not str(key).startswith("x-"):
+            out.problems.append(PlanProblem(f"{at}.{key}", "unknown key: a volume takes "
+                                            + ", ".join(sorted(VOLUME_KEYS))))
+    return {key: value for key, value in spec.items() if key in ("driver", "driver_opts",
+                                                                  "labels")}
+
+
+def compose_lines(lines: Mapping[str, int], sources: Mapping[str, str]) -> dict[str, int]:
+    """Lines for the plan's paths that came from other compose paths, so a problem found in
+    the plan model still names the compose file's line."""
+    return {plan_path: lines[source] for plan_path, source in sources.items()
+            if source in lines and plan_path not in lines}

@@ -1,0 +1,111 @@
+"""The resolved plan as a Compose Specification file: what `ollamatopo config` prints (like
+`docker compose config`), and so the converter from ollamatopo's own dialect.
+
+Everything compose knows is written in compose's keys, with every dependency spelled out
+(`depends_on` with its condition, phase defaults included); the rest goes under
+`x-ollamatopo`. As compose's own `config` writes them: environments resolved (env_files
+read, variables replaced), relative paths made absolute (bind mounts, templates), memory
+as a string of bytes (compose's schema wants a string). Pure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ollamatopo.plan._compose import EXTENSION
+from ollamatopo.plan._model import Condition, NetworkSpec, Plan, ServiceSpec, VolumeSpec
+
+CONDITION_NAMES = {Condition.STARTED: "service_started", Condition.HEALTHY: "service_healthy"}
+
+
+def to_compose(plan: Plan, base: Path) -> dict[str, Any]:
+    """`base`: the folder relative paths of the plan start from."""
+    document: dict[str, Any] = {"name": plan.project,
+                                "services": {name: _service(plan, name, spec, base)
+                                             for name, spec in plan.services.items()}}
+    if plan.networks:
+        document["networks"] = {name: _network(spec) for name, spec in plan.networks.items()}
+    if plan.volumes:
+        document["volumes"] = {name: _volume(spec) for name, spec in plan.volumes.items()}
+    document[EXTENSION] = {"phases": [{"name": phase.name, "services": list(phase.services)}
+                                      for phase in plan.phases]}
+    return document
+
+
+def _service(plan: Plan, name: str, spec: ServiceSpec, base: Path) -> dict[str, Any]:
+    service: dict[str, Any] = {"image": spec.image}
+    for key in ("command", "entrypoint", "hostname", "user", "working_dir"):
+        if getattr(spec, key) is not None:
+            service[key] = getattr(spec, key)
+    if spec.environment:
+        service["environment"] = dict(spec.environment)
+    if spec.ports:
+        service["ports"] = [str(port) for port in spec.ports]
+    if spec.volumes:
+        service["volumes"] = [str(mount if mount.named else mount.model_copy(
+            update={"source": str((base / mount.source).resolve())}))
+            for mount in spec.volumes]
+    if spec.networks:
+        service["networks"] = {key: network.model_dump(exclude_defaults=True)
+                               for key, network in spec.networks.items()}
+    for key in ("labels", "cap_add", "cap_drop", "security_opt", "tmpfs", "extra_hosts"):
+        if getattr(spec, key):
+            service[key] = getattr(spec, key)
+    for key in ("read_only", "init"):
+        if getattr(spec, key):
+            service[key] = True
+    if spec.restart != "no":
+        service["restart"] = spec.restart
+    service["stop_grace_period"] = f"{spec.stop_grace_period:g}s"
+    deploy = spec.deploy.model_dump(exclude_none=True, exclude_defaults=True)
+    for amounts in (deploy.get("resources") or {}).values():
+        if "memory" in amounts:
+            amounts["memory"] = str(amounts["memory"])
+    if spec.replicas != 1:
+        deploy["replicas"] = spec.replicas
+    if deploy:
+        service["deploy"] = deploy
+    dependencies = plan.dependencies(name)
+    if dependencies:
+        service["depends_on"] = {dependency: {"condition": CONDITION_NAMES[condition]}
+                                 for dependency, condition in dependencies.items()}
+    extension: dict[str, Any] = {"ready": spec.ready.model_dump(by_alias=True,
+                                                                 exclude_none=True)}
+    if spec.optional:
+        extension["optional"] = True
+    if spec.load_balance is not None:
+        balance = spec.load_balance.model_dump()
+        balance["template"] = str((base / spec.load_balance.template).resolve())
+        extension["load_balance"] = balance
+    if spec.secrets:
+        extension["secrets"] = list(spec.secrets)
+    service[EXTENSION] = extension
+    return service
+
+
+def _network(spec: NetworkSpec) -> dict[str, Any]:
+    network: dict[str, Any] = {"driver": spec.driver}
+    pool = {key: value for key, value in (("subnet", spec.subnet), ("gateway", spec.gateway))
+            if value}
+    if pool:
+        network["ipam"] = {"config": [pool]}
+    options = dict(spec.driver_opts)
+    if spec.mtu is not None:
+        options["com.docker.network.driver.mtu"] = str(spec.mtu)
+    if options:
+        network["driver_opts"] = options
+    if spec.internal:
+        network["internal"] = True
+    if spec.labels:
+        network["labels"] = dict(spec.labels)
+    return network
+
+
+def _volume(spec: VolumeSpec) -> dict[str, Any]:
+    volume: dict[str, Any] = {"driver": spec.driver}
+    if spec.driver_opts:
+        volume["driver_opts"] = dict(spec.driver_opts)
+    if spec.labels:
+        volume["labels"] = dict(spec.labels)
+    return volume
