@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ollamatopo._errors import PlanError
 from ollamatopo.plan._loading import load_plan
 from ollamatopo.plan._quantities import parse_bytes, parse_cpus, parse_duration
 from tests.conftest import ROOT
@@ -40,8 +41,11 @@ def compose_binary() -> Path:
     return binary
 
 
-def theirs(binary: Path, path: Path, env: dict[str, str]) -> dict[str, Any]:
-    done = subprocess.run([str(binary), "-f", str(path), "config", "--format", "json"],
+def theirs(binary: Path, path: Path, env: dict[str, str], overrides: tuple[str, ...] = (),
+           profiles: tuple[str, ...] = ()) -> dict[str, Any]:
+    files = [arg for name in (path.name, *overrides) for arg in ("-f", name)]
+    chosen = [arg for name in profiles for arg in ("--profile", name)]
+    done = subprocess.run([str(binary), *files, *chosen, "config", "--format", "json"],
                           capture_output=True, text=True, env={**ENV, **env}, check=False,
                           cwd=path.parent, timeout=120)
     assert done.returncode == 0, done.stderr
@@ -107,8 +111,10 @@ def their_model(document: dict[str, Any]) -> dict[str, Any]:
             "volumes": set(document.get("volumes") or {})}
 
 
-def our_model(path: Path, env: dict[str, str]) -> dict[str, Any]:
-    plan = load_plan(path, environ=env).plan
+def our_model(path: Path, env: dict[str, str], overrides: tuple[str, ...] = (),
+              profiles: tuple[str, ...] = ()) -> dict[str, Any]:
+    plan = load_plan(path, environ=env, overrides=[path.parent / name for name in overrides],
+                     profiles=profiles).plan
     services = {}
     for name, spec in plan.services.items():
         mounts = {("volume" if m.named else "bind",
@@ -151,6 +157,48 @@ def test_compose_and_ollamatopo_resolve_the_same_model(compose_binary: Path, fix
                                                        env: dict[str, str]) -> None:
     path = FIXTURES / fixture / "compose.yaml"
     assert our_model(path, env) == their_model(theirs(compose_binary, path, env))
+
+
+MERGES = [((), ()), (("compose.override.yaml",), ()),
+          (("compose.override.yaml",), ("debug",)), (("compose.override.yaml",), ("full",))]
+
+
+@pytest.mark.parametrize(("overrides", "profiles"), MERGES,
+                         ids=["base", "override", "override-debug", "override-full"])
+def test_merged_files_and_profiles_resolve_as_compose_resolves_them(
+        compose_binary: Path, overrides: tuple[str, ...], profiles: tuple[str, ...]) -> None:
+    path = FIXTURES / "override" / "compose.yaml"
+    assert our_model(path, {}, overrides, profiles) == \
+        their_model(theirs(compose_binary, path, {}, overrides, profiles))
+
+
+def test_without_f_the_folders_compose_file_and_its_override_are_the_plan(
+        compose_binary: Path, tmp_path: Path) -> None:
+    folder = FIXTURES / "override"
+    environment = {**ENV, "PYTHONPATH": str(ROOT), "OLLAMATOPO_STATE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-m", "ollamatopo", "plan", "--json"], cwd=folder,
+                          capture_output=True, text=True, env=environment, check=False,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    view = json.loads(done.stdout)
+    compose = their_model(theirs(compose_binary, folder / "compose.yaml", {},
+                                 ("compose.override.yaml",)))
+    assert view["project"] == compose["name"] == "override"
+    assert set(view["services"]) == set(compose["services"])
+    assert view["services"]["api"]["after"] == {"db": "started", "cache": "started"}
+
+
+def test_a_dependency_on_a_disabled_service_is_refused_by_both(compose_binary: Path,
+                                                              tmp_path: Path) -> None:
+    path = tmp_path / "compose.yaml"
+    path.write_text("services:\n  api: {image: a:1, depends_on: [db]}\n"
+                    "  db: {image: d:1, profiles: [data]}\n", encoding="utf-8")
+    done = subprocess.run([str(compose_binary), "-f", str(path), "config"], capture_output=True,
+                          text=True, env=ENV, check=False, timeout=120)
+    assert done.returncode != 0 and 'undefined service "db"' in done.stderr
+    with pytest.raises(PlanError, match="unknown service 'db'"):
+        load_plan(path, environ={})
+    assert set(load_plan(path, environ={}, profiles=["data"]).plan.services) == {"api", "db"}
 
 
 @pytest.mark.parametrize("plan", [FIXTURES / "training" / "compose.yaml",

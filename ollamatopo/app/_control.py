@@ -37,6 +37,23 @@ class Op(StrEnum):
     STOP = "stop"  # end the daemon (as SIGTERM does)
 
 
+# Compose's own names, looked for in the working directory when no plan is named.
+COMPOSE_FILES = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+
+
+def default_plan_files(folder: Path) -> list[Path]:
+    """The plan when none is named: the first compose file of the folder with its override
+    (`compose.override.yaml` beside `compose.yaml`, as compose picks them), else the
+    project's own `config/topology.yaml`."""
+    for name in COMPOSE_FILES:
+        base = folder / name
+        if base.is_file():
+            stem = name.rsplit(".", 1)[0]
+            overrides = [folder / f"{stem}.override.{suffix}" for suffix in ("yaml", "yml")]
+            return [base, *[path for path in overrides if path.is_file()][:1]]
+    return [DEFAULT_PLAN]
+
+
 def default_state_dir() -> Path:
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
                                                             "state")

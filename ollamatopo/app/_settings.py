@@ -6,10 +6,10 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ollamatopo.app._control import DEFAULT_PLAN, default_state_dir
+from ollamatopo.app._control import DEFAULT_PLAN, default_plan_files, default_state_dir
 from ollamatopo.app._lock import default_lock_dir
 
 
@@ -20,6 +20,11 @@ class Settings(BaseSettings):
                                       validate_default=True)
 
     plan: Path = DEFAULT_PLAN
+    # More compose files merged over the plan (-f given again; compose.override.yaml).
+    plan_overrides: list[Path] = []
+    profiles: list[str] = Field(default_factory=lambda: [
+        name for name in os.environ.get("COMPOSE_PROFILES", "").split(",") if name])
+    env_file: Path | None = None  # instead of the .env beside the plan
     project: str | None = None
     docker_host: str | None = Field(default_factory=lambda: os.environ.get("DOCKER_HOST"))
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -49,6 +54,13 @@ class Settings(BaseSettings):
     on_stop: Literal["leave", "stop"] = "leave"
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
     metrics_address: str = "127.0.0.1"
+
+    @model_validator(mode="after")
+    def _discovered_plan(self) -> Settings:
+        """No plan named: compose's files in the working directory, as compose finds them."""
+        if "plan" not in self.model_fields_set:
+            self.plan, *self.plan_overrides = default_plan_files(Path.cwd())
+        return self
 
     @field_validator("log_format", "log_level", "progress", mode="before")
     @classmethod

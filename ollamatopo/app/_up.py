@@ -40,13 +40,21 @@ class UpRequest:
     clamp_resources: bool = False
 
 
+def read_plan(settings: Settings, replicas: Mapping[str, int] | None = None) -> LoadedPlan:
+    """The plan the settings name: its file, the compose files merged over it, the
+    profiles, the variables' file."""
+    return load_plan(settings.plan, project=settings.project, replicas=replicas,
+                     overrides=settings.plan_overrides, profiles=settings.profiles,
+                     env_file=settings.env_file)
+
+
 def load(settings: Settings) -> LoadedPlan:
     """The plan, with the replica counts `scale` kept; its secrets join the redactor that
     every output goes through, and its warnings are logged."""
-    loaded = load_plan(settings.plan, project=settings.project)
+    loaded = read_plan(settings)
     overrides = read_overrides(settings.state_dir, loaded.plan.project)
     if overrides:  # what `scale` set outlives it
-        loaded = load_plan(settings.plan, project=settings.project, replicas=overrides)
+        loaded = read_plan(settings, overrides)
     redactor.add(loaded.secrets)
     log = structlog.get_logger("ollamatopo")
     for warning in loaded.warnings:
@@ -95,7 +103,7 @@ async def scale(settings: Settings, requests: Mapping[str, int]) -> dict[str, An
     before = load(settings)
     project = before.plan.project
     wanted = {**read_overrides(settings.state_dir, project), **requests}
-    loaded = load_plan(settings.plan, project=settings.project, replicas=wanted)  # validates
+    loaded = read_plan(settings, wanted)  # validates
     recorder = new_recorder(loaded)
     with _locked(settings, project, "scale"), contextlib.suppress(RunFailed):
         write_overrides(settings.state_dir, project, wanted)

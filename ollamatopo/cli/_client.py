@@ -22,10 +22,10 @@ from typing import Any
 from ollamatopo._errors import EXIT_INVALID, EXIT_OK, EXIT_SERVICE_FAILED
 from ollamatopo._printable import printable
 from ollamatopo.app._control import (
-    DEFAULT_PLAN,
     MAX_LINE,
     Op,
     decode,
+    default_plan_files,
     default_state_dir,
     encode,
     plan_link,
@@ -46,7 +46,8 @@ def daemon_socket(arguments: argparse.Namespace) -> Path | None:
     if project:
         path = socket_path(state_dir, project)
     else:
-        plan = arguments.plan or Path(os.environ.get("OLLAMATOPO_PLAN") or DEFAULT_PLAN)
+        named = arguments.plan[0] if arguments.plan else os.environ.get("OLLAMATOPO_PLAN")
+        plan = Path(named) if named else default_plan_files(Path.cwd())[0]
         path = plan_link(state_dir, plan)
     try:
         owner = path.stat().st_uid  # through the plan's link

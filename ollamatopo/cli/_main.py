@@ -53,8 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--plan", "-f", type=Path, metavar="FILE",
-                        help="plan file (default config/topology.yaml; env OLLAMATOPO_PLAN)")
+    common.add_argument("--plan", "-f", type=Path, metavar="FILE", action="append",
+                        help="plan file: ollamatopo's own or a compose file; again for compose "
+                             "files merged over it (default: compose.yaml and its "
+                             "compose.override.yaml in this folder, else "
+                             "config/topology.yaml; env OLLAMATOPO_PLAN)")
+    common.add_argument("--profile", action="append", metavar="NAME", dest="profiles",
+                        help="enable a compose profile (again for more; env COMPOSE_PROFILES)")
+    common.add_argument("--env-file", type=Path, metavar="FILE",
+                        help="variables from FILE instead of the .env beside the plan")
     common.add_argument("--project", "-p", metavar="NAME",
                         help="project name (default: the plan's `project`)")
     common.add_argument("--log-format", choices=["auto", "json", "console"],
@@ -218,9 +225,11 @@ def _settings(arguments: argparse.Namespace) -> Settings:
 
     from ollamatopo.app._settings import Settings
 
-    overrides = {key: value for key in ("plan", "project", "log_format", "log_level", "progress",
-                                        "on_stop", "metrics_port")
+    overrides = {key: value for key in ("project", "log_format", "log_level", "progress",
+                                        "on_stop", "metrics_port", "profiles", "env_file")
                  if (value := getattr(arguments, key, None)) is not None}
+    if arguments.plan:
+        overrides["plan"], *overrides["plan_overrides"] = arguments.plan
     try:
         return Settings(**overrides)
     except ValidationError as error:

@@ -31,7 +31,14 @@ from ollamatopo.app._lock import ProjectLock
 from ollamatopo.app._scale import read_overrides, scale_summary, write_overrides
 from ollamatopo.app._settings import Settings
 from ollamatopo.app._status import collect_status, format_status
-from ollamatopo.app._up import UpRequest, finish_run, load, new_recorder, up_options
+from ollamatopo.app._up import (
+    UpRequest,
+    finish_run,
+    load,
+    new_recorder,
+    read_plan,
+    up_options,
+)
 from ollamatopo.daemon._control import ControlRequest, ControlServer
 from ollamatopo.daemon._metrics import DaemonMetrics, serve_metrics
 from ollamatopo.daemon._supervisor import SuperviseOptions, Supervisor
@@ -40,7 +47,7 @@ from ollamatopo.daemon._view import EventHub, LiveView
 from ollamatopo.engine._docker import Engine
 from ollamatopo.engine._probes import Backoff, http_client
 from ollamatopo.engine._watch import watch_containers
-from ollamatopo.plan._loading import LoadedPlan, load_plan
+from ollamatopo.plan._loading import LoadedPlan
 from ollamatopo.report._recorder import EventListener, RunRecorder
 from ollamatopo.run._scheduler import down, up
 
@@ -256,7 +263,7 @@ class Daemon:
             raise UsageError("scale: replicas must be a map of service to count")
         project, before = self.loaded.plan.project, list(self.loaded.plan.services)
         counts = {**read_overrides(self.settings.state_dir, project), **wanted}
-        load_plan(self.settings.plan, project=self.settings.project, replicas=counts)  # valid?
+        read_plan(self.settings, counts)  # valid?
         write_overrides(self.settings.state_dir, project, counts)
         recorder = await self._reconcile()
         return {**_run_answer(recorder),

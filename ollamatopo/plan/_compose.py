@@ -25,7 +25,7 @@ an unknown key. Pure: a tree in, a tree and problems out.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +89,8 @@ def normalize_project_name(text: str) -> str:
     return "".join(re.findall(r"[a-z0-9_-]", text.lower())).lstrip("_-")
 
 
-def from_compose(tree: dict[str, Any], project: str) -> Translation:
+def from_compose(tree: dict[str, Any], project: str,
+                 profiles: Collection[str] = ()) -> Translation:
     """The plan tree of a compose tree (interpolated already), named `project` (chosen by
     compose's precedence: -p, COMPOSE_PROJECT_NAME, `name:`, the folder)."""
     out = Translation({"project": project})
@@ -105,7 +106,8 @@ def from_compose(tree: dict[str, Any], project: str) -> Translation:
         out.warnings.append("version: the Compose Specification made it obsolete; it is "
                             "ignored (compose v2 ignores it too): remove it")
     extension = _mapping(tree.get(EXTENSION))
-    services = _mapping(tree.get("services"))
+    services = {name: spec for name, spec in _mapping(tree.get("services")).items()
+                if _enabled(spec, profiles)}
     out.tree["services"] = {name: _service(out, str(name), spec, bool(extension.get("phases")))
                             for name, spec in services.items()}
     out.tree["networks"] = {name: _network(out, str(name), spec)
@@ -113,7 +115,8 @@ def from_compose(tree: dict[str, Any], project: str) -> Translation:
     out.tree["volumes"] = {name: _volume(out, str(name), spec)
                            for name, spec in _mapping(tree.get("volumes")).items()}
     if extension.get("phases") is not None:
-        out.tree["phases"] = extension["phases"]
+        out.tree["phases"] = _enabled_phases(extension["phases"], services,
+                                             set(_mapping(tree.get("services"))))
         out.sources["phases"] = f"{EXTENSION}.phases"
     else:
         out.tree["phases"] = [{"name": SINGLE_PHASE, "services": list(services)}]
@@ -122,6 +125,25 @@ def from_compose(tree: dict[str, Any], project: str) -> Translation:
             out.problems.append(PlanProblem(f"{EXTENSION}.{key}", "unknown key: "
                                             f"{EXTENSION} takes phases"))
     return out
+
+
+def _enabled(spec: object, profiles: Collection[str]) -> bool:
+    """compose's rule: a service without `profiles` always runs; one with them only when one
+    of its profiles is active (--profile, COMPOSE_PROFILES)."""
+    named = _mapping(spec).get("profiles")
+    return not named or not isinstance(named, list) or bool(set(named) & set(profiles))
+
+
+def _enabled_phases(phases: object, enabled: Mapping[Any, Any],
+                    declared: Collection[Any]) -> object:
+    """The phases without the services of profiles not active (a name the file does not
+    declare stays, for the model to call unknown)."""
+    if not isinstance(phases, list):
+        return phases
+    return [{**phase, "services": [name for name in phase["services"]
+                                   if name in enabled or name not in declared]}
+            if isinstance(phase, dict) and isinstance(phase.get("services"), list) else phase
+            for phase in phases]
 
 
 def _mapping(value: object) -> dict[Any, Any]:
@@ -147,7 +169,7 @@ def _service(out: Translation, name: str, spec: object, phased: bool) -> object:
             continue
         if key in SAME:
             service[key] = value
-        elif key == EXTENSION or key in TRANSLATED:
+        elif key == EXTENSION or key in TRANSLATED or key == "profiles":
             continue
         elif key in SERVICE_KEYS:
             _not_yet(out, f"{at}.{key}")
@@ -427,6 +449,69 @@ def _volume(out: Translation, name: str, spec: object) -> object:
                                             + ", ".join(sorted(VOLUME_KEYS))))
     return {key: value for key, value in spec.items() if key in ("driver", "driver_opts",
                                                                   "labels")}
+
+
+# --- several files ---------------------------------------------------------------------------
+
+# Sequences compose replaces rather than appends (the spec's "shell commands").
+REPLACED = {("command",), ("entrypoint",), ("healthcheck", "test")}
+# Sequences or mappings that are one mapping, whichever form each file wrote.
+AS_MAPPING = {"environment", "labels", "extra_hosts", "depends_on", "networks", "sysctls"}
+
+
+def merge_compose(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`override` merged over `base` by the Compose Specification's rules: mappings merged
+    key by key, sequences appended, `command`, `entrypoint` and `healthcheck.test`
+    replaced, `ports` unique by address and `volumes` by target (the override's wins),
+    and the keys written either way (environment, labels, depends_on, networks, ...)
+    merged as mappings."""
+    merged: dict[str, Any] = _merge(base, override, ())
+    return merged
+
+
+def _merge(base: Any, override: Any, path: tuple[str, ...]) -> Any:
+    in_service = len(path) >= 3 and path[0] == "services"
+    key = path[-1] if path else ""
+    if in_service and len(path) == 3 and key in AS_MAPPING:
+        base, override = _as_mapping(key, base), _as_mapping(key, override)
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {**base, **{name: _merge(base[name], value, (*path, str(name)))
+                           if name in base else value for name, value in override.items()}}
+    if isinstance(base, list) and isinstance(override, list) and in_service:
+        if path[2:] in REPLACED:
+            return override
+        if path[2:] in {("ports",), ("volumes",)}:
+            unique = _port_key if key == "ports" else _mount_target
+            kept = {unique(item): item for item in base}
+            kept.update({unique(item): item for item in override})
+            return list(kept.values())
+        return [*base, *override]
+    return override
+
+
+def _as_mapping(key: str, value: Any) -> Any:
+    if not isinstance(value, list):
+        return value
+    if key in ("depends_on", "networks"):
+        return {str(name): {} if key == "networks" else {"condition": "service_started"}
+                for name in value}
+    separator = ":" if key == "extra_hosts" else "="
+    pairs = (str(item).partition("=" if "=" in str(item) else separator) for item in value)
+    return {name: (text if sep else None) for name, sep, text in pairs}
+
+
+def _port_key(port: Any) -> object:
+    if isinstance(port, dict):
+        return (port.get("host_ip", ""), str(port.get("published", "")), port.get("target"),
+                port.get("protocol", "tcp"))
+    return str(port)
+
+
+def _mount_target(mount: Any) -> object:
+    if isinstance(mount, dict):
+        return mount.get("target")
+    parts = str(mount).split(":")
+    return parts[1] if len(parts) > 1 else parts[0]
 
 
 def compose_lines(lines: Mapping[str, int], sources: Mapping[str, str]) -> dict[str, int]:

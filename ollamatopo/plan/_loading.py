@@ -13,7 +13,7 @@ import re
 import stat
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -27,6 +27,7 @@ from ollamatopo.plan._compose import (
     compose_lines,
     from_compose,
     is_compose,
+    merge_compose,
     normalize_project_name,
 )
 from ollamatopo.plan._graph import DependencyGraph
@@ -74,14 +75,19 @@ class LoadedPlan:
 
 def load_plan(path: Path, environ: Mapping[str, str] | None = None,
               project: str | None = None, replicas: Mapping[str, int] | None = None,
-              ) -> LoadedPlan:
+              overrides: Sequence[Path] = (), profiles: Collection[str] = (),
+              env_file: Path | None = None) -> LoadedPlan:
     """Read, interpolate and validate the plan at `path`; raise PlanError with every problem.
-    `replicas` overrides the plan's replica counts (what `scale` set). No secret value of
-    the plan appears in a problem or a warning (`***` stands in for it)."""
+    `replicas` overrides the plan's replica counts (what `scale` set). A compose file takes
+    `overrides` (more compose files merged over it, by compose's rules), `profiles` (the
+    active ones) and `env_file` (instead of the `.env` beside it). No secret value of the
+    plan appears in a problem or a warning (`***` stands in for it)."""
     source = str(path)
     tree, lines = _read_yaml(path)
+    tree = _merged(path, tree, overrides)
     warnings: list[str] = []
-    variables = _environment(path, os.environ if environ is None else environ, warnings)
+    variables = _environment(path, os.environ if environ is None else environ, warnings,
+                             env_file)
 
     compose = is_compose(tree)
     tree = _strip_extensions(tree, keep=EXTENSION if compose else None)
@@ -114,7 +120,8 @@ def load_plan(path: Path, environ: Mapping[str, str] | None = None,
     tree = result.value
     translated: list[PlanProblem] = []
     if compose:
-        translation = from_compose(tree, _compose_project(path, project, environ, tree))
+        translation = from_compose(tree, _compose_project(path, project, environ, tree),
+                                   profiles)
         tree, translated = translation.tree, translation.problems
         warnings.extend(translation.warnings)
         lines.update(compose_lines(lines, translation.sources))
@@ -621,10 +628,28 @@ def _bad_line(text: str) -> str:
     return repr(text)
 
 
-def _environment(path: Path, environ: Mapping[str, str], warnings: list[str]) -> _Variables:
-    """The process environment over the `.env` beside the plan (as compose does)."""
-    dotenv = path.parent / ".env"
+def _merged(path: Path, tree: Any, overrides: Sequence[Path]) -> Any:
+    """The compose files of `overrides` merged over the plan's tree, in order; their
+    relative paths count from the first file's folder, as compose's do."""
+    if overrides and not is_compose(tree):
+        raise PlanError(str(path), [PlanProblem("", "only a compose file takes more files "
+                                                    "merged over it: name one plan file")])
+    for extra in overrides:
+        over, _ = _read_yaml(extra)
+        if not isinstance(over, dict):
+            raise PlanError(str(extra), [PlanProblem("", "a compose file is a mapping")])
+        tree = merge_compose(tree, over)
+    return tree
+
+
+def _environment(path: Path, environ: Mapping[str, str], warnings: list[str],
+                 env_file: Path | None = None) -> _Variables:
+    """The process environment over the `.env` beside the plan (as compose does), or over
+    `env_file` when one is named (it must exist)."""
+    dotenv = env_file or path.parent / ".env"
     values: dict[str, str] = {}
+    if env_file is not None and not env_file.is_file():
+        raise PlanError(str(env_file), [PlanProblem("", "no such file: check --env-file")])
     if dotenv.is_file():
         try:
             values, bad = parse_dotenv(read_text_file(dotenv, MAX_AUX_BYTES))

@@ -172,10 +172,10 @@ services:
   api:
     image: api:1
     restart: sometimes
-    profiles: [debug]
+    platform: linux/arm64
     depends_on: [ghost]
 """)
-    assert any("services.api.profiles" in p and "not supported yet" in p for p in problems)
+    assert any("services.api.platform" in p and "not supported yet" in p for p in problems)
     assert any("services.api.restart" in p for p in problems)
     assert any("ghost" in p for p in problems)
 

@@ -301,7 +301,8 @@ def test_the_unit_is_a_notify_service_running_the_supervisor(unit: Unit) -> None
     from ollamatopo.cli._main import build_parser
 
     parsed = build_parser().parse_args(command[3:])
-    assert parsed.supervise is True and str(parsed.plan) == "/etc/ollamatopo/config/topology.yaml"
+    assert parsed.supervise is True and [str(p) for p in parsed.plan] == [
+        "/etc/ollamatopo/config/topology.yaml"]
     # the install location is the container image's
     entrypoint = re.search(r'^ENTRYPOINT \["([^"]+)"', (ROOT / "Dockerfile").read_text(
         encoding="utf-8"), re.MULTILINE)
