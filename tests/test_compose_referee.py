@@ -65,6 +65,19 @@ def hosts(entries: Any) -> set[tuple[str, str]]:
     return pairs
 
 
+def _their_health(check: dict[str, Any] | None) -> dict[str, Any] | None:
+    """compose's healthcheck as ollamatopo keeps it: durations in seconds."""
+    if not check or check.get("disable") or check.get("test") == ["NONE"]:
+        return None
+    kept: dict[str, Any] = {"test": list(check["test"])}
+    for key in ("interval", "timeout", "start_period"):
+        if key in check:
+            kept[key] = parse_duration(check[key])
+    if "retries" in check:
+        kept["retries"] = int(check["retries"])
+    return kept
+
+
 def their_model(document: dict[str, Any]) -> dict[str, Any]:
     services = {}
     for name, spec in document["services"].items():
@@ -102,6 +115,10 @@ def their_model(document: dict[str, Any]) -> dict[str, Any]:
                        for k, v in (resources.get("limits") or {}).items()},
             "reservations": {k: (parse_cpus(v) if k == "cpus" else parse_bytes(v))
                              for k, v in (resources.get("reservations") or {}).items()},
+            "container_name": spec.get("container_name"),
+            "expose": sorted(str(p) if "/" in str(p) else f"{p}/tcp"
+                             for p in spec.get("expose") or []),
+            "healthcheck": _their_health(spec.get("healthcheck")),
         }
     networks = {key: [(pool.get("subnet"), pool.get("gateway"))
                       for pool in ((spec or {}).get("ipam") or {}).get("config") or []]
@@ -138,6 +155,9 @@ def our_model(path: Path, env: dict[str, str], overrides: tuple[str, ...] = (),
             "labels": dict(spec.labels), "stop_grace_period": spec.stop_grace_period,
             "limits": limits.model_dump(exclude_none=True),
             "reservations": reservations.model_dump(exclude_none=True),
+            "container_name": spec.container_name, "expose": sorted(spec.expose),
+            "healthcheck": None if spec.healthcheck is None
+            else spec.healthcheck.model_dump(exclude_none=True),
         }
     networks = {key: [(spec.subnet, spec.gateway)] if spec.subnet else []
                 for key, spec in plan.networks.items()}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ollamatopo.plan._model import NetworkSpec, Plan, ServiceSpec, VolumeSpec
+from ollamatopo.plan._model import HealthcheckSpec, NetworkSpec, Plan, ServiceSpec, VolumeSpec
 
 LABEL_PROJECT = "ollamatopo.project"
 LABEL_SERVICE = "ollamatopo.service"
@@ -156,17 +156,32 @@ def container_config(plan: Plan, service: str, base_dir: Path) -> ContainerConfi
         "hostname": spec.hostname,
         "user": spec.user,
         "working_dir": spec.working_dir,
-        "ports": [(port.container_port, port.protocol) for port in spec.ports],
+        "ports": [(port.container_port, port.protocol) for port in spec.ports]
+        + [(int(port.split("/")[0]), port.split("/")[1]) for port in spec.expose],
         "stop_timeout": max(1, round(spec.stop_grace_period)),
         "host_config": host_config,
     }
+    if spec.healthcheck is not None:  # only when set: an old container's hash stays
+        kwargs["healthcheck"] = _healthcheck(spec.healthcheck)
     digest = config_hash({"kwargs": kwargs, "labels": spec.labels,
                           "endpoints": [e.__dict__ for e in endpoints]})
     dependencies = ",".join(sorted(plan.dependencies(service)))
     labels = {**spec.labels, LABEL_PROJECT: project, LABEL_SERVICE: service,
               LABEL_HASH: digest, LABEL_DEPENDS: dependencies}
-    return ContainerConfig(service, container_name(project, service), spec.image, kwargs,
-                           endpoints, labels, digest)
+    name = spec.container_name or container_name(project, service)
+    return ContainerConfig(service, name, spec.image, kwargs, endpoints, labels, digest)
+
+
+def _healthcheck(check: HealthcheckSpec) -> dict[str, Any]:
+    """The Engine API's Healthcheck: durations in nanoseconds, absent ones the engine's."""
+    payload: dict[str, Any] = {"test": list(check.test)}
+    for key, value in (("interval", check.interval), ("timeout", check.timeout),
+                       ("start_period", check.start_period)):
+        if value is not None:
+            payload[key] = int(value * 1e9)
+    if check.retries is not None:
+        payload["retries"] = check.retries
+    return payload
 
 
 def _host_config(project: str, spec: ServiceSpec, base_dir: Path) -> dict[str, Any]:

@@ -56,6 +56,7 @@ SERVICE_KEYS = {
     "storage_opt", "sysctls", "tmpfs", "tty", "ulimits", "use_api_socket", "user",
     "userns_mode", "uts", "volumes", "volumes_from", "working_dir"}
 SAME = {"image", "command", "entrypoint", "environment", "hostname", "user", "working_dir",
+        "container_name", "expose",
         "labels", "restart", "cap_add", "cap_drop", "security_opt", "read_only", "init",
         "stop_grace_period"}
 TRANSLATED = {"depends_on", "healthcheck", "deploy", "ports", "volumes", "networks",
@@ -362,6 +363,13 @@ def _healthcheck(out: Translation, at: str, check: object, service: dict[str, An
             out.problems.append(PlanProblem(where, str(error)))
             return
         service["ready"] = {"exec": argv, "timeout": max(deadline, 1.0)}
+        # The container keeps it too, for the engine and `docker ps`.
+        service["healthcheck"] = {"test": ["CMD", *argv] if test and isinstance(test, list)
+                                  and test[0] == "CMD" else ["CMD-SHELL", argv[-1]],
+                                  **{key: check[key] for key in ("interval", "timeout",
+                                                                 "retries", "start_period")
+                                     if key in check}}
+        out.sources[f"{at}.healthcheck"] = where
     out.sources[f"{at}.ready"] = where
 
 

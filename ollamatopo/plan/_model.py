@@ -469,8 +469,33 @@ class LoadBalanceSpec(_Model):
 RESTART_RE = re.compile(r"(no|always|unless-stopped|on-failure(:[0-9]{1,9})?)")
 
 
+class HealthcheckSpec(_Model):
+    """The container's own HEALTHCHECK, for the engine and `docker ps` (compose's
+    `healthcheck`); ollamatopo's readiness does not wait for it (see `ready`)."""
+
+    test: Argv  # the command as the container runs it: ["CMD", ...] or ["CMD-SHELL", "..."]
+    interval: Duration | None = None
+    timeout: Duration | None = None
+    retries: int | None = Field(default=None, ge=0, le=1000)
+    start_period: Duration | None = None
+
+
+def _exposed(value: object) -> object:
+    """`80`, `"80"` or `"53/udp"`: one container port (ranges are not taken yet)."""
+    text = str(value)
+    number, _, protocol = text.partition("/")
+    if not number.isdigit() or not 1 <= int(number) <= 65535 or protocol not in ("", "tcp",
+                                                                                 "udp", "sctp"):
+        raise ValueError(f"{text!r} is not a port to expose: use 8080 or 53/udp")
+    return f"{int(number)}/{protocol or 'tcp'}"
+
+
 class ServiceSpec(_Model):
     image: Annotated[str, AfterValidator(_image)]
+    container_name: Annotated[str, AfterValidator(
+        lambda value: _check_name(value, "container_name"))] | None = None
+    expose: list[Annotated[str, BeforeValidator(_exposed)]] = []
+    healthcheck: HealthcheckSpec | None = None
     command: Argv | None = None
     entrypoint: Argv | None = None
     environment: Environment = {}
@@ -509,6 +534,13 @@ class ServiceSpec(_Model):
                 "on-failure or on-failure:N"
             )
         return value
+
+    @model_validator(mode="after")
+    def _one_container_per_name(self) -> ServiceSpec:
+        if self.container_name and self.replicas > 1:
+            raise ValueError("container_name names one container: it cannot have replicas "
+                             "(compose refuses it too)")
+        return self
 
     @field_validator("ports")
     @classmethod

@@ -148,7 +148,7 @@ services:
   api:
     image: api:1
     build: .
-    container_name: my-api
+    stop_signal: SIGINT
     imagee: typo
     depends_on:
       migrate: {condition: service_completed_successfully}
@@ -157,7 +157,7 @@ secrets:
   token: {file: ./token}
 """)
     assert any(p.startswith("services.api.build (line 5): not supported yet") for p in problems)
-    assert any(p.startswith("services.api.container_name (line 6): not supported yet")
+    assert any(p.startswith("services.api.stop_signal (line 6): not supported yet")
                for p in problems)
     assert any(p.startswith("services.api.imagee (line 7): unknown key") for p in problems)
     assert any(p.startswith("services.api.depends_on.migrate.condition")
@@ -219,3 +219,44 @@ services:
     assert loaded.plan.services["a"].environment == {
         "SET_PLUS": "yes", "UNSET_PLUS": "", "EMPTY_PLUS": "present", "EMPTY_COLON_PLUS": "",
         "DOLLAR": "$HOME"}
+
+
+def test_container_name_expose_and_the_containers_healthcheck(tmp_path: Path) -> None:
+    from ollamatopo.engine._payloads import container_config
+
+    loaded = load(tmp_path, """
+services:
+  db:
+    image: postgres:16
+    container_name: shop-postgres
+    expose: ["5432", 9187/udp]
+    healthcheck:
+      test: [CMD-SHELL, pg_isready -U ollama]
+      interval: 10s
+      timeout: 5s
+      retries: 5
+      start_period: 30s
+  web:
+    image: web:1
+    healthcheck: {test: [CMD, curl, -f, http://localhost/]}
+""")
+    db = container_config(loaded.plan, "db", loaded.path.parent)
+    assert db.name == "shop-postgres"
+    assert (5432, "tcp") in db.create_kwargs["ports"] and (9187, "udp") in \
+        db.create_kwargs["ports"]
+    assert db.create_kwargs["healthcheck"] == {
+        "test": ["CMD-SHELL", "pg_isready -U ollama"], "interval": 10_000_000_000,
+        "timeout": 5_000_000_000, "retries": 5, "start_period": 30_000_000_000}
+    assert loaded.plan.services["db"].ready.exec_ == ["/bin/sh", "-c", "pg_isready -U ollama"]
+    web = container_config(loaded.plan, "web", loaded.path.parent)
+    assert web.create_kwargs["healthcheck"] == {"test": ["CMD", "curl", "-f",
+                                                         "http://localhost/"]}
+    assert web.name == f"{loaded.plan.project}-web"
+
+
+def test_container_name_with_replicas_is_refused(tmp_path: Path) -> None:
+    problems = refused(tmp_path, """
+services:
+  db: {image: postgres:16, container_name: pg, deploy: {replicas: 2}}
+""")
+    assert any("container_name names one container" in p for p in problems)
