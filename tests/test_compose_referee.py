@@ -102,8 +102,9 @@ def their_model(document: dict[str, Any]) -> dict[str, Any]:
             "mounts": mounts, "tmpfs": tmpfs,
             "networks": {key: sorted((value or {}).get("aliases") or [])
                          for key, value in (spec.get("networks") or {}).items()},
-            "depends_on": {dep: {"service_healthy": "healthy",
-                                 "service_started": "started"}[options["condition"]]
+            "depends_on": {dep: {"service_healthy": "healthy", "service_started": "started",
+                                 "service_completed_successfully": "completed"}[
+                                     options["condition"]]
                            for dep, options in (spec.get("depends_on") or {}).items()},
             "restart": spec.get("restart", "no"),
             "read_only": bool(spec.get("read_only")), "init": bool(spec.get("init")),

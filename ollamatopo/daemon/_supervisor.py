@@ -268,7 +268,11 @@ class Supervisor:
                  options: SuperviseOptions) -> None:
         self.engine, self.plan, self.watch, self.http = engine, loaded.plan, watch, http
         self.recorder, self.options = recorder, options
-        self._containers = dict(containers)
+        # One-shot jobs (what dependents wait to complete) have done their work: their
+        # exit is no death to restart.
+        jobs = loaded.graph.jobs()
+        self._containers = {name: container_id for name, container_id in containers.items()
+                            if name not in jobs}
         self._graph = loaded.graph
         self._guards = {name: _Guard(self, name, container_id)
                         for name, container_id in self._containers.items()}

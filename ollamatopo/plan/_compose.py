@@ -65,7 +65,8 @@ EXTENSION_KEYS = {"ready", "optional", "load_balance", "secrets"}
 NETWORK_KEYS = {"driver", "driver_opts", "ipam", "external", "internal", "attachable",
                 "enable_ipv4", "enable_ipv6", "labels", "name"}
 VOLUME_KEYS = {"driver", "driver_opts", "external", "labels", "name"}
-CONDITIONS = {"service_started": "started", "service_healthy": "healthy"}
+CONDITIONS = {"service_started": "started", "service_healthy": "healthy",
+              "service_completed_successfully": "completed"}
 # Compose's healthcheck defaults (compose-go, Docker's own).
 HEALTH_INTERVAL_S, HEALTH_RETRIES = 30.0, 3
 
@@ -312,13 +313,9 @@ def _depends_on(out: Translation, at: str, value: object) -> dict[str, str] | No
         options = _mapping(options)
         condition = options.get("condition", "service_started")
         if condition not in CONDITIONS:
-            if condition == "service_completed_successfully":
-                _not_yet(out, f"{where}.condition")
-            else:
-                out.problems.append(PlanProblem(f"{where}.condition", f"{condition!r} is not a "
-                                                "condition: use service_started, "
-                                                "service_healthy or "
-                                                "service_completed_successfully"))
+            out.problems.append(PlanProblem(f"{where}.condition", f"{condition!r} is not a "
+                                            "condition: use service_started, service_healthy "
+                                            "or service_completed_successfully"))
             continue
         if options.get("restart"):
             out.warnings.append(f"{where}.restart: not carried out yet; the daemon re-probes "

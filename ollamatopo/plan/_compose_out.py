@@ -17,7 +17,8 @@ from typing import Any
 from ollamatopo.plan._compose import EXTENSION
 from ollamatopo.plan._model import Condition, NetworkSpec, Plan, ServiceSpec, VolumeSpec
 
-CONDITION_NAMES = {Condition.STARTED: "service_started", Condition.HEALTHY: "service_healthy"}
+CONDITION_NAMES = {Condition.STARTED: "service_started", Condition.HEALTHY: "service_healthy",
+                   Condition.COMPLETED: "service_completed_successfully"}
 
 
 def to_compose(plan: Plan, base: Path) -> dict[str, Any]:

@@ -29,6 +29,11 @@ class DependencyGraph:
     def dependents(self, name: str) -> list[str]:
         return [node for node, deps in self.dependencies.items() if name in deps]
 
+    def jobs(self) -> set[str]:
+        """One-shot services: some dependent waits for them to complete (exit with 0)."""
+        return {dependency for deps in self.dependencies.values()
+                for dependency, condition in deps.items() if condition is Condition.COMPLETED}
+
     def reversed(self) -> DependencyGraph:
         """Edges flipped, each waiting for the other end to be done (HEALTHY): what `down`
         walks, so a service is stopped before what it needs."""
@@ -104,7 +109,7 @@ class DependencyGraph:
         for node in self.topological_order():
             earliest, previous = 0.0, None
             for dependency, condition in self.dependencies[node].items():
-                at = finish[dependency] if condition is Condition.HEALTHY else begin[dependency]
+                at = finish[dependency] if condition.waits_for_the_end else begin[dependency]
                 if previous is None or at > earliest:
                     earliest, previous = at, dependency
             begin[node] = earliest
@@ -133,7 +138,7 @@ class DependencyGraph:
             for dependent in self.dependents(node):
                 condition = self.dependencies[dependent][node]
                 room = latest[dependent] - (durations.get(node, 1.0)
-                                            if condition is Condition.HEALTHY else 0.0)
+                                            if condition.waits_for_the_end else 0.0)
                 latest[node] = min(latest[node], room)
         return {node: round(at, 6) for node, at in latest.items()}
 

@@ -285,6 +285,13 @@ def _empty_as_default(value: object) -> object:
 class Condition(StrEnum):
     STARTED = "started"
     HEALTHY = "healthy"
+    COMPLETED = "completed"  # a one-shot job (a migration): it ran and exited with 0
+
+    @property
+    def waits_for_the_end(self) -> bool:
+        """The dependent waits for the dependency's run to end (ready, or exited with 0),
+        not only for its start."""
+        return self is not Condition.STARTED
 
 
 class HttpCheck(_Model):

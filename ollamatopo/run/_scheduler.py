@@ -91,7 +91,7 @@ class NodeContext:
             state = self._states.get(dependency)
             if state is None:
                 continue
-            await (state.done if condition is Condition.HEALTHY else state.started).wait()
+            await (state.done if condition.waits_for_the_end else state.started).wait()
             if state.failed:
                 raise DependencyFailed(self.name, f"dependency {dependency!r} failed")
 
@@ -203,6 +203,7 @@ class _Run:
                                  expected=[*self.shared.keys, *self._about_to_ask()],
                                  tie_s=DEADLINE_TIE_S)
         self.balancers = BalancerSync(engine, self.plan, loaded.templates, recorder)
+        self.jobs = loaded.graph.jobs()
         # Backends that were running before this run count as up until a probe says not.
         self.balancers.up.update(name for name, action in desired.reconciliation.services.items()
                                  if action.verb is Verb.KEEP)
@@ -272,6 +273,9 @@ class _Run:
             start = partial(self.start, name, container_id)
             await (self.balancers.start(name, start) if balancer else start())
         context.started()
+        if name in self.jobs:
+            await self.until_completed(name, container_id, watch)
+            return container_id
         try:
             await self.probe(name, container_id, watch, http)
         except ServiceFailed:
@@ -279,6 +283,23 @@ class _Run:
             raise
         await self.balancers.backend_changed(name, up=True)
         return container_id
+
+    async def until_completed(self, name: str, container_id: str,
+                              watch: ContainerWatch) -> None:
+        """A one-shot job (`service_completed_successfully`): done when its container exits
+        with 0; any other exit fails it, with its last log lines. Not probed."""
+        state = await self.engine.inspect(container_id)
+        code: int | None
+        if state.running:
+            code, oom = await watch.wait_exit(container_id)
+        else:
+            code, oom = state.exit_code, state.oom_killed
+        if code != 0:
+            raise await self._exited(name, container_id, code, oom,
+                                     "(a job its dependents wait to complete)")
+        started = self.recorder.services[name].started_s or 0.0
+        self.recorder.mark(name, "ready", completed=True, exit_code=0,
+                           start_to_ready_s=round(self.recorder.elapsed() - started, 3))
 
     async def stay_alive(self, name: str, container_id: str,
                          watch: ContainerWatch) -> ServiceFailed:
@@ -476,7 +497,7 @@ async def _traverse_watching(run: _Run, watch: ContainerWatch, http: HttpClient,
 
         async def visit(name: str, context: NodeContext) -> None:
             container_id = await run.bring_up(name, context, watch, http)
-            if required(name):
+            if required(name) and name not in run.jobs:  # a job's end is its success
                 ready_services.start_soon(stay_alive, name, container_id)
 
         failures = await traverse(run.loaded.graph, visit, required=required,
