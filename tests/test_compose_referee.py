@@ -161,7 +161,7 @@ def our_model(path: Path, env: dict[str, str], overrides: tuple[str, ...] = (),
             else spec.healthcheck.model_dump(exclude_none=True),
         }
     networks = {key: [(spec.subnet, spec.gateway)] if spec.subnet else []
-                for key, spec in plan.networks.items()}
+                for key, spec in plan.networks.items() if key != "default"}
     return {"name": plan.project, "services": services, "networks": networks,
             "volumes": set(plan.volumes)}
 

@@ -114,6 +114,8 @@ def from_compose(tree: dict[str, Any], project: str,
                             for name, spec in services.items()}
     out.tree["networks"] = {name: _network(out, str(name), spec)
                             for name, spec in _mapping(tree.get("networks")).items()}
+    if _names_default_network(out.tree["services"]):
+        out.tree["networks"].setdefault("default", {})  # compose's implicit one
     out.tree["volumes"] = {name: _volume(out, str(name), spec)
                            for name, spec in _mapping(tree.get("volumes")).items()}
     if extension.get("phases") is not None:
@@ -146,6 +148,13 @@ def _enabled_phases(phases: object, enabled: Mapping[Any, Any],
                                    if name in enabled or name not in declared]}
             if isinstance(phase, dict) and isinstance(phase.get("services"), list) else phase
             for phase in phases]
+
+
+def _names_default_network(services: Mapping[Any, Any]) -> bool:
+    """Some service names the network `default`, which compose has without a declaration
+    (`<project>_default`, the one a service that names no network joins)."""
+    return any(isinstance(networks, list | dict) and "default" in networks
+               for networks in (_mapping(spec).get("networks") for spec in services.values()))
 
 
 def _mapping(value: object) -> dict[Any, Any]:
