@@ -224,6 +224,15 @@ class _Runner:
         self._compose_runs(tool, "", result)
         if v2.path is not None:
             self._compose_runs(v2, "v2-", result)
+        if v2.path is not None:
+            from bench._peers import run_same_file
+
+            try:
+                result["same_file"] = run_same_file(self.engine, v2, self.image,
+                                                    self._topology())
+            except Exception as error:
+                result["same_file"] = {"error": _describe(error)}
+                result["failed"] = True
         if (self.results["benchmarks"].get("seed") or {}).get("all_ready_s") is None:
             result["note"] = "run `seed` in the same invocation for the ratios"
         return result

@@ -28,6 +28,7 @@ from bench._docker import BenchError, Engine
 from bench._plans import SEED_DELAYS, SeedTopology
 from bench._poller import ReadinessPoller
 from bench._ports import loopback_targets, seed_ports
+from bench._stats import ratio
 
 READY_TIMEOUT_S = 240.0
 MIN_V1 = (1, 21)  # compose file format 2.4
@@ -168,3 +169,56 @@ def run_compose(engine: Engine, compose: Compose, image: str, topology: SeedTopo
         "services": {name: {"ready_s": None if at is None else at - up.launched_at}
                      for name, at in first_ready.items()},
     }
+
+
+def run_same_file(engine: Engine, compose: Compose, image: str, topology: SeedTopology,
+                  delays: Mapping[str, float] = SEED_DELAYS) -> dict[str, Any]:
+    """One compose file with the seed's healthchecks, brought up twice: by compose v2's
+    `up -d --wait` (it returns once every healthcheck says healthy) and by `ollamatopo up`
+    of the very same file (its own probes run the healthchecks' commands). Both are timed
+    to their exit and by the poller."""
+    if compose.path is None:
+        raise BenchError("compose v2 is unavailable")
+    ports = seed_ports(topology)
+    document = compose_file(topology, image=image, ports=ports, labels=engine.labels(),
+                            healthchecks=healthchecks_for("seed", topology.names),
+                            delays=delays)
+    with tempfile.TemporaryDirectory(prefix="ollamatopo-bench-") as folder:
+        path = Path(folder) / "compose.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+        theirs = _timed_up(engine, ports, [compose.path, "-p", f"bench-wait-{engine.session}",
+                                           "-f", str(path), "up", "-d", "--wait"],
+                           [compose.path, "-p", f"bench-wait-{engine.session}", "-f",
+                            str(path), "down", "--volumes", "--timeout", "2"],
+                           {**os.environ, "COMPOSE_INTERACTIVE_NO_CLI": "1"}, Path(folder))
+        env = _child.ollamatopo_env(Path(folder) / "state")
+        project = ["-f", str(path), "-p", f"bench-same-{engine.session}"]
+        # Cold (no history), then warm: the same state directory, as on a host that brings
+        # its topology up again (the probes come dense around the last run's readiness).
+        runs = {label: _timed_up(engine, ports,
+                                 _child.ollamatopo_argv("up", *project, "--log-format", "json"),
+                                 _child.ollamatopo_argv("down", *project, "--volumes",
+                                                        "--log-format", "json"),
+                                 env, Path(folder))
+                for label in ("cold", "warm")}
+    return {"compose_version": compose.version, "compose_wait": theirs, "ollamatopo": runs,
+            **{f"speedup_exit_{label}": ratio(theirs["up_exit_s"], run["up_exit_s"])
+               for label, run in runs.items()}}
+
+
+def _timed_up(engine: Engine, ports: Mapping[str, int], up_argv: list[str],
+              down_argv: list[str], env: Mapping[str, str], folder: Path) -> dict[str, Any]:
+    try:
+        poller = ReadinessPoller(loopback_targets(ports), gated=True)
+        with poller, engine.watch_starts(poller.open_gate):
+            up = _child.run(up_argv, env=env, timeout_s=READY_TIMEOUT_S + 60, cwd=folder)
+            finished = poller.wait(0 if up.exit_code else READY_TIMEOUT_S)
+        if up.exit_code != 0:
+            raise BenchError(f"{' '.join(up_argv[:3])} ... up exited {up.exit_code}:\n"
+                             f"{up.tail()}")
+        _child.run(down_argv, env=env, timeout_s=180, cwd=folder)
+    finally:
+        engine.sweep()
+    times = [at for at in poller.first_ready().values() if at is not None]
+    return {"up_exit_s": up.wall_s,
+            "all_ready_s": (max(times) - up.launched_at) if finished and times else None}

@@ -204,7 +204,29 @@ def render_compose(result: Mapping[str, Any], seed: Mapping[str, Any] | None) ->
                      + (verdict(speedup >= goal if variant == "seed" else speedup > goal)
                         if isinstance(speedup, float) and goal else "-"),
                      times(ratio(run.get("all_ready_s"), warm.get("all_ready_s")))))
-    return "\n".join([_heading(f"peers: {name}"), table(rows)])
+    return "\n".join([_heading(f"peers: {name}"), table(rows), *_same_file(result)])
+
+
+def _same_file(result: Mapping[str, Any]) -> list[str]:
+    """The same compose file (the seed's healthchecks): compose v2 `up -d --wait` against
+    `ollamatopo up -f` of it."""
+    same = result.get("same_file")
+    if not same:
+        return []
+    if "error" in same:
+        return ["", f"same compose file: not measured: {short(same['error'])}"]
+    theirs, ours = same["compose_wait"], same["ollamatopo"]
+    rows: list[tuple[str, ...]] = [("same compose file, seed healthchecks", "up exited",
+                                    "all ready", "faster by", "target >= 3.5x")]
+    rows.append((f"compose {same.get('compose_version')} up -d --wait",
+                 seconds(theirs["up_exit_s"]), seconds(theirs["all_ready_s"]), "", ""))
+    for label in ("cold", "warm"):
+        speedup = same.get(f"speedup_exit_{label}")
+        rows.append((f"ollamatopo up -f (the same file, {label})",
+                     seconds(ours[label]["up_exit_s"]), seconds(ours[label]["all_ready_s"]),
+                     times(speedup),
+                     verdict(speedup >= 3.5) if isinstance(speedup, float) else "-"))
+    return ["", table(rows)]
 
 
 def render_scale(result: Mapping[str, Any]) -> str:
