@@ -174,4 +174,5 @@ def _daemon(path: Path, arguments: argparse.Namespace) -> int:
     return code
 
 
-_COMMANDS = {"status": _status, "up": _up, "down": _down, "scale": _scale, "daemon": _daemon}
+_COMMANDS = {"status": _status, "ps": _status, "up": _up, "down": _down, "scale": _scale,
+             "daemon": _daemon}

@@ -42,7 +42,7 @@ exit codes: 0 success, 1 a required service failed, 2 invalid plan or usage,
 
 
 # With a daemon supervising the project, these go through its control socket.
-THROUGH_DAEMON = ("status", "scale", "up", "down", "daemon")
+THROUGH_DAEMON = ("status", "ps", "scale", "up", "down", "daemon")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,9 +114,27 @@ def build_parser() -> argparse.ArgumentParser:
                                help="stop and remove the topology's containers and networks")
     down.add_argument("--volumes", "-v", action="store_true",
                       help="also remove the project's named volumes (their data is lost)")
+    down.add_argument("--remove-orphans", action="store_true",
+                      help="accepted for compose's sake: down always removes every container "
+                           "of the project, services no longer in the plan included")
 
-    status = commands.add_parser("status", parents=[common],
-                                 help="show each service's container, readiness and ports")
+    logs = commands.add_parser("logs", parents=[common],
+                               help="print services' log lines, each prefixed with its service")
+    logs.add_argument("services", nargs="*", metavar="SERVICE")
+    logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines of each")
+    run_in = commands.add_parser("exec", parents=[common],
+                                 help="run a command in a service's running container")
+    run_in.add_argument("service", metavar="SERVICE")
+    run_in.add_argument("argv", nargs=argparse.REMAINDER, metavar="COMMAND")
+    for verb, text in (("stop", "stop services, dependents first (all when none is named)"),
+                       ("start", "start services' stopped containers, dependencies first"),
+                       ("restart", "stop, then start services in dependency order")):
+        commands.add_parser(verb, parents=[common], help=text).add_argument(
+            "services", nargs="*", metavar="SERVICE")
+
+    status = commands.add_parser("status", parents=[common], aliases=["ps"],
+                                 help="show each service's container, readiness and ports "
+                                      "(ps: the same, compose's name)")
     status.add_argument("--json", action="store_true", help="print JSON")
 
     plan = commands.add_parser("plan", parents=[common],
@@ -405,6 +423,45 @@ def command_config(arguments: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def command_logs(arguments: argparse.Namespace, settings: Settings) -> int:
+    from ollamatopo.app._services import logs
+    from ollamatopo.app._up import load
+
+    loaded = load(settings)
+    width = max((len(name) for name in loaded.plan.services), default=0)
+    for service, text in _run_async(lambda: logs(settings, loaded, arguments.services,
+                                                 arguments.tail)):
+        for line in text.splitlines():
+            print(f"{service.ljust(width)} | {line}")
+    return EXIT_OK
+
+
+def command_exec(arguments: argparse.Namespace, settings: Settings) -> int:
+    from ollamatopo.app._services import exec_in
+    from ollamatopo.app._up import load
+
+    if not arguments.argv:
+        raise UsageError("exec: name the command to run, e.g. exec db pg_isready")
+    loaded = load(settings)
+    code, output = _run_async(lambda: exec_in(settings, loaded, arguments.service,
+                                              arguments.argv))
+    print(output, end="" if output.endswith("\n") or not output else "\n")
+    return code
+
+
+def command_stop_start(arguments: argparse.Namespace, settings: Settings) -> int:
+    from ollamatopo.app import _services
+    from ollamatopo.app._up import load
+
+    loaded = load(settings)
+    act = {"stop": _services.stop, "start": _services.start,
+           "restart": _services.restart}[arguments.command]
+    done = _run_async(lambda: act(settings, loaded, arguments.services))
+    past = {"stop": "stopped", "start": "started", "restart": "restarted"}[arguments.command]
+    print(f"{past}: {', '.join(done)}" if done else f"nothing to {arguments.command}")
+    return EXIT_OK
+
+
 def command_daemon(arguments: argparse.Namespace, settings: Settings) -> int:
     raise UsageError("no daemon supervises this project (or its socket cannot be reached): "
                      "start one with `up --supervise`; check --plan, --project and "
@@ -465,6 +522,12 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "report": command_report,
     "daemon": command_daemon,
     "config": command_config,
+    "ps": command_status,
+    "logs": command_logs,
+    "exec": command_exec,
+    "stop": command_stop_start,
+    "start": command_stop_start,
+    "restart": command_stop_start,
 }
 
 __all__ = ["EXIT_INVALID", "build_parser", "main"]

@@ -1,0 +1,64 @@
+"""Compose's commands on a running project (issue 12): ps, logs, exec, stop, start and
+restart in dependency order, down --remove-orphans, against the real engine."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import Project, Result
+
+PLAN = """
+services:
+  db:
+    image: ollamatopo-standin:latest
+    healthcheck: {test: [CMD, test, -f, /tmp/ready], interval: 1s}
+  api:
+    image: ollamatopo-standin:latest
+    depends_on:
+      db: {condition: service_healthy}
+  web:
+    image: ollamatopo-standin:latest
+    depends_on: [api]
+"""
+
+
+def run(project: Project, command: str, *args: str) -> Result:
+    """The command with the plan and project named first (exec takes the rest as its
+    command line)."""
+    return project.run(command, "--plan", str(project.folder / "compose.yaml"), "--project",
+                       project.name, *args)
+
+
+def test_ps_logs_exec_stop_start_restart(project: Project) -> None:
+    project.write(PLAN, "compose.yaml")
+    assert run(project, "up").code == 0
+
+    ps = run(project, "ps", "--json")
+    rows = {row["service"]: row for row in json.loads(ps.stdout)["services"]}
+    assert set(rows) == {"db", "api", "web"} and all(row["ready"] for row in rows.values())
+
+    logs = run(project, "logs", "db", "api", "--tail", "1")
+    lines = logs.stdout.splitlines()
+    assert lines == ["db  | standin ready", "api | standin ready"]
+
+    done = run(project, "exec", "db", "cat", "/tmp/ready")
+    assert done.code == 0
+    failed = run(project, "exec", "db", "test", "-f", "/nonexistent")
+    assert failed.code == 1  # the command's own exit code
+
+    stopped = run(project, "stop", "api")
+    assert stopped.stdout.strip() == "stopped: api"
+    assert project.containers()["api"].status == "exited"
+    assert project.containers()["web"].status == "running"  # only what was named
+    everything = run(project, "stop")
+    assert everything.stdout.strip() == "stopped: web, db"  # dependents first
+    started = run(project, "start")
+    assert started.stdout.strip() == "started: db, api, web"
+    assert {c.status for c in project.containers().values()} == {"running"}
+    restarted = run(project, "restart", "db", "api")
+    assert restarted.stdout.strip() == "restarted: db, api"
+
+    unknown = run(project, "logs", "dbb")
+    assert unknown.code == 2 and "no service 'dbb'" in unknown.stderr
+    assert run(project, "down", "--remove-orphans").code == 0
+    assert project.containers() == {}
