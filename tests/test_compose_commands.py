@@ -62,3 +62,19 @@ def test_ps_logs_exec_stop_start_restart(project: Project) -> None:
     assert unknown.code == 2 and "no service 'dbb'" in unknown.stderr
     assert run(project, "down", "--remove-orphans").code == 0
     assert project.containers() == {}
+
+
+def test_up_of_some_services_brings_what_they_wait_for_and_leaves_the_rest(
+        project: Project) -> None:
+    project.write(PLAN, "compose.yaml")
+    first = run(project, "up", "api")
+    assert first.code == 0, first.stderr
+    assert set(project.containers()) == {"db", "api"}  # api and what it waits for
+    everything = run(project, "up")
+    assert everything.code == 0 and set(project.containers()) == {"db", "api", "web"}
+    again = run(project, "up", "db")
+    assert again.code == 0, again.stderr
+    assert set(project.containers()) == {"db", "api", "web"}  # the others are no orphans
+    assert not again.named("container removed")
+    unknown = run(project, "up", "ghost")
+    assert unknown.code == 2 and "no service 'ghost'" in unknown.stderr

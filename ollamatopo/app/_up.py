@@ -5,20 +5,22 @@ run's report kept in the run store."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from ollamatopo._errors import RunFailed
+from ollamatopo._errors import RunFailed, UsageError
 from ollamatopo.app._connect import connect_engine
 from ollamatopo.app._lock import ProjectLock
 from ollamatopo.app._scale import read_overrides, scale_summary, write_overrides
 from ollamatopo.app._settings import Settings
 from ollamatopo.engine._docker import Engine
 from ollamatopo.engine._probes import Backoff
+from ollamatopo.plan._graph import DependencyGraph
 from ollamatopo.plan._loading import LoadedPlan, load_plan
 from ollamatopo.plan._secrets import redactor
 from ollamatopo.report._recorder import (
@@ -60,6 +62,37 @@ def load(settings: Settings) -> LoadedPlan:
     for warning in loaded.warnings:
         log.warning("plan warning", detail=warning)
     return loaded
+
+
+def select(loaded: LoadedPlan, services: Sequence[str]) -> LoadedPlan:
+    """`up SERVICE...`: those services, their replicas, and everything they wait for (the
+    phase defaults included), as compose's `up SERVICE` brings up; the rest of the plan is
+    left as it is on the engine (`unselected`: no orphans to remove)."""
+    if not services:
+        return loaded
+    plan, declared = loaded.plan, loaded.declared or loaded.plan
+    unknown = [name for name in services if name not in declared.services]
+    if unknown:
+        raise UsageError(f"no service {', '.join(map(repr, unknown))} in the plan: it has "
+                         f"{', '.join(declared.services)}")
+    wanted = {name for name in plan.services for asked in services
+              if name == asked or (declared.services[asked].replicas > 1
+                                   and name.startswith(f"{asked}-")
+                                   and name[len(asked) + 1:].isdigit())}
+    pending = list(wanted)
+    while pending:  # what they wait for, and what that waits for
+        for dependency in loaded.graph.dependencies[pending.pop()]:
+            if dependency not in wanted:
+                wanted.add(dependency)
+                pending.append(dependency)
+    subset = plan.model_copy(update={
+        "services": {name: spec for name, spec in plan.services.items() if name in wanted},
+        "phases": [phase.model_copy(update={"services": [n for n in phase.services
+                                                         if n in wanted]})
+                   for phase in plan.phases if any(n in wanted for n in phase.services)]})
+    graph = DependencyGraph({name: dict(loaded.graph.dependencies[name]) for name in wanted})
+    return dataclasses.replace(loaded, plan=subset, graph=graph,
+                               unselected=frozenset(set(plan.services) - wanted))
 
 
 def new_recorder(loaded: LoadedPlan, command: str = "up",

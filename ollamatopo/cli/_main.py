@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
                              description="Create what is missing, recreate what changed, start "
                                          "every service once its dependencies hold, and wait "
                                          "until all are ready.")
+    up.add_argument("services", nargs="*", metavar="SERVICE",
+                    help="only these services and what they wait for (default: all)")
     up.add_argument("--keep-on-failure", action="store_true",
                     help="leave what this run created in place when it fails")
     up.add_argument("--report", type=Path, metavar="FILE",
@@ -108,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     scale.add_argument("--timeout", type=float, default=300.0,
                        help="seconds to wait for a running daemon to apply it (default 300)")
     scale.set_defaults(keep_on_failure=False, keep_orphans=False, clamp_resources=False,
-                       report=None, supervise=False)
+                       report=None, supervise=False, services=[])
 
     down = commands.add_parser("down", parents=[common],
                                help="stop and remove the topology's containers and networks")
@@ -189,7 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(arguments: argparse.Namespace) -> int:
-    if arguments.command in THROUGH_DAEMON and not getattr(arguments, "supervise", False):
+    if arguments.command in THROUGH_DAEMON and not getattr(arguments, "supervise", False) \
+            and not getattr(arguments, "services", None):  # `up SERVICE...`: not the daemon's
         from ollamatopo.cli._client import run_through_daemon
 
         answered = run_through_daemon(arguments)
@@ -315,9 +318,11 @@ def _run_async(function: Callable[[], Awaitable[T]],
 
 
 def command_up(arguments: argparse.Namespace, settings: Settings) -> int:
-    from ollamatopo.app._up import UpRequest, load, new_recorder, run_up
+    from ollamatopo.app._up import UpRequest, load, new_recorder, run_up, select
 
-    loaded = load(settings)
+    loaded = select(load(settings), arguments.services)
+    if arguments.services and arguments.supervise:
+        raise UsageError("up --supervise takes no services: the daemon keeps the whole plan")
     request = UpRequest(keep_on_failure=arguments.keep_on_failure,
                         keep_orphans=arguments.keep_orphans,
                         clamp_resources=arguments.clamp_resources)

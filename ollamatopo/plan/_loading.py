@@ -71,6 +71,8 @@ class LoadedPlan:
     templates: Mapping[str, str] = field(default_factory=dict)  # load balancer -> template
     secrets: frozenset[str] = frozenset()  # values no output may show (see _secrets)
     declared: Plan | None = None  # as written: replicas not yet expanded (for `config`)
+    # Services of the plan left out of this run (`up SERVICE...`): theirs are no orphans.
+    unselected: frozenset[str] = frozenset()
 
 
 def load_plan(path: Path, environ: Mapping[str, str] | None = None,

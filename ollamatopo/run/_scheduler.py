@@ -221,7 +221,7 @@ class _Run:
 
     async def remove_orphans(self) -> None:
         orphans = [(o, o.existing) for o in self.desired.reconciliation.orphans
-                   if o.existing is not None]
+                   if o.existing is not None and o.service not in self.loaded.unselected]
         if not orphans:
             return
         if not self.options.remove_orphans:
