@@ -222,8 +222,31 @@ def test_a_dependency_on_a_disabled_service_is_refused_by_both(compose_binary: P
     assert set(load_plan(path, environ={}, profiles=["data"]).plan.services) == {"api", "db"}
 
 
+CONFIG_ENV = {"JWT_SECRET": "test-only", "MINIO_ROOT_USER": "admin",
+              "MINIO_ROOT_PASSWORD": "test-only-password"}
+
+
+@pytest.mark.parametrize("plan", sorted((ROOT / "config").glob("*.yaml")),
+                         ids=lambda path: path.name)
+def test_every_plan_under_config_is_a_compose_file_compose_accepts(compose_binary: Path,
+                                                                  plan: Path) -> None:
+    document = theirs(compose_binary, plan, CONFIG_ENV)
+    declared = load_plan(plan, environ=CONFIG_ENV).declared
+    assert declared is not None
+    assert set(document["services"]) == set(declared.services)  # replicas unexpanded
+    for name, spec in declared.services.items():
+        conditions = {dep: options["condition"].removeprefix("service_").replace(
+            "completed_successfully", "completed")
+            for dep, options in (document["services"][name].get("depends_on") or {}).items()}
+        if conditions or spec.after is not None:  # depends_on written: the same graph
+            assert conditions == {dep: c.value for dep, c in (spec.after or {}).items()}, name
+    assert "x-ollamatopo" in yaml.safe_load(plan.read_text(encoding="utf-8"))
+
+
 @pytest.mark.parametrize("plan", [FIXTURES / "training" / "compose.yaml",
-                                  ROOT / "config" / "demo.yaml"], ids=["compose", "dialect"])
+                                  ROOT / "config" / "demo.yaml",
+                                  ROOT / "tests" / "fixtures" / "dialect" / "plan.yaml"],
+                         ids=["compose", "demo", "dialect"])
 def test_ollamatopo_config_passes_compose_and_loads_back(compose_binary: Path, plan: Path,
                                                          tmp_path: Path) -> None:
     """`config` is the converter: its output is a valid compose file that means the same

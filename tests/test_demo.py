@@ -42,7 +42,7 @@ def demo(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     shutil.copy(ROOT / "nginx" / "nginx.conf.template", folder / "nginx")
     text = (ROOT / "config" / "demo.yaml").read_text()
     project = Project(f"otdemo{uuid.uuid4().hex[:8]}", folder / "config", docker_client)
-    project.write(text.replace("project: ollamademo", "project: PROJECT"))
+    project.write(text.replace("name: ollamademo", "name: PROJECT"))
     try:
         result = project.run("up", env=ENV, timeout=300)
         assert result.code == 0, result.stderr
@@ -158,9 +158,11 @@ def test_a_fourth_node_is_added_to_the_balancer_without_a_failed_request(
         "  load-balancer:\n",
         "  ollama-node-4:\n    <<: *node\n"
         "    environment: {NODE_ID: ollama-node-4, NODE_ROLE: worker, CLUSTER_SIZE: \"4\"}\n"
-        "    after: {ollama-node-1: started}\n    optional: true\n\n  load-balancer:\n", 1)
+        "    depends_on: {ollama-node-1: {condition: service_started}}\n"
+        "    x-ollamatopo: {<<: *node-ready, optional: true}\n\n  load-balancer:\n", 1)
     fourth = fourth.replace("ollama-node-2: 2}", "ollama-node-2: 2, ollama-node-4: 2}")
-    fourth = fourth.replace("services: [ollama-node-2]", "services: [ollama-node-2, ollama-node-4]")
+    fourth = fourth.replace("services: [ollama-node-2]}",
+                            "services: [ollama-node-2, ollama-node-4]}")
     (demo.folder / "plan.yaml").write_text(fourth)
     try:
         with steady_client(url) as (served, failures):
