@@ -51,7 +51,7 @@ def run_daemon_bench(engine: Engine, image: str, topology: SeedTopology | None =
                          labels=engine.labels(), delays=delays)
         plan_path.write_text(yaml.safe_dump(plan, sort_keys=False), encoding="utf-8")
         env = _child.ollamatopo_env(root / "state")
-        daemon = _Daemon(plan_path, env)
+        daemon = Daemon(plan_path, env)
         try:
             daemon.wait_supervising()
             status = _timed(["status", "--plan", str(plan_path)], env, STATUS_REPEATS)
@@ -107,15 +107,15 @@ def _up_through_daemon(engine: Engine, topology: SeedTopology, delays: Mapping[s
                        actual, read_json(report_path), no_down, samples, bound)
 
 
-class _Daemon:
+class Daemon:
     """`up --supervise` of the plan, in the background; its log lines read as they come."""
 
-    def __init__(self, plan_path: Path, env: Mapping[str, str]) -> None:
+    def __init__(self, plan_path: Path, env: Mapping[str, str], *extra: str) -> None:
         self.lines: list[str] = []
         self._supervising = threading.Event()
         self._process = subprocess.Popen(
             _child.ollamatopo_argv("up", "--supervise", "--plan", str(plan_path),
-                                   "--log-format", "json"),
+                                   "--log-format", "json", *extra),
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
             env=dict(env), cwd=_child.REPO, text=True)
         assert self._process.stdout is not None

@@ -201,6 +201,7 @@ def run_same_file(engine: Engine, compose: Compose, image: str, topology: SeedTo
                                                         "--log-format", "json"),
                                  env, Path(folder))
                 for label in ("cold", "warm")}
+        runs["daemon"] = _through_daemon(engine, ports, project, env, Path(folder), path)
     return {"compose_version": compose.version, "compose_wait": theirs, "ollamatopo": runs,
             **{f"speedup_exit_{label}": ratio(theirs["up_exit_s"], run["up_exit_s"])
                for label, run in runs.items()}}
@@ -222,3 +223,24 @@ def _timed_up(engine: Engine, ports: Mapping[str, int], up_argv: list[str],
     times = [at for at in poller.first_ready().values() if at is not None]
     return {"up_exit_s": up.wall_s,
             "all_ready_s": (max(times) - up.launched_at) if finished and times else None}
+
+
+def _through_daemon(engine: Engine, ports: Mapping[str, int], project: list[str],
+                    env: Mapping[str, str], folder: Path, path: Path) -> dict[str, Any]:
+    """`up -f` of the same file through an idle daemon's control socket: the daemon brought
+    the file up and down once (its history is warm), and no interpreter start, import or
+    parsing comes before its first engine call."""
+    from bench._daemon import Daemon
+
+    daemon = Daemon(path, env, *project[2:])
+    try:
+        daemon.wait_supervising()
+        _child.run(_child.ollamatopo_argv("down", *project, "--log-format", "json"), env=env,
+                   timeout_s=180, cwd=folder)
+        return _timed_up(engine, ports,
+                         _child.ollamatopo_argv("up", *project, "--log-format", "json"),
+                         _child.ollamatopo_argv("daemon", "stop", *project), env, folder)
+    finally:
+        daemon.kill()
+        _child.run(_child.ollamatopo_argv("down", *project, "--volumes", "--log-format",
+                                          "json"), env=env, timeout_s=180, cwd=folder)

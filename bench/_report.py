@@ -220,7 +220,9 @@ def _same_file(result: Mapping[str, Any]) -> list[str]:
                                     "all ready", "faster by", "target >= 3.5x")]
     rows.append((f"compose {same.get('compose_version')} up -d --wait",
                  seconds(theirs["up_exit_s"]), seconds(theirs["all_ready_s"]), "", ""))
-    for label in ("cold", "warm"):
+    for label in ("cold", "warm", "daemon"):
+        if label not in ours:
+            continue
         speedup = same.get(f"speedup_exit_{label}")
         rows.append((f"ollamatopo up -f (the same file, {label})",
                      seconds(ours[label]["up_exit_s"]), seconds(ours[label]["all_ready_s"]),
