@@ -81,10 +81,6 @@ class ControlServer:
 
     async def _answer(self, stream: anyio.abc.SocketStream) -> None:
         async with stream:
-            if not _same_user(stream):
-                await _send(stream, {"error": {"message": "this daemon answers its owner only",
-                                               "exit_code": 2}})
-                return
             try:
                 with anyio.fail_after(READ_REQUEST_S):
                     line = await BufferedByteReceiveStream(stream).receive_until(b"\n",
@@ -94,6 +90,12 @@ class ControlServer:
             except (TimeoutError, ValueError, anyio.IncompleteRead, anyio.DelimiterNotFound,
                     anyio.EndOfStream, anyio.BrokenResourceError):
                 await _send(stream, {"error": {"message": "not a control request",
+                                               "exit_code": 2}})
+                return
+            # Checked once the request is read: closing on an unread request would reset the
+            # connection, and the refusal would be lost to the client.
+            if not _same_user(stream):
+                await _send(stream, {"error": {"message": "this daemon answers its owner only",
                                                "exit_code": 2}})
                 return
             if op is Op.STATUS:
