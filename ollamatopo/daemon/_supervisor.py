@@ -18,7 +18,7 @@ again after the backoff (someone started it) only probes it.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,14 +129,22 @@ class _Guard:
 
     async def _until_unhealthy(self) -> int | None:
         """Wait for a death (its exit code) or a run of failed liveness checks (None)."""
-        outcome: list[int | None] = []
         try:
-            await self._race(outcome)
+            return (await self._racing_death(self._unready))[0]
         finally:
             self._down_since = time.monotonic()
-        return outcome[0]
 
-    async def _race(self, outcome: list[int | None]) -> None:
+    async def _unready(self) -> list[int | None]:
+        await self._failed_liveness()
+        await self._supervisor.down(self.name, "not ready",
+                                    checks=self._supervisor.options.failure_threshold)
+        return [None]
+
+    async def _racing_death(self, other: Callable[[], Awaitable[list[int | None]]],
+                            ) -> list[int | None]:
+        """What `other` returns, unless the container dies first: then its exit code (-1
+        when the engine did not say), reported as a death."""
+        outcome: list[int | None] = []
         async with anyio.create_task_group() as race:
 
             async def died() -> None:
@@ -146,15 +154,13 @@ class _Guard:
                 outcome.append(code if code is not None else -1)
                 race.cancel_scope.cancel()
 
-            async def unready() -> None:
-                await self._failed_liveness()
-                await self._supervisor.down(self.name, "not ready",
-                                            checks=self._supervisor.options.failure_threshold)
-                outcome.append(None)
+            async def finished() -> None:
+                outcome.extend(await other())
                 race.cancel_scope.cancel()
 
             race.start_soon(died)
-            race.start_soon(unready)
+            race.start_soon(finished)
+        return outcome
 
     async def _failed_liveness(self) -> None:
         options = self._supervisor.options
@@ -216,26 +222,16 @@ class _Guard:
         supervisor = self._supervisor
         deadline = supervisor.plan.services[self.name].ready.timeout \
             or supervisor.options.ready_timeout_s
-        outcome: list[int | None] = []
-        async with anyio.create_task_group() as race:
 
-            async def died() -> None:
-                code, oom = await supervisor.watch.wait_exit(self.container_id)
-                await supervisor.down(self.name, "container died", exit_code=code,
-                                      oom_killed=oom)
-                outcome.append(code if code is not None else -1)
-                race.cancel_scope.cancel()
+        async def ready() -> list[int | None]:
+            error = await self._probe_until_ready(deadline)
+            if error is None:
+                return []
+            await supervisor.down(self.name, "not ready after restart", error=error,
+                                  deadline_s=deadline)
+            return [None]
 
-            async def ready() -> None:
-                error = await self._probe_until_ready(deadline)
-                if error is not None:
-                    await supervisor.down(self.name, "not ready after restart", error=error,
-                                          deadline_s=deadline)
-                    outcome.append(None)
-                race.cancel_scope.cancel()
-
-            race.start_soon(died)
-            race.start_soon(ready)
+        outcome = await self._racing_death(ready)
         if outcome:
             self._down_since = time.monotonic()
         return outcome
