@@ -24,7 +24,6 @@ never answers kept `up` for 60.7 s before this; connect and ping now give up aft
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import io
 import ipaddress
@@ -268,8 +267,7 @@ class Engine:
                     return done[0]
             with anyio.fail_after(deadline_s):
                 return await anyio.to_thread.run_sync(
-                    partial(self._tracked, _InFlight(what, time.monotonic(), allowance_s,
-                                                     settle is not None),
+                    partial(self._tracked, what, allowance_s, settle is not None,
                             function, *args, **kwargs),
                     limiter=limiter or self._limiter, abandon_on_cancel=True)
 
@@ -305,12 +303,13 @@ class Engine:
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
             raise EngineError(f"{what}: {_reason(error)}{tried()}") from None
 
-    def _tracked(self, call: _InFlight, function: Callable[..., T], *args: Any,
-                 **kwargs: Any) -> T:
+    def _tracked(self, what: str, allowance_s: float, makes: bool,
+                 function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """`function` in its worker thread, listed as in flight until it returns."""
         key = threading.get_ident()
+        call = _InFlight(what, time.monotonic(), allowance_s, makes)
         with self._in_flight_lock:
-            self._in_flight[key] = dataclasses.replace(call, began=time.monotonic())
+            self._in_flight[key] = call
         try:
             return function(*args, **kwargs)
         finally:
