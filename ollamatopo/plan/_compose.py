@@ -25,7 +25,7 @@ an unknown key. Pure: a tree in, a tree and problems out.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,8 +187,8 @@ def _service(out: Translation, name: str, spec: object, phased: bool) -> object:
         else:
             out.problems.append(PlanProblem(f"{at}.{key}", "unknown key: the Compose "
                                             "Specification has no such service key"))
-    _ports(out, at, spec, service)
-    _volumes(out, at, spec, service)
+    _short_forms(out, at, "ports", spec, service, _port)
+    _short_forms(out, at, "volumes", spec, service, _mount(service))
     _networks(out, at, spec, service)
     _simple_lists(at, spec, service)
     _deploy(out, at, spec.get("deploy"), service)
@@ -218,49 +218,47 @@ def _simple_lists(at: str, spec: dict[str, Any], service: dict[str, Any]) -> Non
         service["tmpfs"] = [*written, *service.get("tmpfs", [])]
 
 
-def _ports(out: Translation, at: str, spec: dict[str, Any], service: dict[str, Any]) -> None:
-    """The long syntax written in the short one the model reads."""
-    ports = spec.get("ports")
-    if not isinstance(ports, list):
-        if ports is not None:
-            service["ports"] = ports
+def _short_forms(out: Translation, at: str, key: str, spec: dict[str, Any],
+                 service: dict[str, Any], write: Callable[[dict[str, Any]], str | None]) -> None:
+    """`spec[key]`'s long-syntax entries written in the short syntax the model reads
+    (`write` gives it, "" for an entry that went elsewhere, None for one not carried out
+    yet); short entries, and a value that is no list, are the model's to judge."""
+    items = spec.get(key)
+    if not isinstance(items, list):
+        if items is not None:
+            service[key] = items
         return
     written: list[object] = []
-    for index, port in enumerate(ports):
-        if not isinstance(port, dict):
-            written.append(port)
-            continue
-        if "-" in str(port.get("published", "")) or port.get("mode", "ingress") != "ingress":
-            _not_yet(out, f"{at}.ports[{index}]")
-            continue
-        target, published, address = port.get("target"), port.get("published"), \
-            port.get("host_ip")
-        text = (f"{address}:{published or ''}:{target}" if address
-                else f"{published}:{target}" if published else f"{target}")
-        written.append(f"{text}/{port.get('protocol', 'tcp')}")
-    service["ports"] = written
+    for index, item in enumerate(items):
+        text = write(item) if isinstance(item, dict) else item
+        if text is None:
+            _not_yet(out, f"{at}.{key}[{index}]")
+        elif text != "":
+            written.append(text)
+    service[key] = written
 
 
-def _volumes(out: Translation, at: str, spec: dict[str, Any],
-             service: dict[str, Any]) -> None:
-    mounts = spec.get("volumes")
-    if not isinstance(mounts, list):
-        if mounts is not None:
-            service["volumes"] = mounts
-        return
-    written: list[object] = []
-    for index, mount in enumerate(mounts):
-        if not isinstance(mount, dict):
-            written.append(mount)
-        elif mount.get("type") == "tmpfs" and mount.get("target"):
+def _port(port: dict[str, Any]) -> str | None:
+    if "-" in str(port.get("published", "")) or port.get("mode", "ingress") != "ingress":
+        return None
+    target, published, address = port.get("target"), port.get("published"), port.get("host_ip")
+    text = (f"{address}:{published or ''}:{target}" if address
+            else f"{published}:{target}" if published else f"{target}")
+    return f"{text}/{port.get('protocol', 'tcp')}"
+
+
+def _mount(service: dict[str, Any]) -> Callable[[dict[str, Any]], str | None]:
+    def write(mount: dict[str, Any]) -> str | None:
+        if mount.get("type") == "tmpfs" and mount.get("target"):
             service.setdefault("tmpfs", []).append(mount["target"])
-        elif mount.get("type", "volume") in ("volume", "bind") and mount.get("source") \
+            return ""
+        if mount.get("type", "volume") in ("volume", "bind") and mount.get("source") \
                 and set(mount) <= {"type", "source", "target", "read_only"}:
-            written.append(f"{mount['source']}:{mount.get('target')}"
-                           + (":ro" if mount.get("read_only") else ""))
-        else:
-            _not_yet(out, f"{at}.volumes[{index}]")
-    service["volumes"] = written
+            return f"{mount['source']}:{mount.get('target')}" + (
+                ":ro" if mount.get("read_only") else "")
+        return None
+
+    return write
 
 
 def _networks(out: Translation, at: str, spec: dict[str, Any],
