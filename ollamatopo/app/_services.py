@@ -21,11 +21,16 @@ def chosen(loaded: LoadedPlan, services: Sequence[str]) -> list[str]:
     """The services named (all when none is), in dependency order; an unknown name is a
     usage error naming the ones there are."""
     order = loaded.graph.topological_order()
-    unknown = [name for name in services if name not in loaded.plan.services]
+    check_named(services, order)
+    return [name for name in order if not services or name in services]
+
+
+def check_named(services: Sequence[str], known: Sequence[str]) -> None:
+    """A usage error naming the services that are not in the plan, and the ones that are."""
+    unknown = [name for name in services if name not in known]
     if unknown:
         raise UsageError(f"no service {', '.join(map(repr, unknown))} in the plan: it has "
-                         f"{', '.join(order)}")
-    return [name for name in order if not services or name in services]
+                         f"{', '.join(known)}")
 
 
 async def _containers(engine: Engine, loaded: LoadedPlan) -> dict[str, str]:

@@ -13,10 +13,11 @@ from typing import Any
 
 import structlog
 
-from ollamatopo._errors import RunFailed, UsageError
+from ollamatopo._errors import RunFailed
 from ollamatopo.app._connect import connect_engine
 from ollamatopo.app._lock import ProjectLock
 from ollamatopo.app._scale import read_overrides, scale_summary, write_overrides
+from ollamatopo.app._services import check_named
 from ollamatopo.app._settings import Settings
 from ollamatopo.engine._docker import Engine
 from ollamatopo.engine._probes import Backoff
@@ -71,10 +72,7 @@ def select(loaded: LoadedPlan, services: Sequence[str]) -> LoadedPlan:
     if not services:
         return loaded
     plan, declared = loaded.plan, loaded.declared or loaded.plan
-    unknown = [name for name in services if name not in declared.services]
-    if unknown:
-        raise UsageError(f"no service {', '.join(map(repr, unknown))} in the plan: it has "
-                         f"{', '.join(declared.services)}")
+    check_named(services, list(declared.services))
     wanted = {name for name in plan.services for asked in services
               if name == asked or (declared.services[asked].replicas > 1
                                    and name.startswith(f"{asked}-")
