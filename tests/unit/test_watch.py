@@ -4,8 +4,8 @@ and `watch_containers` / `_pump` fed by a fake event stream read in a worker thr
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import anyio
 import pytest
@@ -42,22 +42,32 @@ async def still_waiting(wait: Callable[[], object]) -> bool:
     return not returned
 
 
+@asynccontextmanager
+async def waiting_for_exit(watch: ContainerWatch,
+                           waiters: int = 1) -> AsyncIterator[list[tuple[int | None, bool]]]:
+    """`waiters` tasks waiting for c1's exit, all blocked when the block begins; the list
+    holds what each got, complete once the block ends."""
+    results: list[tuple[int | None, bool]] = []
+
+    async def waiter() -> None:
+        results.append(await watch.wait_exit("c1"))
+
+    with anyio.fail_after(2):
+        async with anyio.create_task_group() as group:
+            for _ in range(waiters):
+                group.start_soon(waiter)
+            await anyio.wait_all_tasks_blocked()
+            yield results
+
+
 # --- ContainerWatch --------------------------------------------------------------------------
 
 
 async def test_a_death_wakes_the_waiter_with_its_exit_code() -> None:
     watch = ContainerWatch()
-    result: list[tuple[int | None, bool]] = []
-
-    async def waiter() -> None:
-        result.append(await watch.wait_exit("c1"))
-
-    with anyio.fail_after(2):
-        async with anyio.create_task_group() as group:
-            group.start_soon(waiter)
-            await anyio.wait_all_tasks_blocked()
-            assert result == []
-            watch.dispatch(event("die", exit_code=3))
+    async with waiting_for_exit(watch) as result:
+        assert result == []
+        watch.dispatch(event("die", exit_code=3))
     assert result == [(3, False)]
 
 
@@ -94,17 +104,8 @@ async def test_events_of_another_container_or_of_another_kind_wake_nobody() -> N
 
 async def test_every_waiter_of_a_container_is_woken() -> None:
     watch = ContainerWatch()
-    results: list[tuple[int | None, bool]] = []
-
-    async def waiter() -> None:
-        results.append(await watch.wait_exit("c1"))
-
-    with anyio.fail_after(2):
-        async with anyio.create_task_group() as group:
-            for _ in range(3):
-                group.start_soon(waiter)
-            await anyio.wait_all_tasks_blocked()
-            watch.dispatch(event("die", exit_code=2))
+    async with waiting_for_exit(watch, waiters=3) as results:
+        watch.dispatch(event("die", exit_code=2))
     assert results == [(2, False)] * 3
 
 
@@ -141,19 +142,11 @@ async def test_a_start_after_a_death_rearms_the_wait() -> None:
 
 async def test_a_start_without_an_earlier_death_leaves_the_waiter_waiting() -> None:
     watch = ContainerWatch()
-    result: list[tuple[int | None, bool]] = []
-
-    async def waiter() -> None:
-        result.append(await watch.wait_exit("c1"))
-
-    with anyio.fail_after(2):
-        async with anyio.create_task_group() as group:
-            group.start_soon(waiter)
-            await anyio.wait_all_tasks_blocked()
-            watch.dispatch(event("start"))  # the first start of a fresh container
-            await anyio.wait_all_tasks_blocked()
-            assert result == []
-            watch.dispatch(event("die", exit_code=5))
+    async with waiting_for_exit(watch) as result:
+        watch.dispatch(event("start"))  # the first start of a fresh container
+        await anyio.wait_all_tasks_blocked()
+        assert result == []
+        watch.dispatch(event("die", exit_code=5))
     assert result == [(5, False)]
 
 
