@@ -80,10 +80,6 @@ class ProjectLocked(OllamatopoError):
     exit_code = EXIT_INVALID
 
 
-class ScaleTimeout(OllamatopoError):
-    """The daemon did not apply a scale request in time."""
-
-
 class EngineUnreachable(OllamatopoError):
     """The Docker engine does not answer."""
 
