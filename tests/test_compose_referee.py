@@ -23,6 +23,7 @@ import yaml
 
 from ollamatopo._errors import PlanError
 from ollamatopo.plan._loading import load_plan
+from ollamatopo.plan._model import DependencyOptions
 from ollamatopo.plan._quantities import parse_bytes, parse_cpus, parse_duration
 from tests.conftest import ROOT
 
@@ -102,10 +103,14 @@ def their_model(document: dict[str, Any]) -> dict[str, Any]:
             "mounts": mounts, "tmpfs": tmpfs,
             "networks": {key: sorted((value or {}).get("aliases") or [])
                          for key, value in (spec.get("networks") or {}).items()},
-            "depends_on": {dep: {"service_healthy": "healthy", "service_started": "started",
-                                 "service_completed_successfully": "completed"}[
-                                     options["condition"]]
-                           for dep, options in (spec.get("depends_on") or {}).items()},
+            "depends_on": {dep: ({"service_healthy": "healthy", "service_started": "started",
+                                  "service_completed_successfully": "completed"}[
+                                      options["condition"]],
+                                 options.get("required", True), options.get("restart", False))
+                           for dep, options in (spec.get("depends_on") or {}).items()
+                           # compose keeps a `required: false` entry on a service of no
+                           # active profile, and starts without it: no edge
+                           if dep in document["services"] or options.get("required", True)},
             "restart": spec.get("restart", "no"),
             "read_only": bool(spec.get("read_only")), "init": bool(spec.get("init")),
             "working_dir": spec.get("working_dir"),
@@ -149,8 +154,10 @@ def our_model(path: Path, env: dict[str, str], overrides: tuple[str, ...] = (),
             # No network named: compose writes the project's default one, as it is.
             "networks": {key: sorted(value.aliases) for key, value in spec.networks.items()}
             or {"default": []},
-            "depends_on": {dep: condition.value
-                           for dep, condition in plan.dependencies(name).items()},
+            "depends_on": {dep: (condition.value, options.required, options.restart)
+                           for dep, condition in plan.dependencies(name).items()
+                           for options in [spec.dependency_options.get(dep,
+                                                                       DependencyOptions())]},
             "restart": spec.restart, "read_only": spec.read_only, "init": spec.init,
             "working_dir": spec.working_dir, "extra_hosts": hosts(spec.extra_hosts),
             "labels": dict(spec.labels), "stop_grace_period": spec.stop_grace_period,

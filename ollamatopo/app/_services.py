@@ -80,6 +80,11 @@ async def start(settings: Settings, loaded: LoadedPlan, services: Sequence[str])
 
 async def restart(settings: Settings, loaded: LoadedPlan,
                   services: Sequence[str]) -> list[str]:
+    """Stop, then start, the chosen services and the dependents that have `restart: true`
+    on them (compose's rule)."""
+    if services:
+        check_named(services, loaded.graph.nodes)
+        services = loaded.graph.restarted_with(services)
     async with _locked_engine(settings, loaded, "restart") as engine:
         await _stop(engine, loaded, services)
         return await _start(engine, loaded, services)

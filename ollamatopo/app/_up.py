@@ -21,7 +21,6 @@ from ollamatopo.app._services import check_named
 from ollamatopo.app._settings import Settings
 from ollamatopo.engine._docker import Engine
 from ollamatopo.engine._probes import Backoff
-from ollamatopo.plan._graph import DependencyGraph
 from ollamatopo.plan._loading import LoadedPlan, load_plan
 from ollamatopo.plan._secrets import redactor
 from ollamatopo.report._recorder import (
@@ -88,7 +87,7 @@ def select(loaded: LoadedPlan, services: Sequence[str]) -> LoadedPlan:
         "phases": [phase.model_copy(update={"services": [n for n in phase.services
                                                          if n in wanted]})
                    for phase in plan.phases if any(n in wanted for n in phase.services)]})
-    graph = DependencyGraph({name: dict(loaded.graph.dependencies[name]) for name in wanted})
+    graph = loaded.graph.subgraph(wanted)
     return dataclasses.replace(loaded, plan=subset, graph=graph,
                                unselected=frozenset(set(plan.services) - wanted))
 

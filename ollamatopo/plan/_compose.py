@@ -110,7 +110,9 @@ def from_compose(tree: dict[str, Any], project: str,
     extension = _mapping(tree.get(EXTENSION))
     services = {name: spec for name, spec in _mapping(tree.get("services")).items()
                 if _enabled(spec, profiles)}
-    out.tree["services"] = {name: _service(out, str(name), spec, bool(extension.get("phases")))
+    phased = bool(extension.get("phases"))
+    inactive = set(_mapping(tree.get("services"))) - set(services)
+    out.tree["services"] = {name: _service(out, str(name), spec, phased, inactive)
                             for name, spec in services.items()}
     out.tree["networks"] = {name: _network(out, str(name), spec)
                             for name, spec in _mapping(tree.get("networks")).items()}
@@ -169,7 +171,8 @@ def _not_yet(out: Translation, path: str) -> None:
 # --- services -------------------------------------------------------------------------------
 
 
-def _service(out: Translation, name: str, spec: object, phased: bool) -> object:
+def _service(out: Translation, name: str, spec: object, phased: bool,
+             inactive: Collection[str]) -> object:
     if not isinstance(spec, dict):
         return spec  # the model says what is wrong with it
     at = f"services.{name}"
@@ -192,7 +195,7 @@ def _service(out: Translation, name: str, spec: object, phased: bool) -> object:
     _networks(out, at, spec, service)
     _simple_lists(at, spec, service)
     _deploy(out, at, spec.get("deploy"), service)
-    dependencies = _depends_on(out, at, spec.get("depends_on"))
+    dependencies = _depends_on(out, at, spec.get("depends_on"), inactive, service)
     if dependencies is not None or not phased:
         service["after"] = dependencies or {}
         out.sources[f"{at}.after"] = f"{at}.depends_on"
@@ -305,7 +308,12 @@ def _deploy(out: Translation, at: str, deploy: object, service: dict[str, Any]) 
         service["deploy"] = {"resources": kept}
 
 
-def _depends_on(out: Translation, at: str, value: object) -> dict[str, str] | None:
+def _depends_on(out: Translation, at: str, value: object, inactive: Collection[str],
+                service: dict[str, Any]) -> dict[str, str] | None:
+    """The `after:` entries; `required`/`restart` other than the defaults go to the
+    service's `dependency_options`. A `required: false` dependency whose profile is not
+    active is left out with a warning (compose v2 starts without it; a service the file
+    does not declare is an error for both, required or not)."""
     if value is None:
         return None
     if isinstance(value, list):
@@ -324,13 +332,15 @@ def _depends_on(out: Translation, at: str, value: object) -> dict[str, str] | No
                                             "condition: use service_started, service_healthy "
                                             "or service_completed_successfully"))
             continue
-        if options.get("restart"):
-            out.warnings.append(f"{where}.restart: not carried out yet; the daemon re-probes "
-                                "a dependent when its dependency is back, and restarts it "
-                                "only if it fails")
-        if options.get("required") is False:
-            out.warnings.append(f"{where}.required: false is not carried out yet; the "
-                                "dependency is required")
+        required, restart = options.get("required", True), options.get("restart", False)
+        if required is False and name in inactive:
+            out.warnings.append(f"{where}: {name!r} is in no active profile; required: false, "
+                                "so the service starts without it")
+            continue
+        if required is not True or restart is not False:
+            service.setdefault("dependency_options", {})[str(name)] = {
+                "required": required, "restart": restart}
+            out.sources[f"{at}.dependency_options.{name}"] = where
         dependencies[str(name)] = CONDITIONS[condition]
     return dependencies
 

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from ollamatopo.plan._compose import EXTENSION
-from ollamatopo.plan._model import Condition, NetworkSpec, Plan, ServiceSpec, VolumeSpec
+from ollamatopo.plan._model import (
+    Condition,
+    DependencyOptions,
+    NetworkSpec,
+    Plan,
+    ServiceSpec,
+    VolumeSpec,
+)
 
 CONDITION_NAMES = {Condition.STARTED: "service_started", Condition.HEALTHY: "service_healthy",
                    Condition.COMPLETED: "service_completed_successfully"}
@@ -83,8 +90,11 @@ def _service(plan: Plan, name: str, spec: ServiceSpec, base: Path) -> dict[str, 
     dependencies = plan.dependencies(name)
     # An empty map says "nothing", where the phases would otherwise add their default.
     if dependencies or plan.phase_of(name) != plan.phases[0].name:
-        service["depends_on"] = {dependency: {"condition": CONDITION_NAMES[condition]}
-                                 for dependency, condition in dependencies.items()}
+        service["depends_on"] = {
+            dependency: {"condition": CONDITION_NAMES[condition],
+                         **spec.dependency_options.get(dependency, DependencyOptions())
+                         .model_dump(exclude_defaults=True)}
+            for dependency, condition in dependencies.items()}
     extension: dict[str, Any] = {"ready": spec.ready.model_dump(by_alias=True,
                                                                  exclude_none=True)}
     if spec.optional:

@@ -17,10 +17,37 @@ class DependencyGraph:
     """Services and, for each, the services it waits for and on what condition."""
 
     dependencies: Mapping[str, Mapping[str, Condition]]
+    # (dependent, dependency) edges of compose's `required: false` and `restart: true`.
+    not_required: frozenset[tuple[str, str]] = frozenset()
+    restarting: frozenset[tuple[str, str]] = frozenset()
 
     @classmethod
     def from_plan(cls, plan: Plan) -> DependencyGraph:
-        return cls({name: plan.dependencies(name) for name, _ in plan.ordered_services()})
+        services = dict(plan.ordered_services())
+        edges = [(name, dependency, options)
+                 for name, spec in services.items()
+                 for dependency, options in spec.dependency_options.items()]
+        return cls({name: plan.dependencies(name) for name in services},
+                   frozenset((a, b) for a, b, options in edges if not options.required),
+                   frozenset((a, b) for a, b, options in edges if options.restart))
+
+    def subgraph(self, names: Iterable[str]) -> DependencyGraph:
+        """The graph of `names` (which hold their dependencies), edges' options kept."""
+        kept = set(names)
+        return DependencyGraph({name: dict(self.dependencies[name]) for name in kept},
+                               frozenset(e for e in self.not_required if e[0] in kept),
+                               frozenset(e for e in self.restarting if e[0] in kept))
+
+    def restarted_with(self, names: Iterable[str]) -> list[str]:
+        """`names` and, transitively, the dependents that `restart: true` restarts with
+        them, dependencies first."""
+        chosen = set(names)
+        grew = True
+        while grew:
+            more = {a for a, b in self.restarting if b in chosen} - chosen
+            chosen |= more
+            grew = bool(more)
+        return [name for name in self.topological_order() if name in chosen]
 
     @property
     def nodes(self) -> list[str]:

@@ -294,6 +294,17 @@ class Condition(StrEnum):
         return self is not Condition.STARTED
 
 
+class DependencyOptions(_Model):
+    """compose's `required` and `restart` of one `depends_on` entry, when not the defaults:
+    `required: false` lets the dependent start when the dependency fails (a warning says
+    so); `restart: true` restarts the dependent after `up` recreates the dependency or
+    `restart` restarts it (not after the daemon restarts a dead one: compose excludes the
+    runtime's own restarts too)."""
+
+    required: bool = True
+    restart: bool = False
+
+
 class HttpCheck(_Model):
     port: Port
     path: str = "/"
@@ -528,6 +539,7 @@ class ServiceSpec(_Model):
     deploy: DeploySpec = DeploySpec()
     ready: ReadySpec = ReadySpec(none=True)
     after: Annotated[dict[str, Condition], BeforeValidator(_after)] | None = None
+    dependency_options: dict[str, DependencyOptions] = {}  # by entry of `after`
     optional: bool = False
     load_balance: LoadBalanceSpec | None = None
     replicas: int = Field(default=1, ge=1, le=500)
@@ -705,6 +717,9 @@ def _service_references(plan: Plan, name: str, spec: ServiceSpec, suggest: _Hint
                               f"{suggest(dependency, plan.services)}")
         elif dependency == name:
             yield PlanProblem(f"{where}.after.{dependency}", "a service cannot wait for itself")
+    for dependency in set(spec.dependency_options) - set(spec.after or {}):
+        yield PlanProblem(f"{where}.dependency_options.{dependency}",
+                          f"{dependency!r} is not among the service's `after:` entries")
     for backend in spec.load_balance.backends if spec.load_balance else {}:
         if backend not in plan.services:
             yield PlanProblem(f"{where}.load_balance.backends.{backend}",

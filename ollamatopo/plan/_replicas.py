@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import TypeVar
 
 from ollamatopo._errors import PlanProblem
-from ollamatopo.plan._model import Condition, LoadBalanceSpec, PhaseSpec, Plan, ServiceSpec
+from ollamatopo.plan._model import LoadBalanceSpec, PhaseSpec, Plan, ServiceSpec
+
+T = TypeVar("T")
 
 NUMBERED = re.compile(r"^(?P<stem>.*?-)(?P<number>[0-9]+)$")
 REPLICA_TOKEN = "{{replica}}"
@@ -91,13 +94,13 @@ def _replica(spec: ServiceSpec, replica: str, names: Mapping[str, list[str]],
             for key, value in spec.environment.items()}
     if spec.after is not None:
         update["after"] = _expand_after(spec.after, names)
+        update["dependency_options"] = _expand_after(spec.dependency_options, names)
     if spec.load_balance is not None:
         update["load_balance"] = _expand_backends(spec.load_balance, names)
     return spec.model_copy(update=update)
 
 
-def _expand_after(after: Mapping[str, Condition],
-                  names: Mapping[str, list[str]]) -> dict[str, Condition]:
+def _expand_after(after: Mapping[str, T], names: Mapping[str, list[str]]) -> dict[str, T]:
     return {replica: condition for dependency, condition in after.items()
             for replica in names.get(dependency, [dependency])}
 

@@ -8,7 +8,7 @@ them; the scheduler carries them out and decides nothing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -21,6 +21,7 @@ class Verb(StrEnum):
     START = "start"
     CREATE = "create"
     RECREATE = "recreate"
+    RESTART = "restart"  # running and up to date, but a dependency it restarts with changes
     REMOVE = "remove"
 
 
@@ -64,8 +65,11 @@ class Reconciliation:
 
 
 def reconcile(containers: Mapping[str, ContainerConfig], networks: Sequence[NetworkConfig],
-              snapshot: Snapshot) -> Reconciliation:
-    """One action per desired network and service, and a removal per container not in it."""
+              snapshot: Snapshot,
+              restarting: Collection[tuple[str, str]] = ()) -> Reconciliation:
+    """One action per desired network and service, and a removal per container not in it.
+    A running service is restarted when a dependency it has `restart: true` on is
+    recreated (compose's rule), after that dependency holds again."""
     network_actions = tuple(_network_action(config, snapshot) for config in networks)
     actions = {name: _service_action(config, snapshot) for name, config in containers.items()}
     recreated = {a.config.name for a in network_actions if a.verb is Verb.RECREATE}
@@ -74,11 +78,28 @@ def reconcile(containers: Mapping[str, ContainerConfig], networks: Sequence[Netw
         if changed and actions[name].existing is not None:
             actions[name] = ServiceAction(name, Verb.RECREATE, f"network {changed[0]} changed",
                                           actions[name].existing)
+    _restart_dependents(actions, restarting)
     orphans = tuple(
         ServiceAction(observed.service, Verb.REMOVE, "not in the plan", observed)
         for observed in snapshot.containers if observed.service not in containers
     )
     return Reconciliation(network_actions, actions, orphans)
+
+
+def _restart_dependents(actions: dict[str, ServiceAction],
+                        restarting: Collection[tuple[str, str]]) -> None:
+    changed = True
+    while changed:  # a restart restarts its own `restart: true` dependents too
+        changed = False
+        for dependent, dependency in restarting:
+            action, cause = actions.get(dependent), actions.get(dependency)
+            if action is not None and cause is not None and action.verb is Verb.KEEP \
+                    and cause.verb in (Verb.RECREATE, Verb.RESTART):
+                done = "recreated" if cause.verb is Verb.RECREATE else "restarted"
+                actions[dependent] = ServiceAction(
+                    dependent, Verb.RESTART, f"{dependency} is {done} (restart: true)",
+                    action.existing)
+                changed = True
 
 
 def _network_action(config: NetworkConfig, snapshot: Snapshot) -> NetworkAction:

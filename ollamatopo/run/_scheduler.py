@@ -86,14 +86,20 @@ class NodeContext:
         self.name = name
         self._graph, self._states = graph, states
 
-    async def dependencies_hold(self) -> None:
+    async def dependencies_hold(self) -> list[str]:
+        """Wait for every dependency's condition; the failed ones of `required: false`
+        edges, which the service starts without (any other failure is DependencyFailed)."""
+        failed = []
         for dependency, condition in self._graph.dependencies[self.name].items():
             state = self._states.get(dependency)
             if state is None:
                 continue
             await (state.done if condition.waits_for_the_end else state.started).wait()
-            if state.failed:
+            if state.failed and (self.name, dependency) in self._graph.not_required:
+                failed.append(dependency)
+            elif state.failed:
                 raise DependencyFailed(self.name, f"dependency {dependency!r} failed")
+        return failed
 
     def started(self) -> None:
         self._states[self.name].started.set()
@@ -168,7 +174,8 @@ async def observe(engine: Engine, loaded: LoadedPlan) -> DesiredState:
                 for key, spec in plan_networks(plan).items()]
     images = sorted({config.image for config in containers.values()})
     snapshot = await engine.snapshot(plan.project, images)
-    return DesiredState(containers, reconcile(containers, networks, snapshot), snapshot)
+    reconciliation = reconcile(containers, networks, snapshot, loaded.graph.restarting)
+    return DesiredState(containers, reconciliation, snapshot)
 
 
 @dataclass
@@ -267,7 +274,9 @@ class _Run:
         balancer = self.balancers.is_balancer(name)
         if balancer:
             await self.balancers.prepare(name, container_id, action.verb is Verb.KEEP)
-        await context.dependencies_hold()
+        for dependency in await context.dependencies_hold():
+            self.recorder.emit("dependency failed, not required", service=name,
+                               level="warning", dependency=dependency)
         if action.verb is not Verb.KEEP:
             watch.forget(container_id)
             start = partial(self.start, name, container_id)
@@ -320,7 +329,10 @@ class _Run:
 
     async def prepare(self, name: str, action: ServiceAction) -> str:
         config = self.desired.containers[name]
-        if action.verb in (Verb.KEEP, Verb.START) and action.existing is not None:
+        if action.verb is Verb.RESTART and action.existing is not None:
+            await self.engine.stop(action.existing.id)  # started again once its deps hold
+        if action.verb in (Verb.KEEP, Verb.START, Verb.RESTART) \
+                and action.existing is not None:
             return action.existing.id
         await self.images.wait(name, config.image)
         await self.shared.wait(name, config)
