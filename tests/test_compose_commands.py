@@ -78,3 +78,51 @@ def test_up_of_some_services_brings_what_they_wait_for_and_leaves_the_rest(
     assert not again.named("container removed")
     unknown = run(project, "up", "ghost")
     assert unknown.code == 2 and "no service 'ghost'" in unknown.stderr
+
+
+RESTARTING = """
+services:
+  db:
+    image: ollamatopo-standin:latest
+    environment: {GENERATION: "GEN"}
+    healthcheck: {test: [CMD, test, -f, /tmp/ready], interval: 1s}
+  api:
+    image: ollamatopo-standin:latest
+    depends_on:
+      db: {condition: service_healthy, restart: true}
+  web:
+    image: ollamatopo-standin:latest
+    depends_on: [db]
+"""
+
+
+def started_at(project: Project) -> dict[str, tuple[str, str]]:
+    """Each service's container id and when it last started."""
+    return {name: (c.id, c.attrs["State"]["StartedAt"])
+            for name, c in project.containers().items()}
+
+
+def test_restart_true_restarts_the_dependent_after_its_dependency_is_recreated_or_restarted(
+        project: Project) -> None:
+    project.write(RESTARTING.replace("GEN", "1"), "compose.yaml")
+    assert run(project, "up").code == 0
+    before = started_at(project)
+
+    project.write(RESTARTING.replace("GEN", "2"), "compose.yaml")
+    again = run(project, "up")
+    assert again.code == 0, again.stderr
+    after = started_at(project)
+    assert after["db"][0] != before["db"][0]  # recreated: a new container
+    assert after["api"][0] == before["api"][0] and after["api"][1] > before["api"][1]
+    assert after["web"] == before["web"]  # no restart: true, left running
+    api = project.report(again)["services"]["api"]
+    assert (api["action"], api["cause"]) == ("restart", "db is recreated (restart: true)")
+    # api started again only once db was ready again
+    db_ready = again.named("service healthy", "db")[0]["elapsed_s"]
+    api_started = again.named("container started", "api")[0]["elapsed_s"]
+    assert api_started >= db_ready
+
+    restarted = run(project, "restart", "db")
+    assert restarted.stdout.strip() == "restarted: db, api"
+    assert started_at(project)["web"] == before["web"]
+    assert run(project, "down").code == 0
