@@ -126,3 +126,32 @@ def test_restart_true_restarts_the_dependent_after_its_dependency_is_recreated_o
     assert restarted.stdout.strip() == "restarted: db, api"
     assert started_at(project)["web"] == before["web"]
     assert run(project, "down").code == 0
+
+
+def test_logs_follow_prints_lines_as_they_come_until_the_containers_stop(
+        project: Project) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    project.write(PLAN, "compose.yaml")
+    assert run(project, "up").code == 0
+    with subprocess.Popen(
+            [sys.executable, "-m", "ollamatopo", "logs", "--follow", "--tail", "1", "db", "api",
+             "--plan", str(project.folder / "compose.yaml"), "--project", project.name],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONPATH": str(ROOT)}) as follower:
+        try:
+            assert follower.stdout is not None
+            first = {follower.stdout.readline().strip() for _ in range(2)}
+            assert first == {"db  | standin ready", "api | standin ready"}
+            said = run(project, "exec", "db", "sh", "-c", "echo later line > /proc/1/fd/1")
+            assert said.code == 0, said.stderr
+            assert follower.stdout.readline().strip() == "db  | later line"  # as it comes
+            assert follower.poll() is None
+            assert run(project, "stop", "api", "db").code == 0
+            assert follower.wait(timeout=30) == 0  # every followed container stopped
+        finally:
+            follower.kill()

@@ -4,7 +4,8 @@ on some services (all when none is named) of the project's containers, found by 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from functools import partial
 
 import anyio
 import anyio.lowlevel
@@ -47,6 +48,23 @@ async def logs(settings: Settings, loaded: LoadedPlan, services: Sequence[str],
         containers = await _containers(engine, loaded)
         return [(name, await engine.logs(containers[name], "all" if tail is None else tail))
                 for name in names if name in containers]
+    finally:
+        engine.close()
+
+
+async def follow(settings: Settings, loaded: LoadedPlan, services: Sequence[str],
+                 tail: int | None, on_line: Callable[[str, str], None]) -> None:
+    """`logs -f`: each chosen service's lines as they come, as (service, line), from its
+    last `tail` lines on, until every followed container has stopped."""
+    names = chosen(loaded, services)
+    engine = await connect_engine(settings)
+    try:
+        containers = await _containers(engine, loaded)
+        async with anyio.create_task_group() as group:
+            for name in names:
+                if name in containers:
+                    group.start_soon(engine.follow_logs, containers[name],
+                                     "all" if tail is None else tail, partial(on_line, name))
     finally:
         engine.close()
 

@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                                help="print services' log lines, each prefixed with its service")
     logs.add_argument("services", nargs="*", metavar="SERVICE")
     logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines of each")
+    # Not compose's `-f`: here `-f` names the plan file after every command.
+    logs.add_argument("--follow", action="store_true",
+                      help="go on printing lines as they come, until the containers stop "
+                           "(Ctrl+C ends it)")
     run_in = commands.add_parser("exec", parents=[common],
                                  help="run a command in a service's running container")
     run_in.add_argument("service", metavar="SERVICE")
@@ -429,15 +433,22 @@ def command_config(arguments: argparse.Namespace, settings: Settings) -> int:
 
 
 def command_logs(arguments: argparse.Namespace, settings: Settings) -> int:
-    from ollamatopo.app._services import logs
+    from ollamatopo.app._services import follow, logs
     from ollamatopo.app._up import load
 
     loaded = load(settings)
     width = max((len(name) for name in loaded.plan.services), default=0)
+
+    def show(service: str, line: str) -> None:
+        print(f"{service.ljust(width)} | {line}", flush=arguments.follow)
+
+    if arguments.follow:
+        _run_async(lambda: follow(settings, loaded, arguments.services, arguments.tail, show))
+        return EXIT_OK
     for service, text in _run_async(lambda: logs(settings, loaded, arguments.services,
                                                  arguments.tail)):
         for line in text.splitlines():
-            print(f"{service.ljust(width)} | {line}")
+            show(service, line)
     return EXIT_OK
 
 

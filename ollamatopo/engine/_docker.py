@@ -369,6 +369,32 @@ class Engine:
                                stderr=True, tail=tail, retry=True)
         return bytes(raw).decode("utf-8", errors="replace")
 
+    async def follow_logs(self, container_id: str, tail: int | str,
+                          on_line: Callable[[str], None]) -> None:
+        """Every line the container prints from its last `tail` on, to `on_line` (in the
+        event loop), until it stops. A cancelled caller abandons the thread, which stops
+        reading at its next line."""
+        cancelled = threading.Event()
+
+        def run() -> None:
+            partial_line = b""
+            for chunk in self._client.logs(container_id, stdout=True, stderr=True,
+                                           stream=True, follow=True, tail=tail):
+                if cancelled.is_set():
+                    return
+                *lines, partial_line = (partial_line + bytes(chunk)).split(b"\n")
+                for line in lines:
+                    anyio.from_thread.run_sync(on_line, line.decode("utf-8", "replace"))
+            if partial_line:
+                anyio.from_thread.run_sync(on_line, partial_line.decode("utf-8", "replace"))
+
+        try:
+            # Its own limiter: a follow lasts as long as the container, other calls go on.
+            await self._call(f"follow logs {container_id[:12]}", run,
+                             limiter=anyio.CapacityLimiter(1), allowance_s=float("inf"))
+        finally:
+            cancelled.set()
+
     # --- act --------------------------------------------------------------------------------
 
     async def pull(self, image: str,
