@@ -49,6 +49,7 @@ class PlanError(OllamatopoError):
                  summary: str | None = None) -> None:
         self.source = source
         self.problems = tuple(problems)
+        self.summary = summary
         count = len(self.problems)
         counted = f"{count} problem{'s' if count != 1 else ''} in the plan"
         head = printable(f"{source}: {summary or counted}", multiline=False)
@@ -96,6 +97,13 @@ class NotFound(EngineError):
 
 class ResourcesDoNotFit(OllamatopoError):
     """The plan asks more CPU or memory than the host has."""
+
+    exit_code = EXIT_INVALID
+
+
+class ExternalMissing(OllamatopoError):
+    """The plan uses networks or volumes made outside it (`external: true`) that the engine
+    does not have: nothing is made."""
 
     exit_code = EXIT_INVALID
 

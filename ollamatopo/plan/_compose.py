@@ -30,14 +30,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ollamatopo._errors import PlanProblem
-from ollamatopo.plan._quantities import parse_duration
+from ollamatopo.plan._container import CONTAINER_KEYS, service_references
+from ollamatopo.plan._quantities import parse_bytes, parse_cpus, parse_duration
 
 EXTENSION = "x-ollamatopo"
 SINGLE_PHASE = "services"
 
 TOP_LEVEL = {"version", "name", "include", "services", "networks", "volumes", "secrets",
              "configs"}
-TOP_LEVEL_NOT_YET = {"include", "secrets", "configs"}
 # The specification's service keys (compose-spec's schema), and which of them mean the
 # same in the plan model.
 SERVICE_KEYS = {
@@ -60,7 +60,11 @@ SAME = {"image", "command", "entrypoint", "environment", "hostname", "user", "wo
         "labels", "restart", "cap_add", "cap_drop", "security_opt", "read_only", "init",
         "stop_grace_period"}
 TRANSLATED = {"depends_on", "healthcheck", "deploy", "ports", "volumes", "networks",
-              "env_file", "extra_hosts", "tmpfs"}
+              "env_file", "extra_hosts", "tmpfs", "build", "secrets", "configs"}
+# compose-spec's build keys; the model takes the rest of them (BuildSpec).
+BUILD_NOT_YET = {"additional_contexts", "cache_from", "cache_to", "entitlements",
+                 "extra_hosts", "isolation", "network", "no_cache", "platforms", "privileged",
+                 "provenance", "pull", "sbom", "secrets", "shm_size", "ssh", "tags", "ulimits"}
 EXTENSION_KEYS = {"ready", "optional", "load_balance", "secrets"}
 NETWORK_KEYS = {"driver", "driver_opts", "ipam", "external", "internal", "attachable",
                 "enable_ipv4", "enable_ipv6", "labels", "name"}
@@ -82,8 +86,10 @@ class Translation:
 
 
 def is_compose(tree: object) -> bool:
-    """A compose file, not one of ollamatopo's own dialect (which has `project:`)."""
-    return isinstance(tree, dict) and "project" not in tree and "services" in tree
+    """A compose file, not one of ollamatopo's own dialect (which has `project:`); one with
+    only `include` is one too."""
+    return isinstance(tree, dict) and "project" not in tree and (
+        "services" in tree or "include" in tree)
 
 
 def normalize_project_name(text: str) -> str:
@@ -102,8 +108,6 @@ def from_compose(tree: dict[str, Any], project: str,
         if key not in TOP_LEVEL:
             out.problems.append(PlanProblem(str(key), "unknown key: the Compose "
                                             "Specification has no such top-level key"))
-        elif key in TOP_LEVEL_NOT_YET:
-            _not_yet(out, str(key))
     if "version" in tree:
         out.warnings.append("version: the Compose Specification made it obsolete; it is "
                             "ignored (compose v2 ignores it too): remove it")
@@ -114,12 +118,16 @@ def from_compose(tree: dict[str, Any], project: str,
     inactive = set(_mapping(tree.get("services"))) - set(services)
     out.tree["services"] = {name: _service(out, str(name), spec, phased, inactive)
                             for name, spec in services.items()}
+    _used_services(out, services)
     out.tree["networks"] = {name: _network(out, str(name), spec)
                             for name, spec in _mapping(tree.get("networks")).items()}
     if _names_default_network(out.tree["services"]):
         out.tree["networks"].setdefault("default", {})  # compose's implicit one
     out.tree["volumes"] = {name: _volume(out, str(name), spec)
                            for name, spec in _mapping(tree.get("volumes")).items()}
+    from ollamatopo.plan import _file_objects  # it builds on this module's Translation
+
+    _file_objects.translate(out, tree, services)
     if extension.get("phases") is not None:
         out.tree["phases"] = _enabled_phases(extension["phases"], services,
                                              set(_mapping(tree.get("services"))))
@@ -181,10 +189,10 @@ def _service(out: Translation, name: str, spec: object, phased: bool,
         key = str(key)
         if key.startswith("x-") and key != EXTENSION:
             continue
-        if key in SAME:
+        if key in SAME or key in CONTAINER_KEYS:
             service[key] = value
-        elif key == EXTENSION or key in TRANSLATED or key == "profiles":
-            continue
+        elif key == EXTENSION or key in TRANSLATED or key in ("profiles", "extends"):
+            continue  # extends: resolved before (_compose_files), so never here in a load
         elif key in SERVICE_KEYS:
             _not_yet(out, f"{at}.{key}")
         else:
@@ -195,11 +203,13 @@ def _service(out: Translation, name: str, spec: object, phased: bool,
     _networks(out, at, spec, service)
     _simple_lists(at, spec, service)
     _deploy(out, at, spec.get("deploy"), service)
+    _distinct_twins(out, at, spec)
     dependencies = _depends_on(out, at, spec.get("depends_on"), inactive, service)
     if dependencies is not None or not phased:
         service["after"] = dependencies or {}
         out.sources[f"{at}.after"] = f"{at}.depends_on"
     _healthcheck(out, at, spec.get("healthcheck"), service)
+    _build(out, at, spec.get("build"), service)
     _extension(out, at, spec.get(EXTENSION), service)
     return service
 
@@ -288,24 +298,112 @@ def _deploy(out: Translation, at: str, deploy: object, service: dict[str, Any]) 
         service["deploy"] = deploy
         return
     for key in deploy:
-        if key not in ("replicas", "resources"):
+        if key in SWARM_ONLY:
+            _swarm_only(out, f"{at}.deploy.{key}", deploy[key])
+        elif key not in ("replicas", "resources", "restart_policy"):
             _not_yet(out, f"{at}.deploy.{key}")
+    _restart_policy(out, at, deploy.get("restart_policy"), service)
     if "replicas" in deploy:
         service["replicas"] = deploy["replicas"]
         out.sources[f"{at}.replicas"] = f"{at}.deploy.replicas"
     resources = deploy.get("resources")
     if isinstance(resources, dict):
         kept = {}
-        for kind in ("limits", "reservations"):
+        for kind, taken in RESOURCE_KEYS.items():
             amounts = _mapping(resources.get(kind))
             for key in amounts:
-                if key not in ("cpus", "memory"):
+                if key not in taken:
                     _not_yet(out, f"{at}.deploy.resources.{kind}.{key}")
-            kept[kind] = {k: v for k, v in amounts.items() if k in ("cpus", "memory")}
+            kept[kind] = {k: v for k, v in amounts.items() if k in taken}
         for key in resources:
             if key not in ("limits", "reservations"):
                 _not_yet(out, f"{at}.deploy.resources.{key}")
         service["deploy"] = {"resources": kept}
+
+
+# deploy keys for a swarm, which compose v2 ignores on one engine: so does ollamatopo, with a
+# warning (nothing is dropped silently). `mode: global` is one container on one engine.
+SWARM_ONLY = {"labels", "placement", "update_config", "rollback_config", "endpoint_mode",
+              "mode"}
+RESOURCE_KEYS = {"limits": ("cpus", "memory", "pids"),
+                 "reservations": ("cpus", "memory", "devices")}
+# compose's restart_policy conditions as restart policies (pkg/compose's mapping).
+RESTART_CONDITIONS = {"none": "no", "no": "no", "on-failure": "on-failure", "any": "always",
+                      "always": "always", "unless-stopped": "unless-stopped"}
+# Service keys compose-go refuses to see differ from their deploy.resources twin once that
+# part of deploy.resources is written (even without the twin key).
+TWINS: dict[str, tuple[str, str, Callable[[Any], float]]] = {
+    "mem_limit": ("limits", "memory", parse_bytes), "cpus": ("limits", "cpus", parse_cpus),
+    "pids_limit": ("limits", "pids", int),
+    "mem_reservation": ("reservations", "memory", parse_bytes)}
+
+
+def _swarm_only(out: Translation, where: str, value: object) -> None:
+    if where.endswith(".mode") and value not in ("replicated", "global"):
+        _not_yet(out, where)
+    elif not (where.endswith(".mode") and value == "replicated"):  # what one engine does
+        one = " (one engine is one node: one container)" if value == "global" else ""
+        out.warnings.append(f"{where}: a swarm setting; docker compose ignores it on one "
+                            f"engine, and so does ollamatopo{one}")
+
+
+def _restart_policy(out: Translation, at: str, policy: object, service: dict[str, Any]) -> None:
+    """compose's deploy.restart_policy wins over `restart` on one engine: its condition and
+    max_attempts become the engine's policy; delay and window are the swarm's."""
+    if policy is None:
+        return
+    where = f"{at}.deploy.restart_policy"
+    policy = _mapping(policy)
+    condition = policy.get("condition", "no")  # compose v2 maps a missing one to none
+    for key in sorted(set(policy) - {"condition", "max_attempts"}):
+        _swarm_only(out, f"{where}.{key}", policy[key])
+    if condition not in RESTART_CONDITIONS:
+        out.problems.append(PlanProblem(f"{where}.condition", f"{condition!r} is not a "
+                                        "condition: use none, on-failure or any"))
+        return
+    name, attempts = RESTART_CONDITIONS[condition], policy.get("max_attempts")
+    if attempts is not None and name != "on-failure":
+        out.problems.append(PlanProblem(f"{where}.max_attempts", "max_attempts goes with "
+                                        "condition: on-failure (the engine refuses it with "
+                                        f"{condition})"))
+        return
+    service["restart"] = f"{name}:{attempts}" if attempts is not None else name
+    out.sources[f"{at}.restart"] = where
+
+
+def _distinct_twins(out: Translation, at: str, spec: dict[str, Any]) -> None:
+    """compose-go's rule: `mem_limit`, `cpus`, `pids_limit` and `mem_reservation` must equal
+    their deploy.resources twins once that part of deploy.resources is written."""
+    resources = _mapping(_mapping(spec.get("deploy")).get("resources"))
+    for key, (kind, twin, number) in TWINS.items():
+        if key not in spec or kind not in resources:
+            continue
+        written = _mapping(resources[kind]).get(twin)
+        try:
+            same = written is not None and number(spec[key]) == number(written)
+        except (TypeError, ValueError):
+            continue  # the model says what is wrong with the value
+        if not same:
+            out.problems.append(PlanProblem(f"{at}.{key}", f"{key} differs from "
+                                            f"deploy.resources.{kind}.{twin}: compose refuses "
+                                            "distinct values; write it once"))
+
+
+def _used_services(out: Translation, services: Mapping[Any, Any]) -> None:
+    """compose-go's implied depends_on: a service that uses another one's container
+    (network_mode/ipc/pid `service:NAME`, links, volumes_from) depends on it, started, and
+    is restarted with it (but for volumes_from), unless depends_on says otherwise. A name
+    that is no active service is left to the model's reference check."""
+    for name, spec in services.items():
+        service = out.tree["services"][name]
+        if not isinstance(spec, dict) or "after" not in service:
+            continue  # phased without depends_on: Plan.dependencies adds them
+        for used, restart in service_references(spec).items():
+            if used in services and used != name and used not in service["after"]:
+                service["after"][used] = "started"
+                if restart:
+                    service.setdefault("dependency_options", {})[used] = {"required": True,
+                                                                          "restart": True}
 
 
 def _depends_on(out: Translation, at: str, value: object, inactive: Collection[str],
@@ -387,6 +485,19 @@ def _healthcheck(out: Translation, at: str, check: object, service: dict[str, An
     out.sources[f"{at}.ready"] = where
 
 
+def _build(out: Translation, at: str, build: object, service: dict[str, Any]) -> None:
+    """`build` as the model reads it (a path, or context, dockerfile, dockerfile_inline,
+    args, target, labels); its other keys are not carried out yet, its `x-` keys ignored."""
+    if build is None:
+        return
+    if isinstance(build, dict):
+        for key in sorted(BUILD_NOT_YET & set(build)):
+            _not_yet(out, f"{at}.build.{key}")
+        build = {key: value for key, value in build.items()
+                 if key not in BUILD_NOT_YET and not str(key).startswith("x-")}
+    service["build"] = build
+
+
 def _health_argv(test: object) -> list[str] | None:
     if isinstance(test, str) and test:
         return ["/bin/sh", "-c", test]
@@ -427,8 +538,10 @@ def _network(out: Translation, name: str, spec: object) -> object:
     at = f"networks.{name}"
     network: dict[str, Any] = {}
     for key, value in spec.items():
-        if key in ("driver", "driver_opts", "internal", "labels"):
+        if key in ("driver", "driver_opts", "internal", "labels", "attachable", "name"):
             network[key] = value
+        elif key == "external":
+            _external(value, network)
         elif key == "ipam":
             _ipam(out, at, value, network)
         elif key in NETWORK_KEYS:
@@ -463,14 +576,25 @@ def _volume(out: Translation, name: str, spec: object) -> object:
     if not isinstance(spec, dict):
         return spec
     at = f"volumes.{name}"
+    volume = {key: value for key, value in spec.items()
+              if key in ("driver", "driver_opts", "labels", "name")}
     for key in spec:
-        if key in ("external", "name"):
-            _not_yet(out, f"{at}.{key}")
+        if key == "external":
+            _external(spec[key], volume)
         elif key not in VOLUME_KEYS and not str(key).startswith("x-"):
             out.problems.append(PlanProblem(f"{at}.{key}", "unknown key: a volume takes "
                                             + ", ".join(sorted(VOLUME_KEYS))))
-    return {key: value for key, value in spec.items() if key in ("driver", "driver_opts",
-                                                                  "labels")}
+    return volume
+
+
+def _external(value: object, target: dict[str, Any]) -> None:
+    """`external: true`, or the old `external: {name: N}` (compose still reads it)."""
+    if isinstance(value, dict):
+        target["external"] = True
+        if "name" in value:
+            target["name"] = value["name"]
+    else:
+        target["external"] = value
 
 
 # --- several files ---------------------------------------------------------------------------
@@ -502,8 +626,9 @@ def _merge(base: Any, override: Any, path: tuple[str, ...]) -> Any:
     if isinstance(base, list) and isinstance(override, list) and in_service:
         if path[2:] in REPLACED:
             return override
-        if path[2:] in {("ports",), ("volumes",)}:
-            unique = _port_key if key == "ports" else _mount_target
+        if path[2:] in {("ports",), ("volumes",), ("secrets",), ("configs",)}:
+            unique = {"ports": _port_key, "secrets": _file_target,
+                      "configs": _file_target}.get(key, _mount_target)
             kept = {unique(item): item for item in base}
             kept.update({unique(item): item for item in override})
             return list(kept.values())
@@ -534,6 +659,11 @@ def _mount_target(mount: Any) -> object:
         return mount.get("target")
     parts = str(mount).split(":")
     return parts[1] if len(parts) > 1 else parts[0]
+
+
+def _file_target(item: Any) -> object:
+    """A secret's or config's place in a service's list (compose-go's mountIndexer)."""
+    return item.get("target", item.get("source")) if isinstance(item, dict) else item
 
 
 def compose_lines(lines: Mapping[str, int], sources: Mapping[str, str]) -> dict[str, int]:

@@ -19,23 +19,28 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from ollamatopo._errors import PlanError, PlanProblem, UsageError
+from ollamatopo.plan import _file_objects as file_objects
 from ollamatopo.plan._compose import (
     EXTENSION,
     compose_lines,
     from_compose,
     is_compose,
-    merge_compose,
     normalize_project_name,
 )
+from ollamatopo.plan._compose_files import Origins, nearest
+from ollamatopo.plan._compose_files import resolve as resolve_files
+from ollamatopo.plan._dialect import dialect_warnings
 from ollamatopo.plan._graph import DependencyGraph
-from ollamatopo.plan._interpolate import interpolate, parse_dotenv
+from ollamatopo.plan._interpolate import Interpolation, interpolate, parse_dotenv
 from ollamatopo.plan._model import (
     MAX_SERVICES,
     NAME_RE,
     SECTIONS,
+    FileObjectSpec,
+    Labels,
     Plan,
     ServiceSpec,
     check_cycles,
@@ -53,6 +58,7 @@ MAX_DEPTH = 64
 MAX_WRITTEN_VALUES = 10_000  # as written, before aliases
 MAX_FILE_BYTES = 512 * 1024
 MAX_AUX_BYTES = 1024 * 1024  # an env_file, `.env` or load balancer template
+MAX_OBJECT_BYTES = 16 * 2**20  # a compose secret's or config's file, read for its digest
 MAX_EXPANDED_CHARS = 16 * 2**20  # paths and scalars, counted as aliases expand them
 MAX_KEY_CHARS = 256
 MAX_DIGITS = 100  # an integer longer than this is no port, size or count
@@ -73,6 +79,8 @@ class LoadedPlan:
     declared: Plan | None = None  # as written: replicas not yet expanded (for `config`)
     # Services of the plan left out of this run (`up SERVICE...`): theirs are no orphans.
     unselected: frozenset[str] = frozenset()
+    # A dialect file's keys, each with the compose key that replaces it (_dialect).
+    migration: tuple[str, ...] = ()
 
 
 def load_plan(path: Path, environ: Mapping[str, str] | None = None,
@@ -82,17 +90,74 @@ def load_plan(path: Path, environ: Mapping[str, str] | None = None,
     """Read, interpolate and validate the plan at `path`; raise PlanError with every problem.
     `replicas` overrides the plan's replica counts (what `scale` set). A compose file takes
     `overrides` (more compose files merged over it, by compose's rules), `profiles` (the
-    active ones) and `env_file` (instead of the `.env` beside it). No secret value of the
-    plan appears in a problem or a warning (`***` stands in for it)."""
+    active ones) and `env_file` (instead of the `.env` beside it); its `extends` and
+    `include` are resolved first (_compose_files), and a problem in what they bring names the
+    file and line it was written at. No secret value of the plan appears in a problem or a
+    warning (`***` stands in for it)."""
+    origins = Origins(path)
+    try:
+        return _load_plan(path, environ, project, replicas, overrides, profiles, env_file,
+                          origins)
+    except PlanError as error:
+        raise origins.explained(error) from None
+
+
+def _load_plan(path: Path, environ: Mapping[str, str] | None, project: str | None,
+               replicas: Mapping[str, int] | None, overrides: Sequence[Path],
+               profiles: Collection[str], env_file: Path | None,
+               origins: Origins) -> LoadedPlan:
     source = str(path)
     tree, lines = _read_yaml(path)
-    tree = _merged(path, tree, overrides)
     warnings: list[str] = []
     variables = _environment(path, os.environ if environ is None else environ, warnings,
                              env_file)
+    files = _ComposeFiles(warnings)
+    tree = _merged(path, tree, lines, overrides, variables, files, origins)
 
     compose = is_compose(tree)
     tree = _strip_extensions(tree, keep=EXTENSION if compose else None)
+    result = _interpolated(tree, variables, path, lines, warnings)
+    result.used |= files.used
+    tree = result.value
+    translated: list[PlanProblem] = []
+    migration: list[str] = []
+    if compose:
+        translation = from_compose(tree, _compose_project(path, project, environ, tree),
+                                   profiles)
+        tree, translated = translation.tree, translation.problems
+        warnings.extend(translation.warnings)
+        lines.update(compose_lines(lines, translation.sources))
+        origins.alias(translation.sources)
+    else:
+        migration = dialect_warnings(tree)
+        if isinstance(tree, dict) and project:
+            tree = {**tree, "project": project}
+    hide = Redactor(_written_secrets(tree, variables, result.used))
+    try:
+        try:
+            plan, declared, graph, templates, read = _validated(tree, path, lines, variables,
+                                                                replicas, warnings)
+        except PlanError as error:  # every problem at once: the compose file's first
+            raise _located(source, [*translated, *error.problems], lines) from None
+        if translated:
+            raise _located(source, translated, lines)
+    except PlanError as error:
+        if not hide:
+            raise
+        raise PlanError(error.source, [replace(problem, message=hide.text(problem.message))
+                                       for problem in error.problems]) from None
+    secrets = _plan_secrets(plan, variables, result.used) | read
+    warnings.extend(risky_settings(declared, path.parent, secrets))
+    hide.add(secrets)
+    return LoadedPlan(plan, path, graph, tuple(hide.text(text) for text in warnings), templates,
+                      frozenset(secrets), declared, migration=tuple(migration))
+
+
+def _interpolated(tree: Any, variables: _Variables, path: Path, lines: Mapping[str, int],
+                  warnings: list[str]) -> Interpolation:
+    """`tree` (of the file at `path`) with its variables replaced; a PlanError when a required
+    one is not set or they expand it too far, a warning for each one not set."""
+    source = str(path)
     result = interpolate(tree, variables, max_chars=MAX_EXPANDED_CHARS)
     if result.too_large is not None:
         raise PlanError(source, [PlanProblem(
@@ -119,36 +184,7 @@ def load_plan(path: Path, environ: Mapping[str, str] | None = None,
                             "an empty string (write $$ for a literal $)")
         else:
             warnings.append(f"{where_used}: variable {name} is not set, using an empty string")
-    tree = result.value
-    translated: list[PlanProblem] = []
-    if compose:
-        translation = from_compose(tree, _compose_project(path, project, environ, tree),
-                                   profiles)
-        tree, translated = translation.tree, translation.problems
-        warnings.extend(translation.warnings)
-        lines.update(compose_lines(lines, translation.sources))
-    elif isinstance(tree, dict) and project:
-        tree = {**tree, "project": project}
-
-    hide = Redactor(_written_secrets(tree, variables, result.used))
-    try:
-        try:
-            plan, declared, graph, templates = _validated(tree, path, lines, variables,
-                                                          replicas, warnings)
-        except PlanError as error:  # every problem at once: the compose file's first
-            raise _located(source, [*translated, *error.problems], lines) from None
-        if translated:
-            raise _located(source, translated, lines)
-    except PlanError as error:
-        if not hide:
-            raise
-        raise PlanError(error.source, [replace(problem, message=hide.text(problem.message))
-                                       for problem in error.problems]) from None
-    secrets = _plan_secrets(plan, variables, result.used)
-    warnings.extend(risky_settings(declared, path.parent, secrets))
-    hide.add(secrets)
-    return LoadedPlan(plan, path, graph, tuple(hide.text(text) for text in warnings), templates,
-                      frozenset(secrets), declared)
+    return result
 
 
 class _Validated(NamedTuple):
@@ -156,6 +192,7 @@ class _Validated(NamedTuple):
     declared: Plan  # the services as written, for what is said once per declared service
     graph: DependencyGraph
     templates: dict[str, str]
+    hidden: set[str]  # what compose's secrets hold, and configs from the environment
 
 
 def _validated(tree: Any, path: Path, lines: dict[str, int], variables: _Variables,
@@ -181,10 +218,13 @@ def _validated(tree: Any, path: Path, lines: dict[str, int], variables: _Variabl
                                  else declared, replicas)
     plan, environment_problems = _resolve_environments(plan, path.parent, variables, warnings)
     templates, templates_problems = _read_templates(plan, path.parent)
-    problems += more + environment_problems + templates_problems
+    plan, objects_problems, hidden = _read_file_objects(plan, path.parent, variables, warnings)
+    plan, label_problems = _read_label_files(plan, path.parent)
+    problems += more + environment_problems + templates_problems + objects_problems \
+        + label_problems
     if problems:
         raise _located(source, problems, lines)
-    return _Validated(plan, declared, DependencyGraph.from_plan(plan), templates)
+    return _Validated(plan, declared, DependencyGraph.from_plan(plan), templates, hidden)
 
 
 def _located(source: str, problems: list[PlanProblem], lines: Mapping[str, int]) -> PlanError:
@@ -194,18 +234,11 @@ def _located(source: str, problems: list[PlanProblem], lines: Mapping[str, int])
                               for problem in problems])
 
 
-_LAST_PART = re.compile(r"(?:\.[^.\[]*|\[\d+\])$")  # .key or [index]
-
-
 def _line_of(path: str, lines: Mapping[str, int]) -> int | None:
     """The line of `path`, else of the nearest part that holds it (the mapping of a missing
     key, an `after:` written through a variable), short of a whole top-level section."""
-    while path not in lines:
-        parent = _LAST_PART.sub("", path)
-        if parent == path or not _LAST_PART.search(parent):
-            return None
-        path = parent
-    return lines[path]
+    found = nearest(path, lines)
+    return None if found is None else found[1]
 
 
 # --- secrets --------------------------------------------------------------------------------
@@ -254,7 +287,15 @@ def _written_secrets(tree: Any, variables: _Variables, used: set[str]) -> set[st
                          and is_secret_name(str(key), local))
     found.update(value for name in used if is_secret_name(name, marked)
                  and (value := variables.get(name)))
+    found.update(value for kind in file_objects.KINDS  # compose's secrets and configs
+                 for spec in _dict(tree.get(kind) if isinstance(tree, dict) else None).values()
+                 if isinstance(name := _dict(spec).get("environment"), str)
+                 and (value := variables.get(name)))
     return {value for value in found if value}
+
+
+def _dict(value: object) -> dict[Any, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _plan_secrets(plan: Plan, variables: _Variables, used: set[str]) -> set[str]:
@@ -547,6 +588,17 @@ def read_text_file(path: Path, limit: int, *, regular_only: bool = True) -> str:
     """A file's UTF-8 text, reading at most `limit` bytes: a device such as /dev/zero or a
     huge file never fills memory. Files a plan names must be regular files (no FIFO that
     blocks); the plan itself may come from a pipe."""
+    data = read_file(path, limit, regular_only=regular_only)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise Unreadable(f"the file is not UTF-8 text (byte {data[error.start]:#04x} on line "
+                         f"{line})", content=True, line=line) from None
+
+
+def read_file(path: Path, limit: int, *, regular_only: bool = True) -> bytes:
+    """A file's bytes, at most `limit` of them (see read_text_file)."""
     try:
         if regular_only and not stat.S_ISREG(path.stat().st_mode):
             raise Unreadable("it is not a regular file")
@@ -560,12 +612,7 @@ def read_text_file(path: Path, limit: int, *, regular_only: bool = True) -> str:
         raise Unreadable("the file name contains a NUL character") from None
     if len(data) > limit:
         raise Unreadable(f"the file is larger than {limit // 1024} KiB", content=True)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        raise Unreadable(f"the file is not UTF-8 text (byte {data[error.start]:#04x} on line "
-                         f"{line})", content=True, line=line) from None
+    return data
 
 
 # --- environment ----------------------------------------------------------------------------
@@ -582,6 +629,13 @@ class _Variables(Mapping[str, str]):
         self._values, self._base, self._warnings = values, base, warnings
         self.from_files: dict[str, str] = {}
         self.problems: dict[str, str] = {}  # name -> why its file cannot be read
+
+    def over(self, values: Mapping[str, str], base: Path) -> _Variables:
+        """These variables over `values` (an included part's .env: compose keeps the
+        including part's value of a name both have), with NAME_FILE counting from `base`."""
+        child = _Variables({**values, **self._values}, base, self._warnings)
+        child.from_files = self.from_files  # one record of the values read from files
+        return child
 
     def __getitem__(self, name: str) -> str:
         if name in self._values:
@@ -630,18 +684,59 @@ def _bad_line(text: str) -> str:
     return repr(text)
 
 
-def _merged(path: Path, tree: Any, overrides: Sequence[Path]) -> Any:
-    """The compose files of `overrides` merged over the plan's tree, in order; their
-    relative paths count from the first file's folder, as compose's do."""
+def _merged(path: Path, tree: Any, lines: dict[str, int], overrides: Sequence[Path],
+            variables: _Variables, files: _ComposeFiles, origins: Origins) -> Any:
+    """The compose files of `overrides` merged over the plan's tree, in order, each with its
+    `extends` and `include` resolved first, as compose does; their relative paths count from
+    the first file's folder, as compose's do."""
     if overrides and not is_compose(tree):
         raise PlanError(str(path), [PlanProblem("", "only a compose file takes more files "
                                                     "merged over it: name one plan file")])
+    if not is_compose(tree):
+        return tree
+    read = []
     for extra in overrides:
-        over, _ = _read_yaml(extra)
+        over, over_lines = _read_yaml(extra)
         if not isinstance(over, dict):
             raise PlanError(str(extra), [PlanProblem("", "a compose file is a mapping")])
-        tree = merge_compose(tree, over)
-    return tree
+        read.append((extra, over, over_lines))
+    return resolve_files(files, origins, tree, lines, read, variables)
+
+
+class _ComposeFiles:
+    """What compose's `extends` and `include` read, for _compose_files (which reads nothing
+    itself): other compose files, and the env files of included parts. Keeps the warnings
+    and the variables used, as the plan file's own reading does."""
+
+    def __init__(self, warnings: list[str]) -> None:
+        self.warnings = warnings
+        self.used: set[str] = set()
+
+    def read(self, path: Path) -> tuple[dict[str, Any], Mapping[str, int]] | None:
+        return _read_yaml(path) if path.is_file() else None
+
+    def exists(self, path: Path) -> bool:
+        return path.is_file()
+
+    def interpolated(self, tree: Any, lines: Mapping[str, int], path: Path,
+                     variables: Mapping[str, str]) -> Any:
+        result = _interpolated(tree, _as_variables(variables), path, lines, self.warnings)
+        self.used |= result.used
+        return result.value
+
+    def variables(self, parent: Mapping[str, str], env_files: Sequence[Path],
+                  base: Path) -> Mapping[str, str]:
+        values: dict[str, str] = {}
+        for env_file in env_files:
+            values.update(_read_dotenv(env_file, self.warnings))
+        return _as_variables(parent).over(values, base)
+
+
+def _as_variables(variables: Mapping[str, str]) -> _Variables:
+    """The variables _compose_files hands back: always those this module made."""
+    if not isinstance(variables, _Variables):
+        raise TypeError(f"expected the loader's variables, got {type(variables).__name__}")
+    return variables
 
 
 def _environment(path: Path, environ: Mapping[str, str], warnings: list[str],
@@ -653,19 +748,25 @@ def _environment(path: Path, environ: Mapping[str, str], warnings: list[str],
     if env_file is not None and not env_file.is_file():
         raise PlanError(str(env_file), [PlanProblem("", "no such file: check --env-file")])
     if dotenv.is_file():
-        try:
-            values, bad = parse_dotenv(read_text_file(dotenv, MAX_AUX_BYTES))
-        except Unreadable as error:
-            raise PlanError(str(dotenv), [PlanProblem("", f"cannot read {dotenv}: "
-                                                          f"{error.reason}")]) from None
-        if bad:
-            raise PlanError(str(dotenv), [PlanProblem(f"line {n}", f"{_bad_line(text)} is not "
-                                                                   "KEY=value")
-                                          for n, text in bad])
-        secret = _secret_names_in(values)
-        if secret and loose_permissions(dotenv):
-            warnings.append(_loose(dotenv, f"secrets ({secret})"))
+        values = _read_dotenv(dotenv, warnings)
     return _Variables({**values, **environ}, path.parent, warnings)
+
+
+def _read_dotenv(dotenv: Path, warnings: list[str]) -> dict[str, str]:
+    """The variables of a `.env` file; a warning when it holds secrets others may read."""
+    try:
+        values, bad = parse_dotenv(read_text_file(dotenv, MAX_AUX_BYTES))
+    except Unreadable as error:
+        raise PlanError(str(dotenv), [PlanProblem("", f"cannot read {dotenv}: "
+                                                      f"{error.reason}")]) from None
+    if bad:
+        raise PlanError(str(dotenv), [PlanProblem(f"line {n}", f"{_bad_line(text)} is not "
+                                                               "KEY=value")
+                                      for n, text in bad])
+    secret = _secret_names_in(values)
+    if secret and loose_permissions(dotenv):
+        warnings.append(_loose(dotenv, f"secrets ({secret})"))
+    return values
 
 
 def _resolve_environments(plan: Plan, base: Path, env: Mapping[str, str],
@@ -704,13 +805,48 @@ def _resolve_environments(plan: Plan, base: Path, env: Mapping[str, str],
         for key, value in spec.environment.items():
             merged[key] = value if value is not None else env.get(key)
         environment = {key: value for key, value in merged.items() if value is not None}
-        services[name] = spec.model_copy(update={"environment": environment})
+        update: dict[str, object] = {"environment": environment}
+        if spec.build is not None:  # its bare args, as compose resolves them
+            update["build"] = spec.build.resolved(env)
+        services[name] = spec.model_copy(update=update)
     return plan.model_copy(update={"services": services}), problems
 
 
 def _shown_path(path: Path) -> str:
     text = repr(str(path))[1:-1]  # control characters escaped
     return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _read_label_files(plan: Plan, base: Path) -> tuple[Plan, list[PlanProblem]]:
+    """Each service's label_file entries (KEY=value lines, as env files) under its labels:
+    a later file wins over an earlier one, `labels` over every file (compose-go's order)."""
+    services: dict[str, ServiceSpec] = {}
+    problems: list[PlanProblem] = []
+    for name, spec in plan.services.items():
+        merged: dict[str, str] = {}
+        for index, label_file in enumerate(spec.label_file):
+            where = f"services.{name}.label_file[{index}]"
+            file_path = (base / label_file).expanduser()
+            try:
+                values, bad = parse_dotenv(read_text_file(file_path, MAX_AUX_BYTES),
+                                           key=r"[^\s=]+")
+                merged.update(_LABELS.validate_python(values))
+            except Unreadable as error:
+                problems.append(PlanProblem(where, f"cannot read {_shown_path(file_path)}: "
+                                                   f"{error.reason}"))
+                continue
+            except ValidationError as error:
+                problems.extend(PlanProblem(where, f"{file_path}: {item['msg']}")
+                                for item in error.errors(include_url=False))
+                continue
+            problems.extend(PlanProblem(where, f"{file_path} line {n}: {_bad_line(text)} is "
+                                               "not KEY=value") for n, text in bad)
+        services[name] = spec.model_copy(update={"labels": {**merged, **spec.labels},
+                                                 "label_file": []}) if spec.label_file else spec
+    return plan.model_copy(update={"services": services}), problems
+
+
+_LABELS: TypeAdapter[dict[str, str]] = TypeAdapter(Labels)
 
 
 def _read_templates(plan: Plan, base: Path) -> tuple[dict[str, str], list[PlanProblem]]:
@@ -734,6 +870,50 @@ def _read_templates(plan: Plan, base: Path) -> tuple[dict[str, str], list[PlanPr
                         for problem in template_problems(text))
         templates[name] = text
     return templates, problems
+
+
+def _read_file_objects(plan: Plan, base: Path, variables: Mapping[str, str],
+                       warnings: list[str]) -> tuple[Plan, list[PlanProblem], set[str]]:
+    """Each compose secret and config a service gets, read now (see _file_objects): a
+    missing file or an unset variable is a plan problem before anything starts. Each gets
+    the digest of its content (the container's config hash takes it), an environment's
+    value is kept to be copied in; and what is to be hidden: secrets' values, and configs'
+    from the environment."""
+    problems: list[PlanProblem] = []
+    hidden: set[str] = set()
+    objects: dict[str, dict[str, FileObjectSpec]] = {kind: dict(getattr(plan, kind))
+                                                     for kind in file_objects.KINDS}
+    for kind, name in sorted(file_objects.used(plan)):
+        spec, at = objects[kind][name], f"{kind}.{name}"
+        if spec.file is not None:
+            file_path = file_objects.source_path(spec, base)
+            try:
+                data = read_file(file_path, MAX_OBJECT_BYTES)
+            except Unreadable as error:
+                problems.append(PlanProblem(f"{at}.file", f"cannot read "
+                                            f"{_shown_path(file_path)}: {error.reason}; create "
+                                            "it, or correct the path (relative to the compose "
+                                            "file's folder)"))
+                continue
+            if kind == "secrets":
+                hidden.add(data.decode(errors="replace"))
+            objects[kind][name] = spec.model_copy(update={"digest": file_objects.digest(data)})
+            continue
+        value = spec.content if spec.environment is None else variables.get(spec.environment)
+        if value is None:
+            problems.append(PlanProblem(f"{at}.environment", f"the variable {spec.environment} "
+                                        "is not set: export it, or write it in the .env beside "
+                                        "the compose file (or the --env-file)"))
+            continue
+        if value == "":
+            warnings.append(f"{at}: its value is empty, so no file is written for it (compose "
+                            "writes none either)")
+        if spec.environment is not None or kind == "secrets":
+            hidden.add(value)
+        objects[kind][name] = spec.model_copy(
+            update={"digest": file_objects.digest(file_objects.encoded(value)), "value": value})
+    problems.extend(file_objects.undeclared(plan))
+    return plan.model_copy(update=objects), problems, hidden
 
 
 # --- pydantic errors as plan problems ---------------------------------------------------------
