@@ -61,3 +61,54 @@ def test_a_job_that_fails_fails_the_run_before_its_dependents_start(project: Pro
     assert "standin crashing with code 3" in result.stderr  # its last log lines
     assert not events_of(result, "container started", "api")
     assert project.containers() == {}  # rolled back
+
+
+EXTERNAL = """
+services:
+  app:
+    image: ollamatopo-standin:latest
+    networks: [shared, own]
+    volumes: [data:/data, kept:/kept]
+networks:
+  shared: {external: true, name: PROJECT-shared}
+  own: {name: PROJECT-own-net}
+volumes:
+  data: {external: true, name: PROJECT-data}
+  kept: {name: PROJECT-kept}
+"""
+
+
+def test_external_networks_and_volumes_are_used_never_made_or_removed(project: Project) -> None:
+    project.write(EXTERNAL, "compose.yaml")
+    argv = ("--plan", str(project.folder / "compose.yaml"), "--project", project.name)
+    missing = project.run("up", *argv)
+    assert missing.code == 2
+    assert f"network '{project.name}-shared'" in missing.stderr
+    assert f"volume '{project.name}-data'" in missing.stderr
+    assert f"docker network create {project.name}-shared" in missing.stderr
+    assert project.containers() == {} and project.networks() == []  # nothing made
+
+    mark = {"ollamatopo.test-external": project.name}  # not the project's label
+    network = project.client.networks.create(f"{project.name}-shared", labels=mark)
+    volume = project.client.volumes.create(f"{project.name}-data", labels=mark)
+    try:
+        up = project.run("up", *argv)
+        assert up.code == 0, up.stderr
+        attrs = project.containers()["app"].attrs
+        assert set(attrs["NetworkSettings"]["Networks"]) == {f"{project.name}-shared",
+                                                             f"{project.name}-own-net"}
+        sources = {m["Destination"]: m["Name"] for m in attrs["Mounts"]}
+        assert sources == {"/data": f"{project.name}-data", "/kept": f"{project.name}-kept"}
+        # `name:` objects are the project's own: made with its labels, as written
+        assert [n.name for n in project.networks()] == [f"{project.name}-own-net"]
+        assert [v.name for v in project.volumes()] == [f"{project.name}-kept"]
+
+        down = project.run("down", *argv, "--volumes")
+        assert down.code == 0, down.stderr
+        network.reload()
+        volume.reload()  # both still there
+        assert project.networks() == [] and project.volumes() == []
+    finally:
+        project.clean()
+        network.remove()
+        volume.remove(force=True)

@@ -59,7 +59,7 @@ def load(settings: Settings) -> LoadedPlan:
         loaded = read_plan(settings, overrides)
     redactor.add(loaded.secrets)
     log = structlog.get_logger("ollamatopo")
-    for warning in loaded.warnings:
+    for warning in (*loaded.migration, *loaded.warnings):
         log.warning("plan warning", detail=warning)
     return loaded
 

@@ -23,6 +23,7 @@ never answers kept `up` for 60.7 s before this; connect and ping now give up aft
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime
 import io
@@ -35,7 +36,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -47,6 +48,7 @@ import structlog
 import tenacity
 
 from ollamatopo._errors import EngineError, EngineUnreachable, NotFound, OllamatopoError
+from ollamatopo.engine._build import LABEL_BUILD_DIGEST, BuildConfig
 from ollamatopo.engine._payloads import (
     LABEL_DEPENDS,
     LABEL_HASH,
@@ -55,6 +57,7 @@ from ollamatopo.engine._payloads import (
     LABEL_RUN,
     LABEL_SERVICE,
     ContainerConfig,
+    FileCopy,
     NetworkConfig,
     VolumeConfig,
 )
@@ -69,6 +72,11 @@ HOW_TO_REACH = (
 
 
 PULL_CONCURRENCY = 4
+BUILD_CONCURRENCY = 4
+# A build may be silent for minutes (a RUN step compiling); the connection is given up
+# only after this long without a line (the default call timeout is far shorter).
+BUILD_SILENCE_S = 900.0
+BUILD_TAIL = 20  # lines of a failed build's log in its error
 RETRY_ATTEMPTS = 4
 RETRY_INITIAL_S = 0.1
 RETRY_MAX_S = 1.0
@@ -81,7 +89,8 @@ STALL_S = 1.0
 STOP_ALLOWANCE_S = 30.0  # a stop with the container's own grace period (compose allows 10)
 # 5xx answers that name a lasting cause: repeating the call cannot help.
 LASTING = ("address already in use", "port is already allocated", "overlaps",
-           "oci runtime", "no space left", "invalid", "not permitted", "already exists")
+           "oci runtime", "no space left", "invalid", "not permitted", "already exists",
+           "could not select device driver")
 
 Settle = Callable[[], Awaitable["tuple[T] | None"]]
 
@@ -97,6 +106,12 @@ def split_reference(image: str) -> tuple[str, str]:
         repository, tag = image.rsplit(":", 1)
         return repository, tag
     return image, "latest"
+
+
+@dataclass(frozen=True)
+class ImageFacts:
+    platform: str  # os/architecture[/variant]
+    tagged_at: float | None  # seconds since the epoch; None when the engine does not say
 
 
 @dataclass(frozen=True)
@@ -146,6 +161,7 @@ class Engine:
         self._retry_attempts = max(1, retry_attempts)
         self._limiter = anyio.CapacityLimiter(concurrency)
         self._pull_limiter = anyio.CapacityLimiter(PULL_CONCURRENCY)
+        self._build_limiter = anyio.CapacityLimiter(BUILD_CONCURRENCY)
         self.base_url = str(client.base_url)
         self._in_flight: dict[int, _InFlight] = {}  # by worker thread
         self._in_flight_lock = threading.Lock()
@@ -330,12 +346,14 @@ class Engine:
         containers = tuple(_observed_container(raw) for raw in raw_containers)
         networks = tuple(_observed_network(raw) for raw in raw_networks)
         volumes = tuple(v["Name"] for v in (raw_volumes or {}).get("Volumes") or [])
-        image_ids = {}
+        image_ids, build_digests = {}, {}
         for image in images:
-            image_id = await self.image_id(image)
-            if image_id:
-                image_ids[image] = image_id
-        return Snapshot(project, containers, networks, volumes, image_ids)
+            raw = await self._image(image)
+            if raw is not None:
+                image_ids[image] = str(raw["Id"])
+                if _labels(raw).get(LABEL_BUILD_DIGEST):
+                    build_digests[image] = _labels(raw)[LABEL_BUILD_DIGEST]
+        return Snapshot(project, containers, networks, volumes, image_ids, build_digests)
 
     async def objects_of_run(self, project: str, run_id: str) -> tuple[list[str], list[str]]:
         """Ids of the containers and networks that one `up` created (by its run label)."""
@@ -352,12 +370,39 @@ class Engine:
         return float(info.get("NCPU") or 0), int(info.get("MemTotal") or 0)
 
     async def image_id(self, image: str) -> str | None:
+        raw = await self._image(image)
+        return None if raw is None else str(raw["Id"])
+
+    async def image_facts(self, image: str) -> ImageFacts | None:
+        """The image's platform and when it was last tagged (pulled, built), or None when
+        the engine has none of that reference."""
+        raw = await self._image(image)
+        if raw is None:
+            return None
+        platform = "/".join(part for part in (raw.get("Os"), raw.get("Architecture"),
+                                              raw.get("Variant")) if part)
+        tagged = _timestamp(str((raw.get("Metadata") or {}).get("LastTagTime") or ""))
+        return ImageFacts(platform, tagged)
+
+    async def _image(self, image: str) -> dict[str, Any] | None:
+        """The image inspected, or None when the engine has no image of that reference."""
         try:
-            raw = await self._call(f"inspect image {image}", self._client.inspect_image, image,
-                                   retry=True)
+            raw: dict[str, Any] = await self._call(f"inspect image {image}",
+                                                   self._client.inspect_image, image,
+                                                   retry=True)
         except NotFound:
             return None
-        return str(raw["Id"])
+        return raw
+
+    async def exists(self, kind: Literal["network", "volume"], name: str) -> bool:
+        """Whether the engine has a network or volume of that name (an external one)."""
+        inspect = (self._client.inspect_network if kind == "network"
+                   else self._client.inspect_volume)
+        try:
+            await self._call(f"inspect {kind} {name}", inspect, name, retry=True)
+        except NotFound:
+            return False
+        return True
 
     async def inspect(self, container_id: str) -> ContainerState:
         raw = await self._call(f"inspect container {container_id[:12]}",
@@ -398,8 +443,10 @@ class Engine:
     # --- act --------------------------------------------------------------------------------
 
     async def pull(self, image: str,
-                   on_progress: Callable[[int, int], None] | None = None) -> None:
-        """Pull `image`; `on_progress(downloaded bytes, total bytes)` is called in the event
+                   on_progress: Callable[[int, int], None] | None = None,
+                   platform: str | None = None) -> None:
+        """Pull `image` (of `platform`, when given); `on_progress(downloaded bytes, total
+        bytes)` is called in the event
         loop as layers arrive. Pulls have their own limiter: a slow pull never holds up
         the API calls of services whose images are present. A cancelled pull does not hold
         up its caller: the thread stops reading at the next progress message."""
@@ -408,7 +455,8 @@ class Engine:
 
         def run() -> None:
             layers: dict[str, tuple[int, int]] = {}
-            for message in self._client.pull(repository, tag=tag, stream=True, decode=True):
+            for message in self._client.pull(repository, tag=tag, stream=True, decode=True,
+                                             platform=platform):
                 if cancelled.is_set():
                     return
                 if "error" in message:
@@ -422,6 +470,54 @@ class Engine:
         try:
             await self._call(f"pull image {image}", run, limiter=self._pull_limiter,
                              allowance_s=float("inf"))
+        finally:
+            cancelled.set()
+
+    async def build(self, config: BuildConfig, digest: str,
+                    on_line: Callable[[str], None] | None = None) -> str:
+        """Build `config`'s image and tag it; its id. The image carries `digest` and the
+        project as labels. Never pulls (pull=False: a base image is the engine's own).
+        Every line of the build's log goes to `on_line` (in the event loop); a failed build
+        raises EngineError with its last BUILD_TAIL lines. Builds have their own limiter,
+        and a cancelled build does not hold up its caller: the thread stops reading at the
+        next line (the engine ends the build when the connection closes)."""
+        cancelled = threading.Event()
+        tail: collections.deque[str] = collections.deque(maxlen=BUILD_TAIL)
+        what = f"build image {config.image}"
+
+        def run() -> str:
+            try:
+                archive = config.archive()
+            except OSError as error:
+                raise EngineError(f"{what}: cannot read the build context {config.context}: "
+                                  f"{error.strerror or error}") from None
+            with archive:
+                log = self._client.build(
+                    fileobj=archive, custom_context=True, tag=config.image,
+                    dockerfile=config.dockerfile, buildargs=dict(config.args),
+                    target=config.target, labels=config.image_labels(digest), pull=False,
+                    rm=True, forcerm=True, decode=True, use_config_proxy=False,
+                    timeout=BUILD_SILENCE_S)
+                image_id = ""
+                for message in log:
+                    if cancelled.is_set():
+                        return image_id
+                    for line in str(message.get("stream") or "").splitlines():
+                        if line.strip():
+                            tail.append(line.rstrip())
+                        if on_line is not None:
+                            anyio.from_thread.run_sync(on_line, line)
+                    if "error" in message:
+                        lines = "\n".join(f"    | {line}" for line in tail)
+                        raise EngineError(f"{what}: {str(message['error']).strip()}"
+                                          + (f"; last lines of the build:\n{lines}"
+                                             if lines else ""))
+                    image_id = str((message.get("aux") or {}).get("ID") or image_id)
+                return image_id
+
+        try:
+            return await self._call(what, run, limiter=self._build_limiter,
+                                    allowance_s=float("inf"))
         finally:
             cancelled.set()
 
@@ -521,10 +617,15 @@ class Engine:
                              retry=True)
 
     async def create_container(self, config: ContainerConfig, run_id: str) -> str:
-        """Create the container on its first network, then connect it to the others."""
-        first, *others = config.endpoints
+        """Create the container on its first network, then connect it to the others (none
+        with a network_mode of its own)."""
         kwargs = dict(config.create_kwargs)
-        kwargs["networking_config"] = {"EndpointsConfig": {first.network: _endpoint(first)}}
+        links = kwargs["host_config"].get("Links") or []  # compose gives them each endpoint
+        others = config.endpoints[1:]
+        if config.endpoints:
+            first = config.endpoints[0]
+            kwargs["networking_config"] = {
+                "EndpointsConfig": {first.network: _endpoint(first, links)}}
         kwargs["labels"] = {**config.labels, LABEL_RUN: run_id}
 
         try:
@@ -548,7 +649,8 @@ class Engine:
             await self._call(f"connect {config.name} to {endpoint.network}",
                              self._client.connect_container_to_network, container_id,
                              endpoint.network, aliases=list(endpoint.aliases),
-                             ipv4_address=endpoint.ipv4_address, settle=connected)
+                             ipv4_address=endpoint.ipv4_address, links=links or None,
+                             settle=connected)
         return container_id
 
     async def start(self, container_id: str) -> None:
@@ -591,13 +693,25 @@ class Engine:
     async def put_file(self, container_id: str, path: str, content: bytes) -> None:
         """Write one file into the container (created or running)."""
         directory, _, name = path.rpartition("/")
-        archive = io.BytesIO()
-        with tarfile.open(fileobj=archive, mode="w") as tar:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(content), 0o644, int(time.time())
-            tar.addfile(info, io.BytesIO(content))
         await self._call(f"write {path}", self._client.put_archive, container_id,
-                         directory or "/", archive.getvalue(), retry=True)
+                         directory or "/", _tar(name, content, 0o644), retry=True)
+
+    async def copy_files(self, container_id: str, copies: tuple[FileCopy, ...]) -> None:
+        """Copy files into a created container, as compose copies its secrets and configs
+        before the start: a tar put at / (missing folders are made), the tar's owner kept
+        (copyUIDGID, which the SDK's put_archive cannot ask for) only when a uid or gid is
+        given, else the engine makes root the owner."""
+        for copy in copies:
+            data = _tar(copy.path.lstrip("/"), copy.content, copy.mode, copy.uid, copy.gid)
+            keep = copy.uid is not None or copy.gid is not None
+            params = {"path": "/", **({"copyUIDGID": "1"} if keep else {})}
+
+            def put(data: bytes = data, params: dict[str, str] = params) -> None:
+                url = self._client._url("/containers/{0}/archive", container_id)
+                self._client._raise_for_status(self._client._put(url, params=params,
+                                                                 data=data))
+
+            await self._call(f"copy {copy.path} into {container_id[:12]}", put, retry=True)
 
     async def read_file(self, container_id: str, path: str) -> str | None:
         """One file's text from the container, or None when it is not there."""
@@ -660,6 +774,18 @@ class Engine:
             stream.close()
 
 
+def _tar(name: str, content: bytes, mode: int, uid: int | None = None,
+         gid: int | None = None) -> bytes:
+    """A tar of one file (`name` relative to where it is put)."""
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = len(content), mode, int(time.time())
+        info.uid, info.gid = uid or 0, gid or 0
+        tar.addfile(info, io.BytesIO(content))
+    return archive.getvalue()
+
+
 def _labels(raw: dict[str, Any]) -> dict[str, str]:
     """The labels of an inspected network (top level) or container (under Config)."""
     return dict(raw.get("Labels") or (raw.get("Config") or {}).get("Labels") or {})
@@ -679,8 +805,10 @@ def _whose(kind: str, name: str, raw: dict[str, Any], project: str) -> str:
             f"alone; remove or rename that {kind}, or choose another project name")
 
 
-def _endpoint(endpoint: Any) -> dict[str, Any]:
+def _endpoint(endpoint: Any, links: list[str]) -> dict[str, Any]:
     config: dict[str, Any] = {"Aliases": list(endpoint.aliases)}
+    if links:
+        config["Links"] = list(links)
     if endpoint.ipv4_address:
         config["IPAMConfig"] = {"IPv4Address": endpoint.ipv4_address}
     return config
@@ -717,7 +845,21 @@ def _plain(text: str) -> str:
         if match:
             return (f"host port {match['address']} is already in use by another process or "
                     "container: free it or publish another port")
+    for words, meaning in _PLAIN_CAUSES:
+        if words in text:
+            return f"{meaning} (the engine: {text})"
     return text
+
+
+# Engine refusals at start whose words say little to a compose user (Docker 20.10).
+_PLAIN_CAUSES = (
+    ("could not select device driver", "the engine has no such device: no device driver "
+     "answers this service's gpus or deploy.resources.reservations.devices (a GPU needs one, "
+     "such as the NVIDIA container toolkit); run it on a host that has the device"),
+    ("unable to apply caps", "the engine cannot give this container the capabilities it "
+     "asks for (privileged or cap_add): this engine runs without them (rootless, or in a "
+     "container)"),
+)
 
 
 class NameTaken(EngineError):

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ollamatopo.engine import _container_settings as settings
+from ollamatopo.plan import _file_objects as file_objects
 from ollamatopo.plan._model import HealthcheckSpec, NetworkSpec, Plan, ServiceSpec, VolumeSpec
 
 LABEL_PROJECT = "ollamatopo.project"
@@ -39,6 +41,20 @@ def volume_name(project: str, volume: str) -> str:
     return f"{project}_{volume}"
 
 
+def named(spec: NetworkSpec | VolumeSpec | None, prefixed: str) -> str:
+    """The engine's name of a network or volume: compose's `name:` as written, else the
+    project-prefixed one."""
+    return spec.name if spec is not None and spec.name else prefixed
+
+
+def plan_network_name(plan: Plan, key: str) -> str:
+    return named(plan.networks.get(key), network_name(plan.project, key))
+
+
+def plan_volume_name(plan: Plan, key: str) -> str:
+    return named(plan.volumes.get(key), volume_name(plan.project, key))
+
+
 def config_hash(payload: Any) -> str:
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -52,6 +68,19 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class FileCopy:
+    """A file copied into a container after its create, before its start: a compose
+    secret or config from the environment or inline, as compose v2 copies it (a tar at /;
+    the owner kept only when a uid or gid is given, else root)."""
+
+    path: str
+    content: bytes = field(repr=False)
+    mode: int
+    uid: int | None = None
+    gid: int | None = None
+
+
+@dataclass(frozen=True)
 class ContainerConfig:
     """Everything needed to create one service's container."""
 
@@ -62,6 +91,12 @@ class ContainerConfig:
     endpoints: tuple[Endpoint, ...]  # the first is given at create, the rest connected after
     labels: dict[str, str]
     config_hash: str
+    copies: tuple[FileCopy, ...] = field(default=(), repr=False)  # between create and start
+    # Services whose containers its create names (network_mode service:, volumes_from,
+    # links), and of those the ones whose container the engine pins by id (see reconcile).
+    joins: tuple[str, ...] = ()
+    holds: tuple[str, ...] = ()
+    pull_policy: str = "missing"  # compose's: missing, never, always, daily, every_12h...
 
     @property
     def networks(self) -> tuple[str, ...]:
@@ -80,6 +115,7 @@ class NetworkConfig:
     name: str
     create_kwargs: dict[str, Any]
     config_hash: str
+    external: bool = False  # made elsewhere: looked up, never made or removed
 
 
 @dataclass(frozen=True)
@@ -87,6 +123,7 @@ class VolumeConfig:
     key: str
     name: str
     create_kwargs: dict[str, Any] = field(default_factory=dict)
+    external: bool = False
 
 
 def service_networks(spec: ServiceSpec) -> list[str]:
@@ -97,17 +134,23 @@ def service_networks(spec: ServiceSpec) -> list[str]:
 def first_network(plan: Plan, service: str) -> str:
     """The engine name of the network a service's container is created on (a probe of a
     port that is not published goes to the container's address there)."""
-    return network_name(plan.project, service_networks(plan.services[service])[0])
+    spec = plan.services[service]
+    if spec.network_mode is not None:  # the engine's own network (host, bridge) or none
+        return spec.network_mode
+    return plan_network_name(plan, service_networks(spec)[0])
 
 
 def plan_networks(plan: Plan) -> dict[str, NetworkSpec]:
     networks = dict(plan.networks)
-    if any(not spec.networks for spec in plan.services.values()):
+    if any(not spec.networks and spec.network_mode is None for spec in plan.services.values()):
         networks.setdefault(DEFAULT_NETWORK, NetworkSpec())
     return networks
 
 
 def network_config(project: str, key: str, spec: NetworkSpec) -> NetworkConfig:
+    name = named(spec, network_name(project, key))
+    if spec.external:
+        return NetworkConfig(key, name, {}, "", external=True)
     options = dict(spec.driver_opts)
     if spec.mtu is not None:
         options["com.docker.network.driver.mtu"] = str(spec.mtu)
@@ -124,30 +167,40 @@ def network_config(project: str, key: str, spec: NetworkSpec) -> NetworkConfig:
         "internal": spec.internal,
         "labels": dict(spec.labels),
     }
+    if spec.attachable:  # only when set: an old network's hash stays
+        kwargs["attachable"] = True
     digest = config_hash(kwargs)
     kwargs["labels"] = {**spec.labels, LABEL_PROJECT: project, LABEL_NETWORK: key,
                         LABEL_HASH: digest}
-    return NetworkConfig(key, network_name(project, key), kwargs, digest)
+    return NetworkConfig(key, name, kwargs, digest)
 
 
 def volume_config(project: str, key: str, spec: VolumeSpec) -> VolumeConfig:
+    name = named(spec, volume_name(project, key))
+    if spec.external:
+        return VolumeConfig(key, name, external=True)
     labels = {**spec.labels, LABEL_PROJECT: project, LABEL_VOLUME: key}
     kwargs = {"driver": spec.driver, "driver_opts": dict(spec.driver_opts), "labels": labels}
-    return VolumeConfig(key, volume_name(project, key), kwargs)
+    return VolumeConfig(key, name, kwargs)
 
 
 def container_config(plan: Plan, service: str, base_dir: Path) -> ContainerConfig:
     """The create payload of one service: compose's keys mapped to the Engine API."""
     spec = plan.services[service]
     project = plan.project
-    host_config = _host_config(project, spec, base_dir)
-    endpoints = tuple(
-        Endpoint(network_name(project, key),
+    def container_of(name: str) -> str:
+        return plan.services[name].container_name or container_name(project, name)
+
+    host_config = {**settings.host_config(plan, spec, container_of),
+                   **_host_config(plan, spec, base_dir)}
+    mode = settings.network_mode(spec, container_of)
+    endpoints = () if mode is not None else tuple(
+        Endpoint(plan_network_name(plan, key),
                  (service, *(spec.networks[key].aliases if key in spec.networks else ())),
                  spec.networks[key].ipv4_address if key in spec.networks else None)
         for key in service_networks(spec)
     )
-    host_config["NetworkMode"] = endpoints[0].network
+    host_config["NetworkMode"] = mode or endpoints[0].network
     kwargs: dict[str, Any] = {
         "image": spec.image,
         "command": spec.command,
@@ -163,13 +216,36 @@ def container_config(plan: Plan, service: str, base_dir: Path) -> ContainerConfi
     }
     if spec.healthcheck is not None:  # only when set: an old container's hash stays
         kwargs["healthcheck"] = _healthcheck(spec.healthcheck)
-    digest = config_hash({"kwargs": kwargs, "labels": spec.labels,
-                          "endpoints": [e.__dict__ for e in endpoints]})
+    kwargs.update(settings.create_kwargs(spec))  # also only what is set
+    granted = list(file_objects.granted(plan, spec))
+    host_config["Mounts"] = [*host_config.get("Mounts", ()),
+                             *(_bound(item, base_dir) for item in granted if item.bound)]
+    hashed: dict[str, Any] = {"kwargs": kwargs, "labels": spec.labels,
+                              "endpoints": [e.__dict__ for e in endpoints]}
+    if granted:  # only when used: an old container's hash stays
+        hashed["files"] = [[item.kind, item.grant.model_dump(), item.spec.digest]
+                           for item in granted]  # a digest of each content, never a value
+    digest = config_hash(hashed)
     dependencies = ",".join(sorted(plan.dependencies(service)))
     labels = {**spec.labels, LABEL_PROJECT: project, LABEL_SERVICE: service,
               LABEL_HASH: digest, LABEL_DEPENDS: dependencies}
-    name = spec.container_name or container_name(project, service)
-    return ContainerConfig(service, name, spec.image, kwargs, endpoints, labels, digest)
+    copies = tuple(_copy(item) for item in granted if not item.bound and item.spec.value)
+    return ContainerConfig(service, container_of(service), spec.image, kwargs, endpoints,
+                           labels, digest, copies, tuple(spec.service_references()),
+                           tuple(spec.held_services()), spec.pull_policy or "missing")
+
+
+def _bound(item: file_objects.Granted, base_dir: Path) -> dict[str, Any]:
+    """A secret or config from a file: bind-mounted read-only, as compose mounts it."""
+    return {"Type": "bind", "Source": str(file_objects.source_path(item.spec, base_dir)),
+            "Target": item.grant.target, "ReadOnly": True}
+
+
+def _copy(item: file_objects.Granted) -> FileCopy:
+    grant = item.grant
+    return FileCopy(grant.target, file_objects.encoded(item.spec.value or ""), item.mode,
+                    None if grant.uid is None else int(grant.uid),
+                    None if grant.gid is None else int(grant.gid))
 
 
 def _healthcheck(check: HealthcheckSpec) -> dict[str, Any]:
@@ -184,7 +260,7 @@ def _healthcheck(check: HealthcheckSpec) -> dict[str, Any]:
     return payload
 
 
-def _host_config(project: str, spec: ServiceSpec, base_dir: Path) -> dict[str, Any]:
+def _host_config(plan: Plan, spec: ServiceSpec, base_dir: Path) -> dict[str, Any]:
     bindings: dict[str, list[dict[str, str]]] = {}
     for port in spec.ports:
         bindings.setdefault(port.container_key, []).append(
@@ -192,7 +268,7 @@ def _host_config(project: str, spec: ServiceSpec, base_dir: Path) -> dict[str, A
     mounts = []
     for mount in spec.volumes:
         if mount.named:
-            mounts.append({"Type": "volume", "Source": volume_name(project, mount.source),
+            mounts.append({"Type": "volume", "Source": plan_volume_name(plan, mount.source),
                            "Target": mount.target, "ReadOnly": mount.read_only})
         else:
             source = (base_dir / Path(mount.source).expanduser()).resolve()
@@ -217,7 +293,7 @@ def _host_config(project: str, spec: ServiceSpec, base_dir: Path) -> dict[str, A
         config["Memory"] = limits.memory
     if reservations.memory is not None:
         config["MemoryReservation"] = reservations.memory
-    if reservations.cpus is not None:
+    if reservations.cpus is not None and spec.cpu_shares is None:
         # One engine has no CPU reservation; the reservation becomes the CPU weight.
         config["CpuShares"] = max(2, int(reservations.cpus * CPU_SHARES_PER_CPU))
     return {key: value for key, value in config.items() if value is not None}

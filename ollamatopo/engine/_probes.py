@@ -69,6 +69,8 @@ def probe_endpoint(state: ContainerState, port: int, first_network: str) -> Endp
     if bindings:
         binding = bindings[0]
         return Endpoint(LOOPBACK.get(binding.host_ip, binding.host_ip), binding.host_port)
+    if first_network == "host":  # network_mode: host, the host's own ports
+        return Endpoint("127.0.0.1", port)
     address = state.addresses.get(first_network) or next(
         (ip for ip in state.addresses.values() if ip), "")
     if not address:

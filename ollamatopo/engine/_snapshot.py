@@ -34,6 +34,8 @@ class Snapshot:
     networks: tuple[ObservedNetwork, ...] = ()
     volumes: tuple[str, ...] = ()
     image_ids: Mapping[str, str] = field(default_factory=dict)  # image reference -> local id
+    # image reference -> the digest of the build inputs it was built from (engine._build)
+    build_digests: Mapping[str, str] = field(default_factory=dict)
 
     def container(self, service: str) -> ObservedContainer | None:
         return next((c for c in self.containers if c.service == service), None)

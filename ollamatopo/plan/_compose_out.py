@@ -14,7 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ollamatopo.plan import _file_objects as file_objects
 from ollamatopo.plan._compose import EXTENSION
+from ollamatopo.plan._container import compose_form
 from ollamatopo.plan._model import (
     Condition,
     DependencyOptions,
@@ -37,6 +39,10 @@ def to_compose(plan: Plan, base: Path) -> dict[str, Any]:
         document["networks"] = {name: _network(spec) for name, spec in plan.networks.items()}
     if plan.volumes:
         document["volumes"] = {name: _volume(spec) for name, spec in plan.volumes.items()}
+    for kind in file_objects.KINDS:  # their sources, never a value
+        if getattr(plan, kind):
+            document[kind] = {name: file_objects.definition(spec, base)
+                              for name, spec in getattr(plan, kind).items()}
     document[EXTENSION] = {"phases": [{"name": phase.name, "services": list(phase.services)}
                                       for phase in plan.phases]}
     escaped: dict[str, Any] = _escaped(document)
@@ -56,11 +62,18 @@ def _escaped(node: Any) -> Any:
 
 def _service(plan: Plan, name: str, spec: ServiceSpec, base: Path) -> dict[str, Any]:
     service: dict[str, Any] = {"image": spec.image}
+    if spec.build is not None:  # the context absolute, as compose's config writes it
+        service["build"] = {"context": str(spec.build.context_in(base)),
+                            **spec.build.model_dump(exclude_defaults=True,
+                                                    exclude={"context"})}
     for key in ("command", "entrypoint", "hostname", "user", "working_dir"):
         if getattr(spec, key) is not None:
             service[key] = getattr(spec, key)
     if spec.environment:
         service["environment"] = dict(spec.environment)
+    if spec.env_file:  # the plan as declared has not read them: name them, absolute
+        service["env_file"] = [str((base / Path(path).expanduser()).resolve())
+                               for path in spec.env_file]
     if spec.ports:
         service["ports"] = [str(port) for port in spec.ports]
     if spec.volumes:
@@ -78,6 +91,7 @@ def _service(plan: Plan, name: str, spec: ServiceSpec, base: Path) -> dict[str, 
             service[key] = True
     if spec.restart != "no":
         service["restart"] = spec.restart
+    service.update(compose_form(spec, base))  # ulimits, sysctls, network_mode, gpus...
     service["stop_grace_period"] = f"{spec.stop_grace_period:g}s"
     deploy = spec.deploy.model_dump(exclude_none=True, exclude_defaults=True)
     for amounts in (deploy.get("resources") or {}).values():
@@ -103,14 +117,27 @@ def _service(plan: Plan, name: str, spec: ServiceSpec, base: Path) -> dict[str, 
         balance = spec.load_balance.model_dump()
         balance["template"] = str((base / spec.load_balance.template).resolve())
         extension["load_balance"] = balance
+    for kind, field in file_objects.FIELD.items():
+        if getattr(spec, field):
+            service[kind] = [file_objects.usage(grant) for grant in getattr(spec, field)]
     if spec.secrets:
         extension["secrets"] = list(spec.secrets)
     service[EXTENSION] = extension
     return service
 
 
+def _identity(spec: NetworkSpec | VolumeSpec) -> dict[str, Any]:
+    """`name` and `external` (an external object has nothing else)."""
+    return {key: value for key, value in (("name", spec.name), ("external", spec.external))
+            if value}
+
+
 def _network(spec: NetworkSpec) -> dict[str, Any]:
-    network: dict[str, Any] = {"driver": spec.driver}
+    if spec.external:
+        return _identity(spec)
+    network: dict[str, Any] = {"driver": spec.driver, **_identity(spec)}
+    if spec.attachable:
+        network["attachable"] = True
     pool = {key: value for key, value in (("subnet", spec.subnet), ("gateway", spec.gateway))
             if value}
     if pool:
@@ -128,7 +155,9 @@ def _network(spec: NetworkSpec) -> dict[str, Any]:
 
 
 def _volume(spec: VolumeSpec) -> dict[str, Any]:
-    volume: dict[str, Any] = {"driver": spec.driver}
+    if spec.external:
+        return _identity(spec)
+    volume: dict[str, Any] = {"driver": spec.driver, **_identity(spec)}
     if spec.driver_opts:
         volume["driver_opts"] = dict(spec.driver_opts)
     if spec.labels:

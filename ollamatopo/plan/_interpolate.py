@@ -123,8 +123,12 @@ def _substitute(text: str, env: Mapping[str, str], path: str, out: Interpolation
     return substituted
 
 
-def parse_dotenv(text: str) -> tuple[dict[str, str], list[tuple[int, str]]]:
-    """Parse a `.env` file: `KEY=value` lines, `export` prefixes, quotes, comments.
+ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+
+
+def parse_dotenv(text: str, key: str = ENV_NAME) -> tuple[dict[str, str], list[tuple[int, str]]]:
+    """Parse a `.env` file: `KEY=value` lines, `export` prefixes, quotes, comments. `key`:
+    the pattern of a key (a label file's keys have dots).
 
     Returns the variables and the (line number, text) of lines that are not assignments.
     """
@@ -136,12 +140,12 @@ def parse_dotenv(text: str) -> tuple[dict[str, str], list[tuple[int, str]]]:
             continue
         if line.startswith("export "):
             line = line[len("export ") :].lstrip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+        name, sep, value = line.partition("=")
+        name = name.strip()
+        if not sep or not re.fullmatch(key, name):
             bad.append((number, raw))
             continue
-        values[key] = _unquote(value.strip())
+        values[name] = _unquote(value.strip())
     return values, bad
 
 

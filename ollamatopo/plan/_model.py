@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from ollamatopo._errors import PlanProblem
+from ollamatopo.plan._container import ContainerSettings, DeviceRequest, scalar_text
 from ollamatopo.plan._quantities import (
     PortBinding,
     parse_bytes,
@@ -103,13 +104,7 @@ def _string_list(value: object) -> object:
     return [value] if isinstance(value, str) else value
 
 
-def _scalar_text(value: object) -> object:
-    """Compose stringifies numbers and booleans in environments and labels."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return value
+_scalar_text = scalar_text  # compose stringifies numbers and booleans in environments, labels
 
 
 def _key_values(value: object) -> object:
@@ -246,6 +241,11 @@ class NetworkSpec(_Model):
     mtu: int | None = Field(default=None, ge=68, le=65535)
     driver_opts: dict[str, Annotated[str, BeforeValidator(_scalar_text)]] = {}
     labels: Labels = {}
+    attachable: bool = False
+    # compose's `name` (the engine's name as written, not project-prefixed) and
+    # `external` (made elsewhere: only looked up, never made or removed)
+    name: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    external: bool = False
 
     @field_validator("subnet", "gateway")
     @classmethod
@@ -261,6 +261,7 @@ class NetworkSpec(_Model):
 
     @model_validator(mode="after")
     def _gateway_in_subnet(self) -> NetworkSpec:
+        _only_a_name_if_external(self, "network")
         if self.gateway and not self.subnet:
             raise ValueError("a gateway needs a subnet")
         if self.gateway and self.subnet and (
@@ -273,6 +274,23 @@ class VolumeSpec(_Model):
     driver: Driver = "local"
     driver_opts: dict[str, Annotated[str, BeforeValidator(_scalar_text)]] = {}
     labels: Labels = {}
+    name: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    external: bool = False
+
+    @model_validator(mode="after")
+    def _external(self) -> VolumeSpec:
+        _only_a_name_if_external(self, "volume")
+        return self
+
+
+def _only_a_name_if_external(spec: NetworkSpec | VolumeSpec, kind: str) -> None:
+    """An external object is made elsewhere: how to make it is not the plan's to say
+    (compose refuses it too)."""
+    if spec.external:
+        written = sorted(spec.model_fields_set - {"name", "external"})
+        if written:
+            raise ValueError(f"an external {kind} is made outside the project: remove "
+                             f"{', '.join(written)} (only `name` goes with `external`)")
 
 
 def _empty_as_default(value: object) -> object:
@@ -387,9 +405,21 @@ class Resources(_Model):
     memory: Bytes | None = None
 
 
+class Limits(Resources):
+    pids: int | None = Field(default=None, ge=-1)
+
+
+class ReservedDevice(DeviceRequest):
+    capabilities: list[str] = Field(min_length=1)  # compose's schema requires them here
+
+
+class Reservations(Resources):
+    devices: list[ReservedDevice] = []
+
+
 class ResourceSpec(_Model):
-    limits: Resources = Resources()
-    reservations: Resources = Resources()
+    limits: Limits = Limits()
+    reservations: Reservations = Reservations()
 
     @model_validator(mode="after")
     def _reservation_within_limit(self) -> ResourceSpec:
@@ -484,6 +514,38 @@ class LoadBalanceSpec(_Model):
         return value
 
 
+class FileObjectSpec(_Model):
+    """A top-level secret or config of compose (plan/_file_objects.py says how each is
+    carried out): its content from a `file` (bind-mounted), a variable of the project's
+    `environment` or, for a config, inline `content` (both copied in before the start).
+    The loader fills `digest` and `value`; a file never holds them."""
+
+    file: Annotated[str, Field(min_length=1)] | None = None
+    environment: Annotated[str, Field(min_length=1)] | None = None
+    content: str | None = None
+    digest: str | None = None  # of the content: the container's config hash takes it
+    value: str | None = Field(default=None, repr=False)  # what is copied in
+
+    @model_validator(mode="after")
+    def _one_source(self) -> FileObjectSpec:
+        given = [key for key in ("file", "environment", "content") if getattr(self, key)
+                 is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of file, environment or content (found: "
+                             f"{', '.join(given) or 'none'})")
+        return self
+
+
+class FileGrant(_Model):
+    """A service's use of a secret or config: the file `target` in its container."""
+
+    source: str
+    target: Annotated[str, Field(pattern="^/")]  # resolved as compose resolves it
+    uid: Annotated[str, Field(pattern="^[0-9]{1,10}$")] | None = None
+    gid: Annotated[str, Field(pattern="^[0-9]{1,10}$")] | None = None
+    mode: Annotated[int, Field(ge=0, le=0o7777)] | None = None
+
+
 RESTART_RE = re.compile(r"(no|always|unless-stopped|on-failure(:[0-9]{1,9})?)")
 
 
@@ -498,6 +560,54 @@ class HealthcheckSpec(_Model):
     start_period: Duration | None = None
 
 
+# A context given as a URL (compose-go's test: a scheme, or git's own forms).
+REMOTE_CONTEXT_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@|github\.com/)")
+
+
+def _build_short_form(value: object) -> object:
+    """compose's `build: PATH` is `build: {context: PATH}`."""
+    return {"context": value} if isinstance(value, str) else value
+
+
+def _local_context(value: str) -> str:
+    if REMOTE_CONTEXT_RE.match(value):
+        raise ValueError(f"{_shown(value)}: a remote build context (a URL or a git "
+                         "repository) is not supported yet: give a folder of this host")
+    return value
+
+
+class BuildSpec(_Model):
+    """compose's `build`: the service's image built from a folder of the host (relative
+    to the plan's folder; `dockerfile` relative to the context), tagged as its `image`.
+    A bare arg (`args: [KEY]`) takes its value from ollamatopo's environment and is left
+    out when that has none, as compose does (see `resolved`)."""
+
+    context: Annotated[str, Field(min_length=1), AfterValidator(_local_context)] = "."
+    dockerfile: Annotated[str, Field(min_length=1)] | None = None  # None: its Dockerfile
+    dockerfile_inline: Annotated[str, Field(min_length=1)] | None = None
+    args: KeyValues = {}
+    target: Annotated[str, Field(min_length=1)] | None = None
+    labels: Labels = {}
+
+    @model_validator(mode="after")
+    def _one_dockerfile(self) -> BuildSpec:
+        if self.dockerfile is not None and self.dockerfile_inline is not None:
+            raise ValueError("dockerfile and dockerfile_inline exclude each other: give one "
+                             "(compose refuses both too)")
+        return self
+
+    def context_in(self, base: Path) -> Path:
+        """The context folder, for a plan in the folder `base`."""
+        return (base / Path(self.context).expanduser()).resolve()
+
+    def resolved(self, environment: Mapping[str, str]) -> BuildSpec:
+        """Bare args given their values from `environment`; those it lacks left out."""
+        args = {key: value if value is not None else environment.get(key)
+                for key, value in self.args.items()}
+        return self.model_copy(update={"args": {key: value for key, value in args.items()
+                                                if value is not None}})
+
+
 def _exposed(value: object) -> object:
     """`80`, `"80"` or `"53/udp"`: one container port (ranges are not taken yet)."""
     text = str(value)
@@ -508,8 +618,9 @@ def _exposed(value: object) -> object:
     return f"{int(number)}/{protocol or 'tcp'}"
 
 
-class ServiceSpec(_Model):
-    image: Annotated[str, AfterValidator(_image)]
+class ServiceSpec(_Model, ContainerSettings):  # compose's keys for the engine: _container
+    image: Annotated[str, AfterValidator(_image)]  # with `build` and none: Plan names it
+    build: Annotated[BuildSpec, BeforeValidator(_build_short_form)] | None = None
     container_name: Annotated[str, AfterValidator(
         lambda value: _check_name(value, "container_name"))] | None = None
     expose: list[Annotated[str, BeforeValidator(_exposed)]] = []
@@ -518,6 +629,9 @@ class ServiceSpec(_Model):
     entrypoint: Argv | None = None
     environment: Environment = {}
     secrets: SecretNames = []  # more environment variables whose values are secret
+    # compose's `secrets:` and `configs:` (the line above is ollamatopo's own `secrets`)
+    secret_files: list[FileGrant] = []
+    config_files: list[FileGrant] = []
     env_file: Annotated[list[str], BeforeValidator(_string_list)] = []
     ports: list[Annotated[PortBinding, BeforeValidator(parse_port)]] = []
     volumes: list[Annotated[VolumeMount, BeforeValidator(_volume_mount)]] = []
@@ -561,6 +675,24 @@ class ServiceSpec(_Model):
                              "(compose refuses it too)")
         return self
 
+    @model_validator(mode="after")
+    def _network_of_its_own(self) -> ServiceSpec:
+        """What the engine refuses, or what cannot work, with another network namespace."""
+        if self.network_mode is not None and self.networks:
+            raise ValueError("network_mode and networks exclude each other (compose refuses "
+                             "both too): with network_mode the service joins no network of "
+                             "the plan")
+        if self.shares_network:
+            own = [key for key in ("ports", "expose", "hostname", "dns", "extra_hosts",
+                                   "mac_address", "links") if getattr(self, key)]
+            if self.ready.kind in (ProbeKind.HTTP, ProbeKind.TCP):
+                own.append(f"ready.{self.ready.kind.value} (probe with exec: a healthcheck)")
+            if own:
+                raise ValueError(f"network_mode {self.network_mode} shares another container's "
+                                 f"network: the service cannot have {', '.join(own)} of its "
+                                 "own (the engine refuses them)")
+        return self
+
     @field_validator("ports")
     @classmethod
     def _distinct_container_ports(cls, value: list[PortBinding]) -> list[PortBinding]:
@@ -588,6 +720,8 @@ class Plan(_Model):
     project: str
     networks: dict[str, NetworkSpec] = {}
     volumes: dict[str, VolumeSpec] = {}
+    secrets: dict[str, FileObjectSpec] = {}
+    configs: dict[str, FileObjectSpec] = {}
     services: Annotated[dict[str, ServiceSpec], Field(max_length=MAX_SERVICES)]
     phases: list[PhaseSpec]
 
@@ -603,6 +737,24 @@ class Plan(_Model):
             return {key: {} if item is None else item for key, item in value.items()}
         return _empty_as_default(value)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _built_image_names(cls, value: object) -> object:
+        """A service with `build` and no `image` gets compose's name for its image,
+        `<project>-<service>` (compose-go's default; tag latest). Named here, where the
+        project is known, so every later step reads `image` alone. (A project name that is
+        refused already gives its problem: no second one for each image.)"""
+        if not isinstance(value, dict) or not isinstance(value.get("services"), dict):
+            return value
+        project = value.get("project")
+        prefix = project if isinstance(project, str) and PROJECT_RE.fullmatch(project) \
+            else "unnamed"
+        named = {name: {**spec, "image": f"{prefix}-{name}"}
+                 for name, spec in value["services"].items()
+                 if isinstance(spec, dict) and spec.get("build") is not None
+                 and "image" not in spec}
+        return {**value, "services": {**value["services"], **named}} if named else value
+
     # Derived views used by the graph and the scheduler.
 
     def phase_of(self, service: str) -> str:
@@ -613,7 +765,15 @@ class Plan(_Model):
 
     def dependencies(self, service: str) -> dict[str, Condition]:
         """A service's own `after:`, or by default every required service of the nearest
-        earlier phase that has one, to be healthy (the phase barrier, as a graph edge)."""
+        earlier phase that has one, to be healthy (the phase barrier, as a graph edge); and,
+        to be started, the services whose containers it uses (network_mode service:NAME,
+        volumes_from, links...), as compose-go adds them to depends_on."""
+        found = self._written_dependencies(service)
+        for used in self.services[service].service_references():
+            found.setdefault(used, Condition.STARTED)
+        return found
+
+    def _written_dependencies(self, service: str) -> dict[str, Condition]:
         spec = self.services[service]
         if spec.after is not None:
             return dict(spec.after)
@@ -699,6 +859,14 @@ def check_references(plan: Plan, unread: Collection[str] = (),
 def _service_references(plan: Plan, name: str, spec: ServiceSpec, suggest: _Hints,
                         unread: Collection[str]) -> Iterator[PlanProblem]:
     where = f"services.{name}"
+    for used in spec.service_references():  # network_mode service:NAME, volumes_from, ...
+        if used not in plan.services:
+            yield PlanProblem(where, f"unknown service {used!r}{suggest(used, plan.services)}, "
+                                     "named in its network_mode, pid, ipc, links or "
+                                     "volumes_from")
+        elif used == name:
+            yield PlanProblem(where, "a service cannot use its own container (network_mode, "
+                                     "pid, ipc, links or volumes_from)")
     for network in spec.networks if "networks" not in unread else ():
         if network not in plan.networks:
             yield PlanProblem(f"{where}.networks.{network}",
@@ -831,9 +999,12 @@ def _dependency_names(plan: Plan, unsure: Collection[str]) -> dict[str, list[str
         found = _barrier(plan, phase, unsure)
         if found is not None:
             barrier = found
-    return {name: [dependency for dependency in spec.after if dependency in plan.services
-                   and dependency != name] if spec.after is not None else defaults.get(name, [])
-            for name, spec in plan.services.items()}
+    written = {name: list(spec.after) if spec.after is not None else defaults.get(name, [])
+               for name, spec in plan.services.items()}
+    return {name: [dependency for dependency in dict.fromkeys(
+        [*written[name], *spec.service_references()])
+        if dependency in plan.services and dependency != name]
+        for name, spec in plan.services.items()}
 
 
 def _strongly_connected(edges: Mapping[str, list[str]]) -> list[set[str]]:
@@ -915,6 +1086,10 @@ def risky_settings(plan: Plan, base: Path, secrets: Collection[str]) -> Iterator
             risk = None if mount.named else _bind_risk(mount.source, base)
             if risk:
                 yield f"{where}.volumes[{index}]: {risk}"
+        if spec.privileged:
+            yield (f"{where}.privileged: true gives the container every capability and every "
+                   "device of the host, and lifts its confinement: root on the host; add only "
+                   "the capabilities (cap_add) and devices (devices) it needs")
         for index, capability in enumerate(spec.cap_add):
             if capability.strip().upper().removeprefix("CAP_") == "ALL":
                 yield (f"{where}.cap_add[{index}]: ALL gives the container every capability of "

@@ -88,7 +88,8 @@ def _replica(spec: ServiceSpec, replica: str, names: Mapping[str, list[str]],
              is_replica: bool) -> ServiceSpec:
     update: dict[str, object] = {"replicas": 1}
     if is_replica:
-        update["hostname"] = spec.hostname or replica
+        # the engine refuses a hostname in another container's network namespace
+        update["hostname"] = spec.hostname or (None if spec.shares_network else replica)
         update["environment"] = {
             key: value.replace(REPLICA_TOKEN, replica) if value is not None else None
             for key, value in spec.environment.items()}

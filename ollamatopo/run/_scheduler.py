@@ -15,25 +15,30 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Literal
 
 import anyio
 
 from ollamatopo._errors import (
     DependencyFailed,
     EngineError,
+    ExternalMissing,
     OllamatopoError,
     ProbeFailed,
     RunFailed,
     ServiceFailed,
     SupplyFailed,
 )
+from ollamatopo.engine._build import build_configs
 from ollamatopo.engine._docker import Engine
 from ollamatopo.engine._payloads import (
     LABEL_RUN,
     ContainerConfig,
+    NetworkConfig,
+    VolumeConfig,
     container_config,
     first_network,
     network_config,
@@ -55,6 +60,7 @@ from ollamatopo.plan._model import Condition, Plan
 from ollamatopo.report._recorder import RunRecorder
 from ollamatopo.run._admission import Capacity, admit, clamp
 from ollamatopo.run._balancers import BalancerSync
+from ollamatopo.run._image_policy import image_wants
 from ollamatopo.run._queue import EngineQueue
 from ollamatopo.run._reconcile import Reconciliation, ServiceAction, Verb, reconcile
 from ollamatopo.run._supplies import ImageSupply, SharedObjects
@@ -100,6 +106,16 @@ class NodeContext:
             elif state.failed:
                 raise DependencyFailed(self.name, f"dependency {dependency!r} failed")
         return failed
+
+    async def containers_made(self, services: Iterable[str]) -> None:
+        """Wait until `services` (whose containers this one's create names: network_mode
+        service:NAME, volumes_from, links) have started; DependencyFailed if one failed."""
+        for service in services:
+            state = self._states.get(service)
+            if state is not None:
+                await state.started.wait()
+                if state.failed:
+                    raise DependencyFailed(self.name, f"dependency {service!r} failed")
 
     def started(self) -> None:
         self._states[self.name].started.set()
@@ -172,10 +188,33 @@ async def observe(engine: Engine, loaded: LoadedPlan) -> DesiredState:
     containers = {name: container_config(plan, name, base) for name in loaded.graph.nodes}
     networks = [network_config(plan.project, key, spec)
                 for key, spec in plan_networks(plan).items()]
-    images = sorted({config.image for config in containers.values()})
-    snapshot = await engine.snapshot(plan.project, images)
-    reconciliation = reconcile(containers, networks, snapshot, loaded.graph.restarting)
+    images = {config.image for config in containers.values()}
+    # Reading the build contexts is file I/O: in a thread, off the event loop.
+    builds = await anyio.to_thread.run_sync(build_configs, plan, list(containers), base)
+    bases = {base_image for config in builds.values() for base_image in config.bases}
+    snapshot = await engine.snapshot(plan.project, sorted(images | bases))
+    await _externals_exist(engine, networks, [volume_config(plan.project, key, spec)
+                                              for key, spec in plan.volumes.items()])
+    reconciliation = reconcile(containers, networks, snapshot, loaded.graph.restarting,
+                               builds)
     return DesiredState(containers, reconciliation, snapshot)
+
+
+async def _externals_exist(engine: Engine, networks: Sequence[NetworkConfig],
+                           volumes: Sequence[VolumeConfig]) -> None:
+    """compose's check before anything is made: every external network and volume is
+    there (ollamatopo only looks them up)."""
+    wanted: list[tuple[Literal["network", "volume"], str]] = [
+        *(("network", n.name) for n in networks if n.external),
+        *(("volume", v.name) for v in volumes if v.external)]
+    missing = [(kind, name) for kind, name in wanted if not await engine.exists(kind, name)]
+    if missing:
+        named = ", ".join(f"{kind} {name!r}" for kind, name in missing)
+        fixes = "; ".join(f"docker {kind} create {name}" for kind, name in missing)
+        raise ExternalMissing(f"the plan uses {named} as external, and the engine has no such "
+                              f"{'objects' if len(missing) > 1 else missing[0][0]}: create "
+                              f"{'them' if len(missing) > 1 else 'it'} first ({fixes}), or "
+                              "drop `external: true` to let ollamatopo make it")
 
 
 @dataclass
@@ -198,7 +237,8 @@ class _Run:
         self.run_id = recorder.run_id
         self.images = ImageSupply(engine, recorder,
                                   [config.image for config in desired.containers.values()],
-                                  desired.snapshot.image_ids)
+                                  desired.snapshot.image_ids, desired.reconciliation.builds,
+                                  image_wants(desired.containers.values()))
         volumes = [volume_config(self.plan.project, key, spec)
                    for key, spec in self.plan.volumes.items()]
         self.shared = SharedObjects(engine, recorder, self.run_id,
@@ -222,7 +262,7 @@ class _Run:
         services = self.desired.reconciliation.services
         graph = self.loaded.graph
         return [name for name, action in services.items()
-                if (action.verb is Verb.CREATE
+                if (action.verb is Verb.CREATE and not self.desired.containers[name].joins
                     and self.desired.containers[name].image not in self.images.missing)
                 or (action.verb is Verb.START and not graph.dependencies[name])]
 
@@ -270,6 +310,8 @@ class _Run:
         action = self.desired.reconciliation.services[name]
         timing = self.recorder.services[name]
         timing.action, timing.cause = action.verb.value, action.cause
+        # The engine looks up the containers it uses by name at its create.
+        await context.containers_made(self.desired.containers[name].joins)
         container_id = await self.prepare(name, action)
         balancer = self.balancers.is_balancer(name)
         if balancer:
@@ -345,6 +387,12 @@ class _Run:
         except EngineError as error:
             raise ServiceFailed(name, f"the engine refused to create it: {error}") from None
         self.recorder.mark(name, "created", cause=action.cause, container=container_id[:12])
+        try:  # compose's secrets and configs from the environment or inline, before start
+            if config.copies:
+                await self.engine.copy_files(container_id, config.copies)
+        except EngineError as error:
+            raise ServiceFailed(name, "the engine refused the files of its secrets and "
+                                      f"configs: {error}") from None
         return container_id
 
     async def probe(self, name: str, container_id: str, watch: ContainerWatch,

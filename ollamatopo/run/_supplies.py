@@ -2,7 +2,8 @@
 its named volumes. Each is made once per run, concurrently with the services that do
 not need it; a service waits only for its own.
 
-`ImageSupply`: present images are ready at once, missing ones are pulled all at once.
+`ImageSupply`: present images are ready at once, missing ones are pulled all at once, and
+the images of `build:` that are missing or out of date are built meanwhile (never pulled).
 `SharedObjects`: the networks and volumes to create go through the run's `EngineQueue`,
 ranked by the earliest deadline among the services that use them, so the network of the
 critical path is made first (the engine makes networks one after another, 70-100 ms
@@ -11,6 +12,7 @@ each here) and its first container is created while the others are still being m
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from functools import partial
 
@@ -21,34 +23,73 @@ from ollamatopo.engine._docker import Engine
 from ollamatopo.engine._payloads import ContainerConfig, VolumeConfig
 from ollamatopo.engine._snapshot import Snapshot
 from ollamatopo.report._recorder import ImagePull, RunRecorder
+from ollamatopo.run._image_policy import NEVER_PULLED, ImageWants
 from ollamatopo.run._queue import EngineQueue
-from ollamatopo.run._reconcile import NetworkAction, Verb
+from ollamatopo.run._reconcile import BuildAction, NetworkAction, Verb
 
 
 class ImageSupply:
-    """The run's images: present ones are ready at once, missing ones are pulled all
-    concurrently while services with present images already start."""
+    """The run's images: present ones are ready at once; missing ones are pulled, and
+    `builds` built, all concurrently while services with present images already start.
+    A service waits only for its own image; one that cannot be had fails its services."""
 
     PROGRESS_EVERY_S = 0.5
 
     def __init__(self, engine: Engine, recorder: RunRecorder, images: Iterable[str],
-                 present: Mapping[str, str]) -> None:
+                 present: Mapping[str, str], builds: Iterable[BuildAction] = (),
+                 wants: Mapping[str, ImageWants] | None = None) -> None:
         self._engine, self._recorder = engine, recorder
+        self._builds = {action.config.image: action for action in builds}
+        self._wants = dict(wants or {})  # pull_policy and platform, by image
+        self._present = set(present)
         needed = sorted(set(images))
-        self.missing = [image for image in needed if image not in present]
+        self.missing = [image for image in needed
+                        if image not in present or image in self._builds
+                        or self._want(image).policy == "always"]
+        # Present images whose platform or age is looked at before they count as ready.
+        self._checked = [image for image in needed
+                         if image not in self.missing and self._want(image).checked]
         self._ready = {image: anyio.Event() for image in needed}
         self._errors: dict[str, str] = {}
         for image in needed:
-            if image not in self.missing:
+            if image not in self.missing and image not in self._checked:
                 self._ready[image].set()
                 recorder.emit("image ensured", image=image, pulled=False)
 
+    def _want(self, image: str) -> ImageWants:
+        return self._wants.get(image) or ImageWants()
+
     async def pull_missing(self) -> None:
+        """Pull what is missing and build what is to be built, all at once."""
         async with anyio.create_task_group() as group:
             for image in self.missing:
-                group.start_soon(self._pull, image)
+                group.start_soon(self._build if image in self._builds else self._pull, image)
+            for image in self._checked:
+                group.start_soon(self._check, image)
+
+    async def _check(self, image: str) -> None:
+        """A present image of the wrong platform fails its services; one older than its
+        refresh policy allows is pulled again."""
+        facts = await self._engine.image_facts(image)
+        if facts is not None and self._want(image).stale(facts, time.time()):
+            await self._pull(image)
+            return
+        problem = None if facts is None else self._want(image).problem(image, facts)
+        if problem is not None:
+            self._errors[image] = problem
+            self._recorder.emit("image refused", image=image, level="error", error=problem)
+        else:
+            self._recorder.emit("image ensured", image=image, pulled=False)
+        self._ready[image].set()
 
     async def _pull(self, image: str) -> None:
+        want = self._want(image)
+        if want.policy == "never":
+            self._errors[image] = f"image {image} {NEVER_PULLED}"
+            self._recorder.emit("image refused", image=image, level="error",
+                                error=self._errors[image])
+            self._ready[image].set()
+            return
         last = [0.0]
         pull = self._recorder.pulls.setdefault(image, ImagePull())
 
@@ -63,9 +104,15 @@ class ImageSupply:
         began = self._recorder.elapsed()
         self._recorder.emit("image pull started", image=image)
         try:
-            await self._engine.pull(image, progress)
+            if want.platform is None:
+                await self._engine.pull(image, progress)
+            else:  # the platform only when asked: the engine's own otherwise
+                await self._engine.pull(image, progress, want.platform)
         except EngineError as error:
-            self._errors[image] = str(error)
+            self._errors[image] = (
+                f"image {image} could not be pulled (pull_policy {want.policy} pulls it again "
+                f"although the engine has it): {error}" if image in self._present else
+                f"image {image} is not on the engine and could not be pulled: {error}")
             pull.status = "failed"
             self._recorder.emit("image pull failed", image=image, level="error",
                                 error=str(error))
@@ -76,11 +123,31 @@ class ImageSupply:
         finally:
             self._ready[image].set()
 
+    async def _build(self, image: str) -> None:
+        action = self._builds[image]
+        began = self._recorder.elapsed()
+        self._recorder.emit("image build started", image=image, cause=action.cause,
+                            context=str(action.config.context))
+
+        def output(line: str) -> None:
+            self._recorder.emit("image build output", image=image, level="debug", line=line)
+
+        try:
+            await self._engine.build(action.config, action.digest, output)
+        except EngineError as error:
+            self._errors[image] = f"its image could not be built: {error}"
+            self._recorder.emit("image build failed", image=image, level="error",
+                                error=str(error))
+        else:
+            self._recorder.emit("image ensured", image=image, built=True,
+                                duration_s=round(self._recorder.elapsed() - began, 3))
+        finally:
+            self._ready[image].set()
+
     async def wait(self, service: str, image: str) -> None:
         await self._ready[image].wait()
         if image in self._errors:
-            raise ServiceFailed(service, f"image {image} is not on the engine and could not "
-                                         f"be pulled: {self._errors[image]}")
+            raise ServiceFailed(service, self._errors[image])
 
 
 class SharedObjects:
@@ -98,7 +165,7 @@ class SharedObjects:
                 recorder.emit("network ensured", network=action.config.name, action="keep")
             else:
                 self._networks.append(action)
-        self._volumes = [v for v in volumes if v.name not in snapshot.volumes]
+        self._volumes = [v for v in volumes if v.name not in snapshot.volumes and not v.external]
         names = [a.config.name for a in self._networks] + [v.name for v in self._volumes]
         self._made = {name: anyio.Event() for name in names}
         self._errors: dict[str, str] = {}

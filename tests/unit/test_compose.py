@@ -147,20 +147,21 @@ def test_keys_not_carried_out_yet_and_unknown_keys_are_named_at_their_line(
 services:
   api:
     image: api:1
-    build: .
-    stop_signal: SIGINT
+    develop: {watch: [{path: ./src, action: sync, target: /src}]}
+    credential_spec: {file: spec.json}
     imagee: typo
     depends_on:
       migrate: {condition: service_completed_successfully}
   migrate: {image: migrate:1}
-secrets:
-  token: {file: ./token}
+networks:
+  back: {enable_ipv4: false}
 """)
-    assert any(p.startswith("services.api.build (line 5): not supported yet") for p in problems)
-    assert any(p.startswith("services.api.stop_signal (line 6): not supported yet")
+    assert any(p.startswith("services.api.develop (line 5): not supported yet") for p in problems)
+    assert any(p.startswith("services.api.credential_spec (line 6): not supported yet")
                for p in problems)
     assert any(p.startswith("services.api.imagee (line 7): unknown key") for p in problems)
-    assert any(p.startswith("secrets (line 12): not supported yet") for p in problems)
+    assert any(p.startswith("networks.back.enable_ipv4 (line 12): not supported yet")
+               for p in problems)
     assert len(problems) == 4  # every one at once
 
 
@@ -170,10 +171,10 @@ services:
   api:
     image: api:1
     restart: sometimes
-    platform: linux/arm64
+    blkio_config: {weight: 300}
     depends_on: [ghost]
 """)
-    assert any("services.api.platform" in p and "not supported yet" in p for p in problems)
+    assert any("services.api.blkio_config" in p and "not supported yet" in p for p in problems)
     assert any("services.api.restart" in p for p in problems)
     assert any("ghost" in p for p in problems)
 
@@ -272,3 +273,27 @@ services:
     assert loaded.plan.dependencies("api") == {"migrate": Condition.COMPLETED}
     assert loaded.graph.jobs() == {"migrate"}
     assert Condition.COMPLETED.waits_for_the_end and not Condition.STARTED.waits_for_the_end
+
+
+def test_external_and_named_networks_and_volumes(tmp_path: Path) -> None:
+    loaded = load(tmp_path, """
+services:
+  app: {image: a:1, networks: [shared, own], volumes: [data:/data]}
+networks:
+  shared: {external: true, name: common-net}
+  own: {name: exact-name, attachable: true}
+volumes:
+  data: {external: {name: old-style}}
+""")
+    networks, volumes = loaded.plan.networks, loaded.plan.volumes
+    assert (networks["shared"].external, networks["shared"].name) == (True, "common-net")
+    assert (networks["own"].external, networks["own"].name) == (False, "exact-name")
+    assert (volumes["data"].external, volumes["data"].name) == (True, "old-style")
+    problems = refused(tmp_path, """
+services:
+  app: {image: a:1, networks: [shared]}
+networks:
+  shared: {external: true, driver: bridge}
+""")
+    assert problems == ["networks.shared (line 5): an external network is made outside the "
+                        "project: remove driver (only `name` goes with `external`)"]

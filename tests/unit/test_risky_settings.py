@@ -84,15 +84,11 @@ def test_a_confinement_profile_does_not_warn(load: Load) -> None:
                            '"apparmor=docker-default"]}') == ()
 
 
-def test_privileged_is_no_plan_key(plan_error: Refuse) -> None:
-    """The plan model has no `privileged`: it is refused as an unknown key, not warned."""
-    (problem,) = plan_error("""
-        project: p
-        services:
-          a: {image: x, privileged: true}
-        phases: [{name: one, services: [a]}]
-    """).problems
-    assert problem.path == "services.a.privileged"
+def test_privileged_warns(load: Load) -> None:
+    """Allowed, as compose allows it, and `plan` says what it gives away."""
+    (warning,) = _warnings(load, "{image: x, privileged: true}")
+    assert warning.startswith("services.a.privileged: true gives the container every "
+                              "capability")
 
 
 def test_a_label_named_like_a_secret_warns_without_its_value(load: Load) -> None:
@@ -156,8 +152,7 @@ def test_the_plan_command_shows_the_warnings(tmp_path: Path, monkeypatch: pytest
 
     monkeypatch.setenv("OLLAMATOPO_STATE_DIR", str(tmp_path / "state"))
     plan = tmp_path / "plan.yaml"
-    plan.write_text("project: p\nservices:\n  a: {image: x, cap_add: [ALL]}\n"
-                    "phases: [{name: one, services: [a]}]\n", encoding="utf-8")
+    plan.write_text("name: p\nservices:\n  a: {image: x, cap_add: [ALL]}\n", encoding="utf-8")
     try:
         assert main(["plan", "--plan", str(plan), "--log-format", "json"]) == 0
     finally:

@@ -1,0 +1,270 @@
+"""Compose's secrets and configs on one engine, as compose v2 carries them out.
+
+Top-level `secrets:` and `configs:` name where each one's content comes from: `file:`
+(relative to the compose file's folder), `environment:` (a variable of the project's
+environment: the process's over `.env`) or, for a config only, `content:` (inline,
+interpolated). A service's `secrets:`/`configs:` list the ones it gets, by name or in
+the long form `{source, target, uid, gid, mode}`. What compose v2 (pkg/compose, v2.40)
+does with them, and so what ollamatopo does:
+
+- where: a secret at `/run/secrets/<source>`, or its `target` (a relative one under
+  /run/secrets); a config at `/<source>`, or its `target` (a relative one under /);
+- a `file:` source is bind-mounted read-only; `uid`, `gid` and `mode` do not apply to it
+  (the file keeps its owner and mode; compose warns and ignores them, so does ollamatopo);
+- an `environment:` or `content:` source is copied into the container after it is
+  created and before it starts (a tar put at /), with `mode` (default 0444) and, when
+  `uid` or `gid` is given, that owner (else root); an empty value makes no file (compose
+  skips it too), and a `read_only` container cannot take one (compose refuses it too);
+- `external`, `name` and the swarm keys (`labels`, `driver`, `driver_opts`,
+  `template_driver`) name swarm objects: not supported yet.
+
+Beyond compose: the container's config hash takes a digest of each one's content, so a
+changed secret recreates the container at the next `up` (compose's hash has only the
+names), and no value is ever printed: `config` shows the definitions, as compose does.
+
+Pure: the compose tree in, the plan's tree and problems out; the loader reads the files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import posixpath
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ollamatopo._errors import PlanProblem
+from ollamatopo.plan._compose import Translation, _mapping, _not_yet
+from ollamatopo.plan._model import FileGrant, FileObjectSpec, Plan, ServiceSpec
+
+KINDS = ("secrets", "configs")
+BASE = {"secrets": "/run/secrets", "configs": ""}  # where a relative target goes
+SOURCES = {"secrets": ("file", "environment"), "configs": ("file", "environment", "content")}
+NOT_YET = ("external", "name", "labels", "driver", "driver_opts", "template_driver")
+GRANT_KEYS = ("source", "target", "uid", "gid", "mode")
+FIELD = {"secrets": "secret_files", "configs": "config_files"}  # the service's, in the plan
+DEFAULT_MODE = 0o444  # of a copied file (compose's createTar)
+
+
+def translate(out: Translation, tree: dict[str, Any], services: dict[Any, Any]) -> None:
+    """The top-level secrets and configs, and each enabled service's use of them, into
+    `out.tree` (whose services are translated already)."""
+    for kind in KINDS:
+        declared = tree.get(kind)
+        if declared is not None and not isinstance(declared, dict):
+            out.problems.append(PlanProblem(kind, f"expected a mapping of names to "
+                                            f"{{{' | '.join(SOURCES[kind])}: ...}}"))
+        objects = {str(name): _object(out, kind, str(name), spec)
+                   for name, spec in _mapping(declared).items()}
+        out.tree[kind] = {name: spec for name, spec in objects.items() if spec is not None}
+    for name, spec in services.items():
+        service = out.tree["services"].get(name)
+        if not isinstance(spec, dict) or not isinstance(service, dict):
+            continue
+        at = f"services.{name}"
+        for kind in KINDS:
+            if kind in spec:
+                service[FIELD[kind]] = _grants(out, kind, at, spec, _mapping(tree.get(kind)))
+                out.sources[f"{at}.{FIELD[kind]}"] = f"{at}.{kind}"
+
+
+def _object(out: Translation, kind: str, name: str, spec: object) -> dict[str, Any] | None:
+    at, sources = f"{kind}.{name}", SOURCES[kind]
+    if not isinstance(spec, dict):
+        out.problems.append(PlanProblem(at, f"expected a mapping with one of "
+                                            f"{', '.join(sources)}"))
+        return None
+    swarm = [key for key in spec if key in NOT_YET and (key != "external" or spec[key])]
+    for key in swarm:
+        _not_yet(out, f"{at}.{key}")
+    for key in spec:
+        if key not in (*sources, *NOT_YET) and not str(key).startswith("x-"):
+            out.problems.append(PlanProblem(f"{at}.{key}", f"unknown key: a {kind[:-1]} "
+                                            f"takes {', '.join(sources)}"))
+    given = [key for key in sources if spec.get(key) is not None]
+    if swarm:
+        return None
+    if len(given) != 1:
+        out.problems.append(PlanProblem(at, f"give exactly one of {', '.join(sources)} "
+                                            f"(found: {', '.join(given) or 'none'}); compose "
+                                            "refuses it too"))
+        return None
+    key = given[0]
+    if not isinstance(spec[key], str) or (key != "content" and not spec[key]):
+        what = "text" if key == "content" else "a path" if key == "file" else "a variable name"
+        out.problems.append(PlanProblem(f"{at}.{key}", f"expected {what}"))
+        return None
+    return {key: spec[key]}
+
+
+def _grants(out: Translation, kind: str, at: str, spec: dict[str, Any],
+            declared: dict[Any, Any]) -> list[dict[str, Any]]:
+    items = spec[kind]
+    if not isinstance(items, list):
+        out.problems.append(PlanProblem(f"{at}.{kind}", f"expected a list of {kind} names, "
+                                        "or of {source, target, uid, gid, mode}"))
+        return []
+    grants: list[dict[str, Any]] = []
+    targets: dict[str, int] = {}
+    for index, item in enumerate(items):
+        where = f"{at}.{kind}[{index}]"
+        grant = _grant(out, kind, where, item, declared)
+        if grant is None:
+            continue
+        if grant["target"] in targets:
+            out.problems.append(PlanProblem(where, f"{grant['target']} is also the target "
+                                            f"of {kind}[{targets[grant['target']]}]: give "
+                                            "each its own target"))
+            continue
+        targets[grant["target"]] = index
+        source = _mapping(declared.get(grant["source"]))
+        if source.get("file") is not None:
+            if set(grant) & {"uid", "gid", "mode"}:
+                out.warnings.append(f"{where}: uid, gid and mode do not apply to a file "
+                                    "source: it is bind-mounted read-only with the file's own "
+                                    "owner and mode (compose ignores them too)")
+        elif spec.get("read_only") is True:
+            out.problems.append(PlanProblem(where, "a read_only container cannot take a "
+                                            f"{kind[:-1]} from environment or content (it is "
+                                            "copied in; compose refuses it too): use a file: "
+                                            "source, or drop read_only"))
+            continue
+        grants.append(grant)
+    return grants
+
+
+def _grant(out: Translation, kind: str, where: str, item: object,
+           declared: dict[Any, Any]) -> dict[str, Any] | None:
+    """One entry of a service's list, with its target resolved; None (and a problem)
+    when it cannot be used."""
+    problems = len(out.problems)
+    grant = {"source": item} if isinstance(item, str) else dict(_mapping(item))
+    if not isinstance(item, str | dict):
+        out.problems.append(PlanProblem(where, "expected a name, or {source, target, uid, "
+                                               "gid, mode}"))
+        return None
+    for key in grant:
+        if key not in GRANT_KEYS and not str(key).startswith("x-"):
+            out.problems.append(PlanProblem(f"{where}.{key}", "unknown key: takes "
+                                            + ", ".join(GRANT_KEYS)))
+    source = grant.get("source")
+    if not isinstance(source, str) or not source:
+        out.problems.append(PlanProblem(f"{where}.source", f"name one of the top-level {kind}"))
+    elif source not in declared:
+        out.problems.append(PlanProblem(where, f"{kind[:-1]} {source!r} is not declared: "
+                                        f"declare it under the top-level {kind}, or correct "
+                                        "the name (compose refuses it too)"))
+    target = grant.get("target", source)
+    if not isinstance(target, str) or not target:
+        out.problems.append(PlanProblem(f"{where}.target", "expected a path"))
+    for key in ("uid", "gid"):
+        if key in grant and not (isinstance(grant[key], str) and grant[key].isascii()
+                                 and grant[key].isdigit()):
+            out.problems.append(PlanProblem(f"{where}.{key}", f"expected a number in quotes, "
+                                            f'for example {key}: "1000" (compose wants text)'))
+    mode = _mode(grant.get("mode"))
+    if mode is None and grant.get("mode") is not None:
+        out.problems.append(PlanProblem(f"{where}.mode", "expected a file mode: 0440, or "
+                                                         "\"0440\" (octal)"))
+    if len(out.problems) > problems or str(source) not in declared:
+        return None
+    resolved = {key: grant[key] for key in ("uid", "gid") if key in grant}
+    if mode is not None:
+        resolved["mode"] = mode
+    path = str(target) if str(target).startswith("/") else f"{BASE[kind]}/{target}"
+    return {"source": source, "target": posixpath.normpath(path), **resolved}
+
+
+def _mode(value: object) -> int | None:
+    """compose-go's reading: a number as it is (YAML's 0440 is octal already), text as
+    octal."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = int(value, 8)
+        except ValueError:
+            return None
+    return value if isinstance(value, int) and 0 <= value <= 0o7777 else None
+
+
+# --- what the engine side and `config` use -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Granted:
+    """One file a service's container gets: which object, and how."""
+
+    kind: str  # secrets or configs
+    grant: FileGrant
+    spec: FileObjectSpec
+
+    @property
+    def bound(self) -> bool:
+        """A file source, bind-mounted (else copied in before the start)."""
+        return self.spec.file is not None
+
+    @property
+    def mode(self) -> int:
+        return DEFAULT_MODE if self.grant.mode is None else self.grant.mode
+
+
+def granted(plan: Plan, spec: ServiceSpec) -> Iterator[Granted]:
+    for kind in KINDS:
+        objects: dict[str, FileObjectSpec] = getattr(plan, kind)
+        for grant in getattr(spec, FIELD[kind]):
+            if grant.source in objects:
+                yield Granted(kind, grant, objects[grant.source])
+
+
+def undeclared(plan: Plan) -> Iterator[PlanProblem]:
+    """A service's entry naming no top-level one (a compose file's are refused when it is
+    translated; this is for a plan written in ollamatopo's own dialect)."""
+    for name, spec in plan.services.items():
+        for kind in KINDS:
+            for index, grant in enumerate(getattr(spec, FIELD[kind])):
+                if grant.source not in getattr(plan, kind):
+                    yield PlanProblem(f"services.{name}.{FIELD[kind]}[{index}]",
+                                      f"{kind[:-1]} {grant.source!r} is not declared: declare "
+                                      f"it under the top-level {kind}")
+
+
+def used(plan: Plan) -> set[tuple[str, str]]:
+    """(kind, name) of the secrets and configs some service gets."""
+    return {(item.kind, item.grant.source) for spec in plan.services.values()
+            for item in granted(plan, spec)}
+
+
+def encoded(value: str) -> bytes:
+    """A value as the container gets it (a variable's undecodable bytes as they were)."""
+    return value.encode("utf-8", "surrogateescape")
+
+
+def digest(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
+
+
+def source_path(spec: FileObjectSpec, base: Path) -> Path:
+    """A file source's path on the host (`base`: the compose file's folder), as a bind
+    mount's source is found."""
+    return (base / Path(spec.file or "").expanduser()).resolve()
+
+
+def definition(spec: FileObjectSpec, base: Path) -> dict[str, Any]:
+    """A top-level secret or config as compose's `config` prints it: its source (a file's
+    path absolute), never a value."""
+    if spec.file is not None:
+        return {"file": str(source_path(spec, base))}
+    if spec.environment is not None:
+        return {"environment": spec.environment}
+    return {"content": spec.content}
+
+
+def usage(grant: FileGrant) -> dict[str, Any]:
+    """A service's entry, in the long form (the target resolved; the mode in octal text,
+    as compose prints it)."""
+    written = grant.model_dump(exclude_none=True)
+    if grant.mode is not None:
+        written["mode"] = f"0{grant.mode:o}"
+    return written

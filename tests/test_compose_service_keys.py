@@ -1,0 +1,191 @@
+"""Compose's engine-level service keys on the real engine (issue 12): what `up` gives the
+container (docker inspect), the same as `docker compose create` gives its own from the same
+file; and the settings this engine refuses (a GPU it does not have, privileged containers,
+storage options, an image of another platform, an image that may not or cannot be pulled)
+fail their service with a clear message, rolled back, nothing pulled that need not be."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Project
+from tests.test_compose_referee import ENV, compose_binary
+
+__all__ = ["compose_binary"]  # the session fixture, used by name
+
+KEYS = """
+name: PROJECT
+services:
+  db:
+    image: ollamatopo-standin:latest
+    ulimits:
+      nofile: {soft: 1024, hard: 2048}
+      nproc: 512
+    sysctls: [net.core.somaxconn=1024]
+    shm_size: 64m
+    dns: 9.9.9.9
+    dns_search: [example.com]
+    dns_opt: [ndots:2]
+    domainname: example.com
+    ipc: shareable
+    stop_signal: SIGINT
+    logging: {driver: json-file, options: {max-size: 1m, max-file: "2"}}
+    devices: ["/dev/null:/dev/xnull:r"]
+    labels: {com.example.team: data}
+    mem_limit: 256m
+    pids_limit: 100
+    cpu_shares: 512
+    oom_score_adj: 100
+    group_add: ["1234"]
+    tty: true
+    stdin_open: true
+    pull_policy: never
+    platform: linux/amd64
+  side:
+    image: ollamatopo-standin:latest
+    environment: {STANDIN_PORT: "8081"}  # the port of db's network namespace is taken
+    network_mode: service:db
+    pid: service:db
+    ipc: service:db
+    volumes_from: [db:ro]
+  api:
+    image: ollamatopo-standin:latest
+    links: ["db:database"]
+  hostnet:
+    image: ollamatopo-standin:latest
+    environment: {STANDIN_PORT: "HOSTPORT"}
+    network_mode: host
+"""
+# What compose and ollamatopo must both have given the containers (inspect's keys).
+HOST_KEYS = ("Sysctls", "ShmSize", "Dns", "DnsSearch", "DnsOptions", "LogConfig", "Devices",
+             "IpcMode", "Memory", "PidsLimit", "CpuShares", "OomScoreAdj", "GroupAdd")
+CONFIG_KEYS = ("StopSignal", "Domainname", "Tty", "OpenStdin")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _settings(attrs: dict[str, Any]) -> dict[str, Any]:
+    host, config = attrs["HostConfig"], attrs["Config"]
+    return {**{key: host[key] for key in HOST_KEYS}, **{key: config[key] for key in CONFIG_KEYS},
+            "Ulimits": sorted((u["Name"], u["Soft"], u["Hard"]) for u in host["Ulimits"])}
+
+
+@pytest.fixture
+def compose_project(project: Project) -> Iterator[str]:
+    """A compose project beside the test's (its own name: networks are named by project),
+    removed by compose's label afterwards."""
+    name = f"{project.name}c"
+    yield name
+    for container in project.client.containers.list(
+            all=True, filters={"label": f"com.docker.compose.project={name}"}):
+        container.remove(force=True)
+    for network in project.client.networks.list(
+            filters={"label": f"com.docker.compose.project={name}"}):
+        network.remove()
+
+
+def test_up_gives_the_containers_the_settings_compose_gives_them(
+        project: Project, compose_binary: Path, compose_project: str) -> None:
+    path = project.write(KEYS.replace("HOSTPORT", str(free_port())), "compose.yaml")
+    result = project.run("up", "--plan", str(path), "--project", project.name)
+    assert result.code == 0, result.stderr
+    containers = project.containers()
+    db, side, api = (containers[name].attrs for name in ("db", "side", "api"))
+    mine = _settings(db)
+    assert mine["Ulimits"] == [("nofile", 1024, 2048), ("nproc", 512, 512)]
+    assert mine["Sysctls"] == {"net.core.somaxconn": "1024"}
+    assert mine["ShmSize"] == 64 * 2**20
+    assert (mine["Dns"], mine["DnsSearch"], mine["DnsOptions"]) == (
+        ["9.9.9.9"], ["example.com"], ["ndots:2"])
+    assert mine["LogConfig"] == {"Type": "json-file",
+                                 "Config": {"max-size": "1m", "max-file": "2"}}
+    assert mine["Devices"] == [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/xnull",
+                                "CgroupPermissions": "r"}]
+    assert (mine["StopSignal"], mine["Tty"], mine["OpenStdin"]) == ("SIGINT", True, True)
+    assert db["Config"]["Labels"]["com.example.team"] == "data"
+    # The engine keeps the id of the container it found by name at the create.
+    shared = f"container:{db['Id']}"
+    host = side["HostConfig"]
+    assert (host["NetworkMode"], host["PidMode"], host["IpcMode"]) == (shared, shared, shared)
+    assert host["VolumesFrom"] == [f"{project.name}-db:ro"]
+    assert side["NetworkSettings"]["Networks"] == {}
+    endpoint = api["NetworkSettings"]["Networks"][f"{project.name}_default"]
+    assert endpoint["Links"] == [f"{project.name}-db:database"]
+    assert containers["hostnet"].attrs["HostConfig"]["NetworkMode"] == "host"
+    assert all(c.status == "running" for c in containers.values())
+    # `up` again changes nothing: the keys are in the hash the same way each time.
+    again = project.run("up", "--plan", str(path), "--project", project.name)
+    assert again.code == 0, again.stderr
+    (started,) = again.named("run started")
+    assert all(line.startswith("keep ") for line in started["actions"]), started["actions"]
+    assert {c.id for c in project.containers().values()} == {c.id for c in containers.values()}
+    # db made again: side, which lives in its namespaces, is made again with it.
+    path.write_text(path.read_text().replace("team: data", "team: other"))
+    changed = project.run("up", "--plan", str(path), "--project", project.name)
+    assert changed.code == 0, changed.stderr
+    after = project.containers()
+    assert after["side"].attrs["HostConfig"]["NetworkMode"] == f"container:{after['db'].id}"
+    assert after["side"].status == "running" and after["api"].id == containers["api"].id
+
+    # compose v2 creates its containers from the same file with the same settings.
+    created = subprocess.run([str(compose_binary), "-f", str(path), "-p", compose_project,
+                              "create"], capture_output=True, text=True, env=ENV,
+                             cwd=project.folder, check=False, timeout=120)
+    assert created.returncode == 0, created.stderr
+    theirs = {c.labels["com.docker.compose.service"]: c.attrs
+              for c in project.client.containers.list(
+                  all=True, filters={"label": f"com.docker.compose.project={compose_project}"})}
+    assert _settings(theirs["db"]) == mine
+    their_side = theirs["side"]["HostConfig"]
+    assert their_side["NetworkMode"] == their_side["PidMode"] == their_side["IpcMode"] \
+        == f"container:{theirs['db']['Id']}"
+
+
+@pytest.mark.parametrize(("service", "words"), [
+    ("gpus: all", "the engine has no such device"),
+    ("deploy: {resources: {reservations: {devices: [{capabilities: [gpu], count: 1}]}}}",
+     "the engine has no such device"),
+    ("privileged: true", "the engine cannot give this container the capabilities"),
+    ("storage_opt: {size: 1G}", "--storage-opt is not supported"),
+    ("platform: linux/arm64", "image ollamatopo-standin:latest on the engine is linux/amd64, "
+                              "not linux/arm64"),
+    ("pull_policy: always", "could not be pulled (pull_policy always pulls it again"),
+])
+def test_what_the_engine_refuses_fails_the_service_clearly_and_is_rolled_back(
+        project: Project, service: str, words: str) -> None:
+    path = project.write(f"""
+services:
+  base: {{image: ollamatopo-standin:latest}}
+  gpu:
+    image: ollamatopo-standin:latest
+    depends_on: [base]
+    {service}
+""", "compose.yaml")
+    result = project.run("up", "--plan", str(path), "--project", project.name)
+    assert result.code == 1, result.stderr
+    assert "service 'gpu' failed" in result.stderr and words in result.stderr, result.stderr
+    assert project.containers() == {}  # rolled back, base too
+    pulls = [e["image"] for e in result.named("image pull started")]
+    assert pulls == (["ollamatopo-standin:latest"] if "always" in service else [])
+
+
+def test_pull_policy_never_pulls_nothing(project: Project) -> None:
+    path = project.write("""
+services:
+  gone: {image: "ollamatopo-absent:never", pull_policy: never}
+""", "compose.yaml")
+    result = project.run("up", "--plan", str(path), "--project", project.name)
+    assert result.code == 1
+    assert ("image ollamatopo-absent:never is not on the engine, and its pull_policy is "
+            "never: nothing was pulled") in result.stderr
+    assert not result.named("image pull started")
