@@ -66,9 +66,15 @@ def _service(plan: Plan, name: str, spec: ServiceSpec, base: Path) -> dict[str, 
         service["build"] = {"context": str(spec.build.context_in(base)),
                             **spec.build.model_dump(exclude_defaults=True,
                                                     exclude={"context"})}
-    for key in ("command", "entrypoint", "hostname", "user", "working_dir"):
+    for key in ("command", "entrypoint", "hostname", "user", "working_dir", "container_name"):
         if getattr(spec, key) is not None:
             service[key] = getattr(spec, key)
+    if spec.expose:
+        service["expose"] = list(spec.expose)
+    if spec.healthcheck is not None:  # the container's own (x-ollamatopo.ready is the probe)
+        service["healthcheck"] = {key: f"{value:g}s" if isinstance(value, float) else value
+                                  for key, value in spec.healthcheck.model_dump(
+                                      exclude_none=True).items()}
     if spec.environment:
         service["environment"] = dict(spec.environment)
     if spec.env_file:  # the plan as declared has not read them: name them, absolute
