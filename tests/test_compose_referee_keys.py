@@ -93,7 +93,7 @@ def our_keys(path: Path) -> dict[str, Any]:
             exclude_defaults=True)
         kept["devices"] = [(d.source, d.target, d.permissions) for d in spec.devices]
         kept["gpus"] = _our_requests(spec.gpus)
-        kept["reserved"] = _our_requests(spec.deploy.resources.reservations.devices)
+        kept["reserved"] = _our_requests(spec.deploy.resources.reservations.devices or [])
         kept["limits_pids"] = spec.deploy.resources.limits.pids
         kept["pull_policy"] = spec.pull_policy or "missing"
         kept["restart"] = spec.restart

@@ -94,7 +94,7 @@ def device_requests(spec: ServiceSpec) -> list[dict[str, Any]]:
     as the Engine API's DeviceRequests."""
     gpus = [_request(request, [*request.capabilities, "gpu"]) for request in spec.gpus]
     reserved = [_request(request, list(request.capabilities))
-                for request in spec.deploy.resources.reservations.devices]
+                for request in spec.deploy.resources.reservations.devices or ()]
     return gpus + reserved
 
 

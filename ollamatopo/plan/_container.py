@@ -280,14 +280,13 @@ class ContainerSettings(_Settings):
     def service_references(self) -> dict[str, bool]:
         """The services whose containers this one uses, each with whether compose restarts
         this one when it is recreated (`restart: true` of compose-go's implied depends_on)."""
-        return service_references(self.model_dump(include=set(REFERRING)))
+        return service_references({key: getattr(self, key) for key in REFERRING})
 
     def held_services(self) -> list[str]:
         """The services whose container the engine pins by id at this one's create (its
         network, pid, ipc namespace, its volumes_from mounts): this container must be made
         again when that one is. A link is by name: a restart does (compose restarts)."""
-        held = {key: value for key, value in self.model_dump(include=set(REFERRING)).items()
-                if key != "links"}
+        held = {key: getattr(self, key) for key in REFERRING if key != "links"}
         return list(service_references(held))
 
     @property

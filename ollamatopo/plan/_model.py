@@ -414,7 +414,7 @@ class ReservedDevice(DeviceRequest):
 
 
 class Reservations(Resources):
-    devices: list[ReservedDevice] = []
+    devices: list[ReservedDevice] | None = None  # None, not []: dumps stay as they were
 
 
 class ResourceSpec(_Model):
