@@ -32,7 +32,7 @@ import re
 import tarfile
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -694,24 +694,27 @@ class Engine:
         """Write one file into the container (created or running)."""
         directory, _, name = path.rpartition("/")
         await self._call(f"write {path}", self._client.put_archive, container_id,
-                         directory or "/", _tar(name, content, 0o644), retry=True)
+                         directory or "/", _tar([(name, content, 0o644, 0, 0)]), retry=True)
 
     async def copy_files(self, container_id: str, copies: tuple[FileCopy, ...]) -> None:
         """Copy files into a created container, as compose copies its secrets and configs
         before the start: a tar put at / (missing folders are made), the tar's owner kept
         (copyUIDGID, which the SDK's put_archive cannot ask for) only when a uid or gid is
-        given, else the engine makes root the owner."""
-        for copy in copies:
-            data = _tar(copy.path.lstrip("/"), copy.content, copy.mode, copy.uid, copy.gid)
-            keep = copy.uid is not None or copy.gid is not None
-            params = {"path": "/", **({"copyUIDGID": "1"} if keep else {})}
+        given, else the engine makes root the owner. All in one tar: each put takes the
+        engine 70-100 ms (Docker 20.10), and the tar's 0:0 for the others is root too."""
+        if not copies:
+            return
+        data = _tar((copy.path.lstrip("/"), copy.content, copy.mode, copy.uid or 0,
+                     copy.gid or 0) for copy in copies)
+        keep = any(copy.uid is not None or copy.gid is not None for copy in copies)
+        params = {"path": "/", **({"copyUIDGID": "1"} if keep else {})}
 
-            def put(data: bytes = data, params: dict[str, str] = params) -> None:
-                url = self._client._url("/containers/{0}/archive", container_id)
-                self._client._raise_for_status(self._client._put(url, params=params,
-                                                                 data=data))
+        def put() -> None:
+            url = self._client._url("/containers/{0}/archive", container_id)
+            self._client._raise_for_status(self._client._put(url, params=params, data=data))
 
-            await self._call(f"copy {copy.path} into {container_id[:12]}", put, retry=True)
+        await self._call(f"copy {len(copies)} files into {container_id[:12]}", put,
+                         retry=True)
 
     async def read_file(self, container_id: str, path: str) -> str | None:
         """One file's text from the container, or None when it is not there."""
@@ -774,15 +777,15 @@ class Engine:
             stream.close()
 
 
-def _tar(name: str, content: bytes, mode: int, uid: int | None = None,
-         gid: int | None = None) -> bytes:
-    """A tar of one file (`name` relative to where it is put)."""
+def _tar(files: Iterable[tuple[str, bytes, int, int, int]]) -> bytes:
+    """A tar of files: (name relative to where it is put, content, mode, uid, gid)."""
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w") as tar:
-        info = tarfile.TarInfo(name)
-        info.size, info.mode, info.mtime = len(content), mode, int(time.time())
-        info.uid, info.gid = uid or 0, gid or 0
-        tar.addfile(info, io.BytesIO(content))
+        for name, content, mode, uid, gid in files:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(content), mode, int(time.time())
+            info.uid, info.gid = uid, gid
+            tar.addfile(info, io.BytesIO(content))
     return archive.getvalue()
 
 
