@@ -222,13 +222,15 @@ def test_past_the_service_limit_nothing_is_checked_across_parts(plan_error: Refu
 
 def test_checks_across_parts_of_a_refused_plan_stay_fast(plan_error: Refuse) -> None:
     """The checks now also run on refused plans: 999 broken services, twenty phases of
-    thousands of names through an alias, and default dependencies between two big phases."""
+    thousands of names through an alias, and default dependencies between two big phases.
+    The CPU limits guard against quadratic checks (minutes here), not speed: about 2 s
+    each on an idle machine, more beside other work."""
     names = ", ".join(f"t{i}" for i in range(5000))
     services = "".join(f"  s{i}: {{image: x, imgae: y}}\n" for i in range(300))
     started = time.process_time()
     error = plan_error(f"project: p\nx-names: &names [{names}]\nservices:\n{services}phases:\n"
                        + "".join(f"  - {{name: p{n}, services: *names}}\n" for n in range(30)))
-    assert time.process_time() - started < 2
+    assert time.process_time() - started < 10
     assert len(error.problems) == 300 + 30 * 5000 + 300
 
     first = "".join(f"  a{i}: {{image: x, imgae: y}}\n" for i in range(1, 500))
@@ -238,7 +240,7 @@ def test_checks_across_parts_of_a_refused_plan_stay_fast(plan_error: Refuse) -> 
     error = plan_error(f"project: p\nservices:\n  a0: {{image: x, after: [b1]}}\n{first}{second}"
                        f"phases:\n  - {{name: one, services: [{phases[0]}]}}\n"
                        f"  - {{name: two, services: [{phases[1]}]}}\n")
-    assert time.process_time() - started < 2
+    assert time.process_time() - started < 10
     assert len(error.problems) == 499 + 1
     assert "dependency cycle: a0 -> b1 -> a0" in str(error)
 
