@@ -91,8 +91,8 @@ class Origins:
     def explained(self, error: PlanError) -> PlanError:
         """`error` (about the plan file) with each problem that is about a value written
         elsewhere naming where: the line of the same file, or another file and its line."""
-        if error.source != str(self.main):
-            return error  # raised while reading another file: it names that file already
+        if error.source != str(self.main) or not self.paths:
+            return error  # raised while reading another file (which it names), or no compose
         problems = [self._explained(problem) for problem in error.problems]
         if problems == list(error.problems):
             return error
