@@ -720,7 +720,11 @@ class _ComposeFiles:
 
     def interpolated(self, tree: Any, lines: Mapping[str, int], path: Path,
                      variables: Mapping[str, str]) -> Any:
-        result = _interpolated(tree, _as_variables(variables), path, lines, self.warnings)
+        if isinstance(tree, dict):  # as the plan file: its `x-` anchors are not interpolated
+            tree = _strip_extensions(tree, keep=EXTENSION)
+        said: list[str] = []
+        result = _interpolated(tree, _as_variables(variables), path, lines, said)
+        self.warnings.extend(f"{path}: {warning}" for warning in said)  # which file's
         self.used |= result.used
         return result.value
 
@@ -780,7 +784,9 @@ def _resolve_environments(plan: Plan, base: Path, env: Mapping[str, str],
     for name, spec in plan.services.items():
         merged: dict[str, str | None] = {}
         for index, env_file in enumerate(spec.env_file):
-            file_path = (base / env_file).expanduser()
+            file_path = (base / env_file.path).expanduser()
+            if not env_file.required and not file_path.exists():
+                continue  # compose's `required: false`: a missing file is no problem
             try:
                 values, bad = parse_dotenv(read_text_file(file_path, MAX_AUX_BYTES))
             except Unreadable as error:

@@ -353,3 +353,16 @@ def test_a_secret_used_in_an_included_file_stays_out_of_problems(tmp_path: Path)
                     "    ports: ['${DB_PASSWORD}']\n",
     }, env={"DB_PASSWORD": "hunter2-secret"})
     assert "hunter2-secret" not in str(error)
+
+
+def test_the_x_anchors_of_a_file_from_elsewhere_are_not_interpolated(tmp_path: Path) -> None:
+    loaded = load(tmp_path, {
+        "compose.yaml": "services:\n  a: {extends: {file: b.yaml, service: b}}\n",
+        "b.yaml": "x-env: &env {NOTE: '${UNSET_IN_ANCHOR}'}\n"
+                  "x-must: '${REQUIRED_ONLY_HERE:?never used}'\n"
+                  "services:\n  b: {image: b:1, environment: *env}\n",
+    })
+    assert loaded.plan.services["a"].environment == {"NOTE": ""}
+    assert [w for w in loaded.warnings if "UNSET_IN_ANCHOR" in w] == [
+        f"{tmp_path / 'b.yaml'}: services.b.environment.NOTE: variable UNSET_IN_ANCHOR is "
+        "not set, using an empty string"]
