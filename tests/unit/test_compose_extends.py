@@ -366,3 +366,13 @@ def test_the_x_anchors_of_a_file_from_elsewhere_are_not_interpolated(tmp_path: P
     assert [w for w in loaded.warnings if "UNSET_IN_ANCHOR" in w] == [
         f"{tmp_path / 'b.yaml'}: services.b.environment.NOTE: variable UNSET_IN_ANCHOR is "
         "not set, using an empty string"]
+
+
+def test_a_problem_written_in_an_override_file_names_it(tmp_path: Path) -> None:
+    error = refused(tmp_path, {
+        "compose.yaml": "services:\n  web:\n    image: a:1\n",
+        "override.yaml": "services:\n  web:\n    ports: [nope]\n",
+    }, overrides=("override.yaml",))
+    [problem] = error.problems
+    assert (problem.path, problem.line) == ("services.web.ports[0]", None)
+    assert problem.message.endswith("(written in override.yaml line 3)")
