@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_PLAN := config/demo.yaml
 
-.PHONY: all demo demo-down status test unit lint typecheck host images clean bench
+.PHONY: all demo demo-images demo-down status test unit lint typecheck host images clean bench
 
 all: test
 
@@ -21,7 +21,12 @@ host:
 images: $(STAMP) host
 	$(PY) images/build.py
 
-demo: images
+# The demo's bases: the stand-in and the Debian base (mmdebstrap); the services' own images
+# are built by `up` itself, from the `build:` keys of config/demo.yaml.
+demo-images: $(STAMP) host
+	$(PY) images/build.py standin debian
+
+demo: demo-images
 	$(PY) -m ollamatopo up --plan $(DEMO_PLAN) --log-format console
 	$(PY) -m ollamatopo status --plan $(DEMO_PLAN) --log-format console
 

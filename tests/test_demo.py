@@ -21,7 +21,8 @@ import pytest
 
 from tests.conftest import ROOT, Project
 
-DEMO_IMAGES = ("standin", "postgres", "redis", "nginx", "prometheus", "node")
+DEMO_IMAGES = ("standin", "debian")  # the services' own: built by up (build: in demo.yaml)
+BUILT = ("postgres", "redis", "nginx", "prometheus", "node")  # their recipes, under images/
 # Subnets of their own, so the tests can run while `make demo` is up.
 ENV = {"TRAINING_SUBNET": "172.31.121.0/24", "INFRA_SUBNET": "172.31.122.0/24",
        "MONITOR_SUBNET": "172.31.123.0/24", "LB_PORT": "", "POSTGRES_PORT": "",
@@ -40,6 +41,8 @@ def demo(docker_client: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     (folder / "nginx").mkdir()
     shutil.copy(ROOT / "config" / "prometheus.yml", folder / "config")
     shutil.copy(ROOT / "nginx" / "nginx.conf.template", folder / "nginx")
+    for recipe in BUILT:
+        shutil.copytree(ROOT / "images" / recipe, folder / "images" / recipe)
     text = (ROOT / "config" / "demo.yaml").read_text()
     project = Project(f"otdemo{uuid.uuid4().hex[:8]}", folder / "config", docker_client)
     project.write(text.replace("name: ollamademo", "name: PROJECT"))
