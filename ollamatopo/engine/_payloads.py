@@ -274,6 +274,11 @@ def _host_config(plan: Plan, spec: ServiceSpec, base_dir: Path) -> dict[str, Any
             source = (base_dir / Path(mount.source).expanduser()).resolve()
             mounts.append({"Type": "bind", "Source": str(source), "Target": mount.target,
                            "ReadOnly": mount.read_only})
+        # only when set: an old container's hash stays
+        if mount.propagation:
+            mounts[-1]["BindOptions"] = {"Propagation": mount.propagation}
+        if mount.nocopy:
+            mounts[-1]["VolumeOptions"] = {"NoCopy": True}
     limits, reservations = spec.deploy.resources.limits, spec.deploy.resources.reservations
     config: dict[str, Any] = {
         "PortBindings": bindings,

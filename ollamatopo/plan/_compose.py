@@ -198,8 +198,9 @@ def _service(out: Translation, name: str, spec: object, phased: bool,
         else:
             out.problems.append(PlanProblem(f"{at}.{key}", "unknown key: the Compose "
                                             "Specification has no such service key"))
-    _short_forms(out, at, "ports", spec, service, _port)
-    _short_forms(out, at, "volumes", spec, service, _mount(service))
+    _short_forms(out, at, "ports", _port_ranges(out, at, spec), service, _port)
+    _short_forms(out, at, "volumes", _selinux_relabels(out, at, spec), service,
+                 _mount(out, service))
     _networks(out, at, spec, service)
     _simple_lists(at, spec, service)
     _deploy(out, at, spec.get("deploy"), service)
@@ -219,8 +220,7 @@ def _simple_lists(at: str, spec: dict[str, Any], service: dict[str, Any]) -> Non
     files = spec.get("env_file")
     if files is not None:
         files = files if isinstance(files, list) else [files]
-        service["env_file"] = [item.get("path") if isinstance(item, dict) else item
-                               for item in files]
+        service["env_file"] = files  # the long form's `required` is the model's too
     hosts = spec.get("extra_hosts")
     if isinstance(hosts, dict):
         hosts = [f"{host}:{address}" for host, address in hosts.items()]
@@ -232,7 +232,8 @@ def _simple_lists(at: str, spec: dict[str, Any], service: dict[str, Any]) -> Non
 
 
 def _short_forms(out: Translation, at: str, key: str, spec: dict[str, Any],
-                 service: dict[str, Any], write: Callable[[dict[str, Any]], str | None]) -> None:
+                 service: dict[str, Any],
+                 write: Callable[[dict[str, Any], str], str | None]) -> None:
     """`spec[key]`'s long-syntax entries written in the short syntax the model reads
     (`write` gives it, "" for an entry that went elsewhere, None for one not carried out
     yet); short entries, and a value that is no list, are the model's to judge."""
@@ -243,7 +244,7 @@ def _short_forms(out: Translation, at: str, key: str, spec: dict[str, Any],
         return
     written: list[object] = []
     for index, item in enumerate(items):
-        text = write(item) if isinstance(item, dict) else item
+        text = write(item, f"{at}.{key}[{index}]") if isinstance(item, dict) else item
         if text is None:
             _not_yet(out, f"{at}.{key}[{index}]")
         elif text != "":
@@ -251,7 +252,55 @@ def _short_forms(out: Translation, at: str, key: str, spec: dict[str, Any],
     service[key] = written
 
 
-def _port(port: dict[str, Any]) -> str | None:
+_RANGE = re.compile(r"(\d+)-(\d+)")
+_HOST_RANGE_FOR_ONE = re.compile(r"(?:.*:)?\d+-\d+:\d+")
+
+
+def _port_ranges(out: Translation, at: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Short-syntax port ranges written out one port each, as compose expands them:
+    `"30000-30009:30000-30009"` is ten mappings, `"9000-9002"` three container ports. A
+    range of host ports for one container port (the engine picks one of them) is not
+    carried out yet."""
+    ports = spec.get("ports")
+    if not isinstance(ports, list):
+        return spec
+    expanded: list[object] = []
+    for index, port in enumerate(ports):
+        if isinstance(port, str) and _HOST_RANGE_FOR_ONE.fullmatch(port.partition("/")[0]):
+            _not_yet(out, f"{at}.ports[{index}]")
+            continue
+        expanded.extend(_expanded_port(port) if isinstance(port, str) else [port])
+    return {**spec, "ports": expanded}
+
+
+def _expanded_port(text: str) -> list[object]:
+    body, slash, protocol = text.partition("/")
+    address, mapping = _address_prefix(body)
+    host, _, container = mapping.rpartition(":")
+    containers = _RANGE.fullmatch(container)
+    if containers is None:
+        return [text]
+    first, count = int(containers[1]), int(containers[2]) - int(containers[1]) + 1
+    hosts = _RANGE.fullmatch(host)
+    if count < 1 or (host and (hosts is None or int(hosts[2]) - int(hosts[1]) + 1 != count)):
+        return [text]  # the model says why it is no port
+    published = [str(int(hosts[1]) + i) if hosts else "" for i in range(count)]
+    return [f"{address}{published[i]}{':' if published[i] or address else ''}{first + i}"
+            f"{slash}{protocol}" for i in range(count)]
+
+
+def _address_prefix(body: str) -> tuple[str, str]:
+    """`("127.0.0.1:", "8000:80")` of `"127.0.0.1:8000:80"`; `("", body)` without one."""
+    if body.startswith("[") and "]:" in body:
+        end = body.index("]:") + 2
+        return body[:end], body[end:]
+    if body.count(":") == 2:
+        address, _, rest = body.partition(":")
+        return f"{address}:", rest
+    return "", body
+
+
+def _port(port: dict[str, Any], _: str) -> str | None:
     if "-" in str(port.get("published", "")) or port.get("mode", "ingress") != "ingress":
         return None
     target, published, address = port.get("target"), port.get("published"), port.get("host_ip")
@@ -260,18 +309,70 @@ def _port(port: dict[str, Any]) -> str | None:
     return f"{text}/{port.get('protocol', 'tcp')}"
 
 
-def _mount(service: dict[str, Any]) -> Callable[[dict[str, Any]], str | None]:
-    def write(mount: dict[str, Any]) -> str | None:
-        if mount.get("type") == "tmpfs" and mount.get("target"):
-            service.setdefault("tmpfs", []).append(mount["target"])
+def _selinux_relabels(out: Translation, at: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Short-syntax mounts with `:z`/`:Z` (SELinux relabelling, compose's `bind.selinux`)
+    are not carried out yet: the engine's mount API, which ollamatopo uses, has no such
+    option."""
+    volumes = spec.get("volumes")
+    if not isinstance(volumes, list):
+        return spec
+    kept: list[object] = []
+    for index, mount in enumerate(volumes):
+        options = str(mount).split(":")[2:3] if isinstance(mount, str) else []
+        if options and {"z", "Z"} & set(options[0].split(",")):
+            _not_yet(out, f"{at}.volumes[{index}].bind.selinux")
+        else:
+            kept.append(mount)
+    return {**spec, "volumes": kept}
+
+
+LONG_MOUNT_KEYS = {"type", "source", "target", "read_only", "consistency", "bind", "volume",
+                   "tmpfs"}
+
+
+def _mount(out: Translation,
+           service: dict[str, Any]) -> Callable[[dict[str, Any], str], str | None]:
+    """A long-syntax mount in the short syntax (its options after the second colon); a
+    tmpfs one joins the service's `tmpfs` with its size and mode."""
+    def write(mount: dict[str, Any], at: str) -> str | None:
+        kind, target = mount.get("type", "volume"), mount.get("target")
+        if set(mount) - LONG_MOUNT_KEYS or not target:
+            return None
+        options = {"bind": _mapping(mount.get("bind")), "volume": _mapping(mount.get("volume")),
+                   "tmpfs": _mapping(mount.get("tmpfs"))}
+        taken = {"bind": {"propagation"}, "volume": {"nocopy"}, "tmpfs": {"size", "mode"}}
+        if options["bind"].get("create_host_path") is False:
+            taken["bind"].add("create_host_path")  # the engine's own behaviour: no folder made
+        extra = [f"{group}.{key}" for group in options
+                 for key in sorted(set(options[group]) - taken[group])]
+        if extra:
+            _not_yet(out, f"{at}.{extra[0]}")
             return ""
-        if mount.get("type", "volume") in ("volume", "bind") and mount.get("source") \
-                and set(mount) <= {"type", "source", "target", "read_only"}:
-            return f"{mount['source']}:{mount.get('target')}" + (
-                ":ro" if mount.get("read_only") else "")
-        return None
+        if kind == "tmpfs":
+            try:
+                service.setdefault("tmpfs", []).append(_tmpfs_entry(target, options["tmpfs"]))
+            except ValueError as error:
+                out.problems.append(PlanProblem(f"{at}.tmpfs.size", str(error)))
+            return ""
+        if kind not in ("volume", "bind") or not mount.get("source"):
+            return None
+        flags = [flag for flag, used in (
+            ("ro", mount.get("read_only")), (options["bind"].get("propagation"), True),
+            ("nocopy", options["volume"].get("nocopy"))) if used and flag]
+        return f"{mount['source']}:{target}" + (f":{','.join(map(str, flags))}" if flags else "")
 
     return write
+
+
+def _tmpfs_entry(target: str, options: dict[str, Any]) -> str:
+    """The engine's tmpfs form `target:size=N,mode=O` (compose's mode is the number's bits,
+    written in octal for the engine)."""
+    written = []
+    if options.get("size") is not None:
+        written.append(f"size={parse_bytes(options['size'])}")
+    if isinstance(options.get("mode"), int):
+        written.append(f"mode={options['mode']:o}")
+    return f"{target}:{','.join(written)}" if written else target
 
 
 def _networks(out: Translation, at: str, spec: dict[str, Any],

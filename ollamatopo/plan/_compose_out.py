@@ -78,8 +78,10 @@ def _service(plan: Plan, name: str, spec: ServiceSpec, base: Path) -> dict[str, 
     if spec.environment:
         service["environment"] = dict(spec.environment)
     if spec.env_file:  # the plan as declared has not read them: name them, absolute
-        service["env_file"] = [str((base / Path(path).expanduser()).resolve())
-                               for path in spec.env_file]
+        service["env_file"] = [
+            {"path": str((base / Path(ref.path).expanduser()).resolve()), "required": False}
+            if not ref.required else str((base / Path(ref.path).expanduser()).resolve())
+            for ref in spec.env_file]
     if spec.ports:
         service["ports"] = [str(port) for port in spec.ports]
     if spec.volumes:

@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -105,6 +105,21 @@ def _string_list(value: object) -> object:
 
 
 _scalar_text = scalar_text  # compose stringifies numbers and booleans in environments, labels
+
+
+class EnvFileRef(BaseModel):
+    """An `env_file` entry: `path`, or compose's long form with `required: false` (a
+    missing file is then skipped, as compose skips it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(min_length=1)
+    required: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: object) -> object:
+        return {"path": value} if isinstance(value, str) else value
 
 
 def _key_values(value: object) -> object:
@@ -468,31 +483,53 @@ def _after(value: object) -> object:
     return value
 
 
+PROPAGATIONS = ("shared", "rshared", "slave", "rslave", "private", "rprivate")
+# Options compose takes that mean nothing on a Linux engine (Docker Desktop's file sharing).
+CONSISTENCY = ("cached", "delegated", "consistent")
+
+
 class VolumeMount(_Model):
     source: str
     target: str
     read_only: bool = False
     named: bool  # a named volume of the plan, else a bind mount of a host path
+    propagation: Literal["shared", "rshared", "slave", "rslave", "private",
+                         "rprivate"] | None = None  # a bind's
+    nocopy: bool = False  # a volume's: the image's files are not copied into a new one
 
     def __str__(self) -> str:
-        return f"{self.source}:{self.target}{':ro' if self.read_only else ''}"
+        options = [option for option, used in (("ro", self.read_only), ("nocopy", self.nocopy),
+                                               (self.propagation or "", bool(self.propagation)))
+                   if used]
+        return f"{self.source}:{self.target}" + (f":{','.join(options)}" if options else "")
 
 
 def _volume_mount(value: object) -> object:
-    """Compose's short form `source:target[:ro|rw]`; a source with `/`, `.` or `~` is a bind."""
+    """Compose's short form `source:target[:options]` (ro or rw, nocopy, a propagation, and
+    cached, delegated, consistent, which a Linux engine ignores); a source with `/`, `.` or
+    `~` is a bind."""
     if not isinstance(value, str):
         return value
     pieces = value.split(":")
     if len(pieces) not in (2, 3) or not all(pieces[:2]):
         raise ValueError(f"{value!r} is not a mount: use name:/path or ./dir:/path[:ro]")
     source, target = pieces[0], pieces[1]
-    mode = pieces[2] if len(pieces) == 3 else "rw"
-    if mode not in ("ro", "rw"):
-        raise ValueError(f"mount mode {mode!r} must be ro or rw")
+    options = pieces[2].split(",") if len(pieces) == 3 else []
+    unknown = [o for o in options if o not in ("ro", "rw", "nocopy", *PROPAGATIONS,
+                                               *CONSISTENCY)]
+    if unknown:
+        raise ValueError(f"mount option {unknown[0]!r} is not one compose takes: use ro, rw, "
+                         "nocopy, a propagation (rslave, rshared, ...) or cached/delegated")
+    propagation = next((o for o in options if o in PROPAGATIONS), None)
     if not target.startswith("/"):
         raise ValueError(f"mount target {target!r} must be an absolute path")
     named = not source.startswith(("/", ".", "~"))
-    return {"source": source, "target": target, "read_only": mode == "ro", "named": named}
+    if propagation and named:
+        raise ValueError(f"{propagation} is a bind mount's option: {source!r} is a volume")
+    if "nocopy" in options and not named:
+        raise ValueError(f"nocopy is a volume's option: {source!r} is a bind mount")
+    return {"source": source, "target": target, "read_only": "ro" in options, "named": named,
+            "propagation": propagation, "nocopy": "nocopy" in options}
 
 
 class LoadBalanceSpec(_Model):
@@ -632,7 +669,7 @@ class ServiceSpec(_Model, ContainerSettings):  # compose's keys for the engine: 
     # compose's `secrets:` and `configs:` (the line above is ollamatopo's own `secrets`)
     secret_files: list[FileGrant] = []
     config_files: list[FileGrant] = []
-    env_file: Annotated[list[str], BeforeValidator(_string_list)] = []
+    env_file: Annotated[list[EnvFileRef], BeforeValidator(_string_list)] = []
     ports: list[Annotated[PortBinding, BeforeValidator(parse_port)]] = []
     volumes: list[Annotated[VolumeMount, BeforeValidator(_volume_mount)]] = []
     networks: Annotated[dict[str, ServiceNetwork], BeforeValidator(_networks)] = {}

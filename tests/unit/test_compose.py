@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from ollamatopo._errors import PlanError
+from ollamatopo.engine._payloads import container_config
 from ollamatopo.plan._compose import normalize_project_name
 from ollamatopo.plan._loading import LoadedPlan, load_plan, read_project_name
 from ollamatopo.plan._model import Condition
@@ -297,3 +298,39 @@ networks:
 """)
     assert problems == ["networks.shared (line 5): an external network is made outside the "
                         "project: remove driver (only `name` goes with `external`)"]
+
+
+def test_port_ranges_mount_options_tmpfs_sizes_and_optional_env_files(tmp_path: Path) -> None:
+    loaded = load(tmp_path, """
+services:
+  app:
+    image: a:1
+    ports: ["127.0.0.1:8000-8001:80-81/udp", "9000-9001"]
+    env_file: [{path: ./missing.env, required: false}]
+    volumes:
+      - ./src:/src:ro,rslave
+      - data:/data:nocopy,cached
+      - {type: tmpfs, target: /scratch, tmpfs: {size: 64m, mode: 1023}}
+volumes:
+  data: {}
+""")
+    spec = loaded.plan.services["app"]
+    assert [str(port) for port in spec.ports] == [
+        "127.0.0.1:8000:80/udp", "127.0.0.1:8001:81/udp", "9000/tcp", "9001/tcp"]
+    assert [(m.read_only, m.propagation, m.nocopy) for m in spec.volumes] == [
+        (True, "rslave", False), (False, None, True)]
+    assert spec.tmpfs == [f"/scratch:size={64 * 2**20},mode=1777"]
+    config = container_config(loaded.plan, "app", loaded.path.parent)
+    mounts = config.create_kwargs["host_config"]["Mounts"]
+    assert mounts[0]["BindOptions"] == {"Propagation": "rslave"}
+    assert mounts[1]["VolumeOptions"] == {"NoCopy": True}
+    problems = refused(tmp_path, """
+services:
+  app:
+    image: a:1
+    ports: ["7000-7002:7000"]
+    volumes: ["./src:/src:z", "./x:/x:bogus"]
+""")
+    assert problems[0].startswith("services.app.ports[0] (line 5): not supported yet")
+    assert problems[1].startswith("services.app.volumes[0].bind.selinux (line 6): not supported")
+    assert "mount option 'bogus' is not one compose takes" in problems[2]
