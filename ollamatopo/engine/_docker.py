@@ -503,10 +503,11 @@ class Engine:
                     if cancelled.is_set():
                         return image_id
                     for line in str(message.get("stream") or "").splitlines():
-                        if line.strip():
-                            tail.append(line.rstrip())
+                        if not line.strip():
+                            continue
+                        tail.append(line.rstrip())
                         if on_line is not None:
-                            anyio.from_thread.run_sync(on_line, line)
+                            anyio.from_thread.run_sync(on_line, line.rstrip())
                     if "error" in message:
                         lines = "\n".join(f"    | {line}" for line in tail)
                         raise EngineError(f"{what}: {str(message['error']).strip()}"

@@ -6,6 +6,7 @@ beside pulls, a service waits only for its own image, a failed build fails its s
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from ollamatopo.engine._build import (
     build_configs,
     from_images,
 )
+from ollamatopo.engine._docker import Engine
 from ollamatopo.engine._payloads import container_config
 from ollamatopo.engine._snapshot import ObservedContainer, Snapshot
 from ollamatopo.plan._compose_out import to_compose
@@ -373,3 +375,81 @@ def test_build_actions_print_themselves(tmp_path: Path, context: Path) -> None:
 @pytest.fixture
 def anyio_backend() -> Any:
     return "asyncio"
+
+
+# --- the engine's build call ------------------------------------------------------------------
+
+
+class BuildClient:
+    """The SDK's `build`, streaming `messages`; after `hold_after` messages it waits for
+    `go` (a build step that takes its time)."""
+
+    base_url = "http+docker://fake"
+
+    def __init__(self, messages: list[dict[str, Any]], hold_after: int | None = None) -> None:
+        self.messages, self.hold_after = messages, hold_after
+        self.go, self.read_after_cancel = threading.Event(), threading.Event()
+        self.kwargs: dict[str, Any] = {}
+        self.archive: list[str] = []
+
+    def build(self, **kwargs: Any) -> Any:
+        import tarfile
+
+        self.kwargs = kwargs
+        with tarfile.open(fileobj=kwargs["fileobj"]) as tar:
+            self.archive = tar.getnames()
+        for index, message in enumerate(self.messages):
+            if index == self.hold_after:
+                self.go.wait(5)
+                self.read_after_cancel.set()
+            yield message
+
+
+def engine_with(client: BuildClient) -> Engine:
+    return Engine(client, concurrency=2)  # type: ignore[arg-type]
+
+
+@pytest.mark.anyio
+async def test_a_build_is_sent_as_asked_and_never_pulls(tmp_path: Path, context: Path) -> None:
+    client = BuildClient([{"stream": "Step 1/2 : FROM base:1\n"}, {"stream": "\n"},
+                          {"aux": {"ID": "sha256:built"}}, {"stream": "Successfully built\n"}])
+    lines: list[str] = []
+    config = config_of(tmp_path, "{context: app, args: {A: '1'}, target: build}")
+    assert await engine_with(client).build(config, "d1", lines.append) == "sha256:built"
+    assert lines == ["Step 1/2 : FROM base:1", "Successfully built"]
+    sent = client.kwargs
+    assert (sent["tag"], sent["dockerfile"], sent["buildargs"], sent["target"]) == (
+        "shop-web", "Dockerfile", {"A": "1"}, "build")
+    assert sent["pull"] is False and sent["custom_context"] is True
+    assert sent["labels"] == {LABEL_BUILD_DIGEST: "d1", LABEL_BUILD_PROJECT: "shop"}
+    assert "main.py" in client.archive and "notes.tmp" not in client.archive
+
+
+@pytest.mark.anyio
+async def test_a_failed_build_says_why_with_its_last_lines(tmp_path: Path,
+                                                           context: Path) -> None:
+    steps = [{"stream": f"line {n}\n\n"} for n in range(30)]
+    client = BuildClient([*steps, {"error": "The command returned a non-zero code: 3",
+                                   "errorDetail": {"code": 3}}])
+    with pytest.raises(EngineError) as failed:
+        await engine_with(client).build(config_of(tmp_path), "d1")
+    text = str(failed.value)
+    assert text.startswith("build image shop-web: The command returned a non-zero code: 3; "
+                           "last lines of the build:\n    | line 10\n")
+    assert text.endswith("    | line 29") and "line 9\n" not in text
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_build_does_not_hold_up_its_caller(tmp_path: Path,
+                                                             context: Path) -> None:
+    client = BuildClient([{"stream": "Step 1/2\n"}, {"stream": "Step 2/2\n"}], hold_after=1)
+    engine = engine_with(client)
+    with anyio.move_on_after(0.3) as scope:
+        await engine.build(config_of(tmp_path), "d1")
+    assert scope.cancelled_caught  # returned at the cancel, the step still going
+    assert engine.unanswered() == ["build image shop-web"]
+    client.go.set()  # the step ends: the thread reads its line, sees the cancel, stops
+    assert client.read_after_cancel.wait(2)
+    with anyio.fail_after(2):
+        while engine.unanswered():
+            await anyio.sleep(0.01)
