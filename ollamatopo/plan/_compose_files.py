@@ -38,6 +38,7 @@ from typing import Any, Protocol, TypeVar
 
 from ollamatopo._errors import PlanError, PlanProblem
 from ollamatopo.plan._compose import EXTENSION, TOP_LEVEL, merge_compose
+from ollamatopo.plan._interpolate import escaped
 
 RESOURCES = ("services", "volumes", "networks", "secrets", "configs")  # what include brings
 INCLUDE_KEYS = {"path", "project_directory", "env_file"}
@@ -344,7 +345,7 @@ class _Resolver:
                 raise _problem(doc, where, f"no such file: {path}")
             tree, lines = read
             value = self.files.interpolated(tree, lines, path, part.variables)
-            self._read[key] = _Doc(path, _escaped(_absolute(value, part.base)), lines, part,
+            self._read[key] = _Doc(path, escaped(_absolute(value, part.base)), lines, part,
                                    _written(path, lines))
         return self._read[key]
 
@@ -500,17 +501,6 @@ def _path(text: str, base: Path) -> str:
     return str(_join(base, text))
 
 
-def _escaped(tree: Any) -> Any:
-    """Every `$` of the text values written `$$`: the plan's interpolation gives them back."""
-    if isinstance(tree, str):
-        return tree.replace("$", "$$")
-    if isinstance(tree, dict):
-        return {key: _escaped(value) for key, value in tree.items()}
-    if isinstance(tree, list):
-        return [_escaped(item) for item in tree]
-    return tree
-
-
 def _bare_environment(tree: dict[str, Any], variables: Mapping[str, str]) -> dict[str, Any]:
     """compose-go's ResolveEnvironment for an included part: a bare `KEY` in a list-form
     `environment` takes the part's value (its .env's too); the map form's `KEY:` is left to the
@@ -530,7 +520,7 @@ def _bare(item: Any, variables: Mapping[str, str]) -> Any:
     if not isinstance(item, str) or "=" in item or "$" in item:
         return item
     value = variables.get(item)
-    return item if value is None else f"{item}={_escaped(value)}"
+    return item if value is None else f"{item}={escaped(value)}"
 
 
 def _check_top_level(doc: _Doc) -> None:

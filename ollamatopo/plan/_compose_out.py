@@ -17,6 +17,7 @@ from typing import Any
 from ollamatopo.plan import _file_objects as file_objects
 from ollamatopo.plan._compose import EXTENSION
 from ollamatopo.plan._container import compose_form
+from ollamatopo.plan._interpolate import escaped
 from ollamatopo.plan._model import (
     Condition,
     DependencyOptions,
@@ -45,19 +46,8 @@ def to_compose(plan: Plan, base: Path) -> dict[str, Any]:
                               for name, spec in getattr(plan, kind).items()}
     document[EXTENSION] = {"phases": [{"name": phase.name, "services": list(phase.services)}
                                       for phase in plan.phases]}
-    escaped: dict[str, Any] = _escaped(document)
-    return escaped
-
-
-def _escaped(node: Any) -> Any:
-    """Every `$` of a value written `$$`: the file is read again with interpolation."""
-    if isinstance(node, str):
-        return node.replace("$", "$$")
-    if isinstance(node, dict):
-        return {key: _escaped(value) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_escaped(item) for item in node]
-    return node
+    written: dict[str, Any] = escaped(document)
+    return written
 
 
 def _service(plan: Plan, name: str, spec: ServiceSpec, base: Path) -> dict[str, Any]:

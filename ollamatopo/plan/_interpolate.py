@@ -162,3 +162,16 @@ def _unquote(value: str) -> str:
             return inner.replace('\\"', '"').replace("\\n", "\n") if quote == '"' else inner
     comment = value.find(" #")
     return value[:comment].rstrip() if comment >= 0 else value
+
+
+def escaped(tree: Any) -> Any:
+    """Every `$` of the text values written `$$`: what is read again with interpolation (a
+    file `config` prints, an extended or included file's values already resolved) gives
+    the same text back."""
+    if isinstance(tree, str):
+        return tree.replace("$", "$$")
+    if isinstance(tree, dict):
+        return {key: escaped(value) for key, value in tree.items()}
+    if isinstance(tree, list):
+        return [escaped(item) for item in tree]
+    return tree
