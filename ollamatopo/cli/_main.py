@@ -210,8 +210,9 @@ def _main(arguments: argparse.Namespace) -> int:
         level = settings.log_level
         if arguments.board is not None and "log_level" not in settings.model_fields_set:
             level = "warning"  # the board shows what the info lines would say
-        # `config` prints a file on stdout: its warnings go to stderr.
-        stream = sys.stderr if arguments.command == "config" else arguments.board
+        # `config` and `--json` print a document on stdout: their warnings go to stderr.
+        printed = arguments.command == "config" or getattr(arguments, "json", False)
+        stream = sys.stderr if printed else arguments.board
         configure_logging(settings.log_format, level, stream=stream)
         command: Callable[[argparse.Namespace, Settings], int] = COMMANDS[arguments.command]
         return command(arguments, settings)
