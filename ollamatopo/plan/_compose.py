@@ -403,6 +403,11 @@ def _deploy(out: Translation, at: str, deploy: object, service: dict[str, Any]) 
             _swarm_only(out, f"{at}.deploy.{key}", deploy[key])
         elif key not in ("replicas", "resources", "restart_policy"):
             _not_yet(out, f"{at}.deploy.{key}")
+    # Kept as written for `--backend swarm`, which carries every one of them out.
+    swarm = {key: deploy[key] for key in (*SWARM_ONLY, "restart_policy") if key in deploy}
+    if swarm:
+        service["swarm"] = swarm
+        out.sources[f"{at}.swarm"] = f"{at}.deploy"
     _restart_policy(out, at, deploy.get("restart_policy"), service)
     if "replicas" in deploy:
         service["replicas"] = deploy["replicas"]
@@ -445,7 +450,8 @@ def _swarm_only(out: Translation, where: str, value: object) -> None:
     elif not (where.endswith(".mode") and value == "replicated"):  # what one engine does
         one = " (one engine is one node: one container)" if value == "global" else ""
         out.warnings.append(f"{where}: a swarm setting; docker compose ignores it on one "
-                            f"engine, and so does ollamatopo{one}")
+                            f"engine, and so does ollamatopo{one}; `--backend swarm` "
+                            "carries it out")
 
 
 def _restart_policy(out: Translation, at: str, policy: object, service: dict[str, Any]) -> None:

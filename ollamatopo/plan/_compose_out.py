@@ -97,6 +97,7 @@ def _service(plan: Plan, name: str, spec: ServiceSpec, base: Path) -> dict[str, 
             amounts["memory"] = str(amounts["memory"])
     if spec.replicas != 1:
         deploy["replicas"] = spec.replicas
+    deploy.update(_swarm_deploy(spec))
     if deploy:
         service["deploy"] = deploy
     dependencies = plan.dependencies(name)
@@ -161,3 +162,19 @@ def _volume(spec: VolumeSpec) -> dict[str, Any]:
     if spec.labels:
         volume["labels"] = dict(spec.labels)
     return volume
+
+
+SWARM_DURATIONS = {"delay", "monitor", "window"}
+
+
+def _swarm_deploy(spec: ServiceSpec) -> dict[str, Any]:
+    """The swarm's deploy keys as written (durations in seconds, as compose writes them)."""
+    def written(node: Any, key: str = "") -> Any:
+        if isinstance(node, dict):
+            return {k: written(v, k) for k, v in node.items()}
+        return f"{node:g}s" if key in SWARM_DURATIONS and isinstance(node, float) else node
+
+    deploy = spec.swarm.model_dump(exclude_none=True, exclude_defaults=True)
+    if spec.swarm.restart_policy is not None:  # its condition even when the default
+        deploy["restart_policy"] = spec.swarm.restart_policy.model_dump(exclude_none=True)
+    return dict(written(deploy))

@@ -450,6 +450,43 @@ class DeploySpec(_Model):
     resources: ResourceSpec = ResourceSpec()
 
 
+class Placement(_Model):
+    constraints: list[str] = []  # `node.labels.role == gpu`
+    preferences: list[dict[str, str]] = []  # [{spread: node.labels.zone}]
+    max_replicas_per_node: int | None = Field(default=None, ge=1)
+
+
+class UpdateConfig(_Model):
+    """compose's update_config and rollback_config, as the swarm takes them."""
+
+    parallelism: int | None = Field(default=None, ge=0)
+    delay: Duration | None = None
+    failure_action: Literal["continue", "rollback", "pause"] | None = None
+    monitor: Duration | None = None
+    max_failure_ratio: float | None = Field(default=None, ge=0, le=1)
+    order: Literal["stop-first", "start-first"] | None = None
+
+
+class SwarmRestartPolicy(_Model):
+    condition: Literal["none", "on-failure", "any"] = "any"
+    delay: Duration | None = None
+    max_attempts: int | None = Field(default=None, ge=0)
+    window: Duration | None = None
+
+
+class SwarmSpec(_Model):
+    """The deploy keys only a swarm carries out (`--backend swarm`); one engine ignores
+    them, as compose does."""
+
+    mode: Literal["replicated", "global"] = "replicated"
+    placement: Placement = Placement()
+    update_config: UpdateConfig | None = None
+    rollback_config: UpdateConfig | None = None
+    endpoint_mode: Literal["vip", "dnsrr"] | None = None
+    labels: Annotated[dict[str, str], BeforeValidator(_key_values)] = {}
+    restart_policy: SwarmRestartPolicy | None = None
+
+
 class ServiceNetwork(_Model):
     aliases: list[Annotated[str, AfterValidator(_alias)]] = []
     ipv4_address: Annotated[str, AfterValidator(_ipv4)] | None = None
@@ -688,6 +725,7 @@ class ServiceSpec(_Model, ContainerSettings):  # compose's keys for the engine: 
     extra_hosts: list[str] = []
     stop_grace_period: Duration = 10.0
     deploy: DeploySpec = DeploySpec()
+    swarm: SwarmSpec = SwarmSpec()
     ready: ReadySpec = ReadySpec(none=True)
     after: Annotated[dict[str, Condition], BeforeValidator(_after)] | None = None
     dependency_options: dict[str, DependencyOptions] = {}  # by entry of `after`
