@@ -36,7 +36,14 @@ async def _take_down(settings: Settings, project: str, *, volumes: bool) -> Down
                            phases={}, phase_order=[], command="down")
     engine = await connect_engine(settings)
     try:
-        result = await down(engine, project, volumes=volumes, recorder=recorder)
+        if settings.backend == "swarm":
+            from ollamatopo.engine._swarm import Swarm
+            from ollamatopo.run._swarm import down_swarm
+
+            removed = await down_swarm(Swarm(engine), project, recorder)
+            result = DownResult(removed.services, removed.networks, [])
+        else:
+            result = await down(engine, project, volumes=volumes, recorder=recorder)
     finally:
         engine.close()
     kept = result.kept_volumes

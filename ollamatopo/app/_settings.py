@@ -26,6 +26,8 @@ class Settings(BaseSettings):
         name for name in os.environ.get("COMPOSE_PROFILES", "").split(",") if name])
     env_file: Path | None = None  # instead of the .env beside the plan
     project: str | None = None
+    # Where the plan runs: the engine's own containers, or a swarm whose manager it is.
+    backend: Literal["engine", "swarm"] = "engine"
     docker_host: str | None = Field(default_factory=lambda: os.environ.get("DOCKER_HOST"))
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -62,7 +64,7 @@ class Settings(BaseSettings):
             self.plan, *self.plan_overrides = default_plan_files(Path.cwd())
         return self
 
-    @field_validator("log_format", "log_level", "progress", mode="before")
+    @field_validator("log_format", "log_level", "progress", "backend", mode="before")
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value

@@ -24,9 +24,34 @@ async def status(settings: Settings, loaded: LoadedPlan) -> list[dict[str, Any]]
     """`status` without a daemon: the engine read and every service probed once."""
     engine = await connect_engine(settings)
     try:
+        if settings.backend == "swarm":
+            return await _swarm_status(engine, loaded)
         return await collect_status(engine, loaded)
     finally:
         engine.close()
+
+
+async def _swarm_status(engine: Engine, loaded: LoadedPlan) -> list[dict[str, Any]]:
+    """A row per service on a swarm: its tasks' states and nodes (ready: every task it
+    means to run is running, which the swarm says only once healthy)."""
+    from ollamatopo.engine._swarm import Swarm
+    from ollamatopo.run._swarm import status_swarm
+
+    tasks = await status_swarm(Swarm(engine), loaded.plan.project)
+    rows = []
+    for name, _ in loaded.plan.ordered_services():
+        own = [task for task in tasks if task.service == name]
+        running = sum(task.state == "running" for task in own)
+        rows.append({"service": name, "phase": loaded.plan.phase_of(name), "container": None,
+                     "state": f"running {running}/{len(own)}" if own else "missing",
+                     "ready": bool(own) and running == len(own), "ports": [], "urls": [],
+                     "up_to_date": None,
+                     "detail": ", ".join(f"{task.node}: {task.state}"
+                                         + (f" ({task.message})" if task.message
+                                            and task.state != "running" else "")
+                                         for task in own),
+                     "tasks": [task.__dict__ for task in own]})
+    return rows
 
 
 async def collect_status(engine: Engine, loaded: LoadedPlan,

@@ -116,8 +116,16 @@ def up_options(settings: Settings, loaded: LoadedPlan, request: UpRequest) -> Up
 
 async def bring_up(engine: Engine, settings: Settings, loaded: LoadedPlan,
                    request: UpRequest, recorder: RunRecorder) -> None:
-    """The plan up; RunFailed (rolled back unless kept) when a required service fails."""
-    await up(engine, loaded, up_options(settings, loaded, request), recorder)
+    """The plan up on the backend the settings name (the one place that chooses);
+    RunFailed (rolled back unless kept) when a required service fails."""
+    options = up_options(settings, loaded, request)
+    if settings.backend == "swarm":
+        from ollamatopo.engine._swarm import Swarm
+        from ollamatopo.run._swarm import up_swarm
+
+        await up_swarm(Swarm(engine), loaded, options, recorder)
+    else:
+        await up(engine, loaded, options, recorder)
 
 
 async def run_up(settings: Settings, loaded: LoadedPlan, request: UpRequest,

@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="enable a compose profile (again for more; env COMPOSE_PROFILES)")
     common.add_argument("--env-file", type=Path, metavar="FILE",
                         help="variables from FILE instead of the .env beside the plan")
+    common.add_argument("--backend", choices=("engine", "swarm"), default=None,
+                        help="where the plan runs: the engine's containers (default) or the "
+                             "swarm whose manager the engine is (env OLLAMATOPO_BACKEND)")
     common.add_argument("--project", "-p", metavar="NAME",
                         help="project name (default: the plan's `project`)")
     common.add_argument("--log-format", choices=["auto", "json", "console"],
@@ -252,7 +255,8 @@ def _settings(arguments: argparse.Namespace) -> Settings:
     from ollamatopo.app._settings import Settings
 
     overrides = {key: value for key in ("project", "log_format", "log_level", "progress",
-                                        "on_stop", "metrics_port", "profiles", "env_file")
+                                        "on_stop", "metrics_port", "profiles", "env_file",
+                                        "backend")
                  if (value := getattr(arguments, key, None)) is not None}
     if arguments.plan:
         overrides["plan"], *overrides["plan_overrides"] = arguments.plan

@@ -888,7 +888,7 @@ def _refusal(error: docker.errors.APIError) -> type[EngineError]:
     words = _engine_words(error).lower()
     if "overlaps" in words:
         return SubnetTaken
-    if "active endpoints" in words:
+    if "active endpoints" in words or "is in use by" in words:  # the swarm's words too
         return StillInUse
     return EngineError
 

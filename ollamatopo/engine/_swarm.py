@@ -1,0 +1,200 @@
+"""A Docker swarm, ollamatopo's second backend (`--backend swarm`): its nodes, services
+and their tasks, through the SDK's services API.
+
+A swarm manager is a Docker engine, so every call goes through the container backend's
+own mechanism (`Engine._call`: worker threads, retries of safe calls, abandoned by a
+cancelled caller, counted in flight). What a service is made of comes from
+`_swarm_payloads`; what to do about it is the scheduler's (`run/_swarm.py`), which
+learns of tasks and nodes only through the types here.
+
+Facts of Docker 20.10 that the callers rely on (docs/swarm.md has the rest):
+- a task whose container has a healthcheck stays `starting` until the container is
+  healthy, and the swarm replaces a task whose container turns unhealthy: `running` is
+  the swarm's own readiness;
+- the manager warns that it cannot record the digest of an image no registry has, and
+  the nodes run it from their local images;
+- labels of a service are not its containers' labels: the project's labels go on the
+  service only, so the container backend never takes a task's container for its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ollamatopo._errors import EngineError
+from ollamatopo.engine._docker import Engine
+from ollamatopo.engine._payloads import LABEL_HASH, LABEL_PROJECT, LABEL_RUN, LABEL_SERVICE
+
+# Task states the swarm will not move on from by itself for this task.
+ENDED = frozenset({"complete", "failed", "rejected", "shutdown", "orphaned", "remove"})
+FAILED = frozenset({"failed", "rejected", "orphaned"})
+
+
+class NotAManager(EngineError):
+    """The engine is in no swarm, or not one of its managers."""
+
+
+@dataclass(frozen=True)
+class SwarmNode:
+    id: str
+    hostname: str
+    role: str  # manager or worker
+    state: str  # ready, down, ...
+    availability: str  # active, pause, drain
+    labels: Mapping[str, str]
+    address: str
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """One task of a service as the swarm reports it."""
+
+    id: str
+    slot: int | None
+    node: str  # node id
+    state: str  # new ... starting, running, complete, failed, ...
+    desired: str  # running or shutdown
+    message: str
+    error: str
+    container_id: str | None
+    exit_code: int | None
+
+    @property
+    def current(self) -> bool:
+        """The swarm still means this task to run (not one it replaced or is removing)."""
+        return self.desired == "running"
+
+    @property
+    def failed(self) -> bool:
+        return self.state in FAILED
+
+
+@dataclass(frozen=True)
+class ObservedService:
+    id: str
+    name: str
+    service: str  # the plan's name
+    config_hash: str
+    version: int  # the swarm's version index, for an update
+    run: str
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Everything needed to create one plan service as a swarm service."""
+
+    service: str
+    name: str
+    image: str
+    replicas: int | None  # None: global
+    create_kwargs: dict[str, Any]  # create_service's arguments but labels
+    labels: dict[str, str]
+    config_hash: str
+
+
+class Swarm:
+    """The swarm whose manager `engine` is."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._client = engine._client  # the same connection: one engine, one pool
+
+    async def nodes(self) -> list[SwarmNode]:
+        """The swarm's nodes; NotAManager when the engine cannot say (not a manager)."""
+        info = await self.engine._call("engine info", self._client.info, retry=True)
+        swarm = info.get("Swarm") or {}
+        if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+            raise NotAManager(
+                f"the engine at {self.engine.base_url} is not a swarm manager (its swarm "
+                f"state: {swarm.get('LocalNodeState') or 'inactive'}): point DOCKER_HOST or "
+                "--docker-host at a manager, or make one with `docker swarm init`")
+        raw = await self.engine._call("list nodes", self._client.nodes, retry=True)
+        return [_node(node) for node in raw]
+
+    async def services(self, project: str) -> list[ObservedService]:
+        raw = await self.engine._call("list services", self._client.services,
+                                      filters={"label": f"{LABEL_PROJECT}={project}"},
+                                      retry=True)
+        return [_service(service) for service in raw]
+
+    async def create_service(self, config: ServiceConfig, run_id: str) -> str:
+        labels = {**config.labels, LABEL_RUN: run_id}
+        raw = await self.engine._call(f"create service {config.name}",
+                                      self._client.create_service, name=config.name,
+                                      labels=labels, **config.create_kwargs)
+        return str(raw["ID"])
+
+    async def update_service(self, existing: ObservedService, config: ServiceConfig,
+                             run_id: str) -> None:
+        """The service's spec replaced by `config`'s, rolled out by its update_config."""
+        labels = {**config.labels, LABEL_RUN: run_id}
+        await self.engine._call(f"update service {config.name}", self._client.update_service,
+                                existing.id, existing.version, name=config.name,
+                                labels=labels, fetch_current_spec=False,
+                                **config.create_kwargs)
+
+    async def remove_service(self, service_id: str) -> None:
+        await self.engine._call(f"remove service {service_id[:12]}",
+                                self._client.remove_service, service_id, retry=True)
+
+    async def tasks(self, service_id: str) -> list[TaskState]:
+        raw = await self.engine._call("list tasks", self._client.tasks,
+                                      filters={"service": service_id}, retry=True)
+        return [_task(task) for task in raw]
+
+    async def spec_of(self, service_id: str) -> dict[str, Any]:
+        """The service's spec as the swarm holds it (to put back after a failed update)."""
+        raw = await self.engine._call(f"inspect service {service_id[:12]}",
+                                      self._client.inspect_service, service_id, retry=True)
+        return dict(raw["Spec"])
+
+    async def restore(self, service_id: str, spec: Mapping[str, Any]) -> None:
+        """The service updated back to `spec` (what `docker service rollback` does)."""
+        raw = await self.engine._call(f"inspect service {service_id[:12]}",
+                                      self._client.inspect_service, service_id, retry=True)
+        version = int(raw["Version"]["Index"])
+        await self.engine._call(
+            f"restore service {service_id[:12]}", self._client.update_service, service_id,
+            version, task_template=spec.get("TaskTemplate"), name=spec.get("Name"),
+            labels=spec.get("Labels"), mode=spec.get("Mode"),
+            update_config=spec.get("UpdateConfig"), endpoint_spec=spec.get("EndpointSpec"),
+            rollback_config=spec.get("RollbackConfig"), fetch_current_spec=False)
+
+    async def services_of_run(self, project: str, run_id: str) -> list[str]:
+        """Ids of the services one `up` created or last updated (by its run label)."""
+        raw = await self.engine._call(
+            "list services", self._client.services, retry=True,
+            filters={"label": [f"{LABEL_PROJECT}={project}", f"{LABEL_RUN}={run_id}"]})
+        return [str(service["ID"]) for service in raw]
+
+
+def _node(raw: dict[str, Any]) -> SwarmNode:
+    spec, status = raw.get("Spec") or {}, raw.get("Status") or {}
+    return SwarmNode(id=str(raw["ID"]),
+                     hostname=str((raw.get("Description") or {}).get("Hostname", "")),
+                     role=str(spec.get("Role", "")), state=str(status.get("State", "")),
+                     availability=str(spec.get("Availability", "")),
+                     labels=dict(spec.get("Labels") or {}), address=str(status.get("Addr", "")))
+
+
+def _service(raw: dict[str, Any]) -> ObservedService:
+    labels = (raw.get("Spec") or {}).get("Labels") or {}
+    return ObservedService(id=str(raw["ID"]), name=str(raw["Spec"]["Name"]),
+                           service=labels.get(LABEL_SERVICE, ""),
+                           config_hash=labels.get(LABEL_HASH, ""),
+                           version=int((raw.get("Version") or {}).get("Index", 0)),
+                           run=labels.get(LABEL_RUN, ""))
+
+
+def _task(raw: dict[str, Any]) -> TaskState:
+    status = raw.get("Status") or {}
+    container = status.get("ContainerStatus") or {}
+    code = container.get("ExitCode")
+    return TaskState(id=str(raw["ID"]), slot=raw.get("Slot"), node=str(raw.get("NodeID", "")),
+                     state=str(status.get("State", "")),
+                     desired=str(raw.get("DesiredState", "")),
+                     message=str(status.get("Message", "")), error=str(status.get("Err", "")),
+                     container_id=container.get("ContainerID") or None,
+                     exit_code=int(code) if code is not None else None)

@@ -1,0 +1,267 @@
+"""A plan service as a swarm service (`docker service create`'s spec), and the plan's
+networks as overlay networks. Pure: the plan in, the services API's payloads out.
+
+Names follow `docker stack deploy`: `<project>_<service>` for services, `<project>_<net>`
+for networks. The project's labels and the spec hash go on the service (not on its
+containers: the container backend reads container labels). A key this backend does not
+carry out yet is named by `swarm_problems`, before anything is made.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ollamatopo._errors import PlanProblem
+from ollamatopo.engine._payloads import (
+    LABEL_DEPENDS,
+    LABEL_HASH,
+    LABEL_NETWORK,
+    LABEL_PROJECT,
+    LABEL_SERVICE,
+    NetworkConfig,
+    config_hash,
+    network_config,
+    plan_network_name,
+    plan_networks,
+    plan_volume_name,
+    service_networks,
+)
+from ollamatopo.engine._swarm import ServiceConfig
+from ollamatopo.plan._model import HealthcheckSpec, Plan, ServiceSpec, UpdateConfig
+
+NS = 1_000_000_000
+# ServiceSpec fields this backend carries out; any other one set is refused by name.
+CARRIED = frozenset({
+    "image", "command", "entrypoint", "environment", "secrets", "env_file", "labels",
+    "hostname", "user", "working_dir", "stop_grace_period", "stop_signal", "healthcheck",
+    "volumes", "tmpfs", "init", "read_only", "cap_add", "cap_drop", "extra_hosts", "dns",
+    "dns_search", "dns_opt", "sysctls", "ulimits", "deploy", "swarm", "gpus", "ports",
+    "expose", "networks", "replicas", "ready", "after", "dependency_options", "optional",
+    "restart", "mem_limit", "mem_reservation", "cpus", "pids_limit", "tty", "stdin_open",
+    "group_add", "logging", "pull_policy", "label_file"})
+# compose's restart policies as the swarm's conditions (what `docker stack deploy` does).
+RESTART_CONDITIONS = {"no": "none", "always": "any", "unless-stopped": "any",
+                      "on-failure": "on-failure"}
+
+
+def swarm_problems(plan: Plan) -> list[PlanProblem]:
+    """Keys of the plan this backend does not carry out yet, each at its path."""
+    problems = []
+    for name, spec in plan.services.items():
+        for field, info in type(spec).model_fields.items():
+            if field in CARRIED:
+                continue
+            if getattr(spec, field) != info.get_default(call_default_factory=True):
+                problems.append(PlanProblem(
+                    f"services.{name}.{field}", "not supported yet on a swarm "
+                    "(--backend swarm): docs/swarm.md lists what it carries out"))
+        if spec.pull_policy not in (None, "missing", "if_not_present"):
+            problems.append(PlanProblem(f"services.{name}.pull_policy", "not supported yet on "
+                                        "a swarm: its nodes pull what they miss"))
+        problems.extend(PlanProblem(f"services.{name}.networks.{key}.ipv4_address",
+                                    "not supported yet on a swarm: the swarm gives the "
+                                    "addresses") for key, attachment in spec.networks.items()
+                        if attachment.ipv4_address)
+    return problems
+
+
+def overlay_networks(plan: Plan) -> list[NetworkConfig]:
+    """The plan's networks as attachable overlays (attachable: a probe can join them)."""
+    return [network_config(plan.project, key, spec.model_copy(
+        update={"driver": "overlay", "attachable": True}))
+        if not spec.external else network_config(plan.project, key, spec)
+        for key, spec in plan_networks(plan).items()]
+
+
+def service_name(project: str, service: str) -> str:
+    return f"{project}_{service}"
+
+
+def service_config(plan: Plan, service: str, base_dir: Path) -> ServiceConfig:
+    spec = plan.services[service]
+    task_template: dict[str, Any] = {
+        "ContainerSpec": _container_spec(plan, spec, base_dir),
+        "Resources": _resources(spec),
+        "RestartPolicy": _restart_policy(spec),
+        "Placement": _placement(spec),
+        "Networks": [{"Target": plan_network_name(plan, key),
+                      "Aliases": [service, *(spec.networks[key].aliases
+                                             if key in spec.networks else ())]}
+                     for key in service_networks(spec)],
+    }
+    if spec.logging is not None and spec.logging.driver:
+        task_template["LogDriver"] = {"Name": spec.logging.driver,
+                                      "Options": dict(spec.logging.options)}
+    global_mode = spec.swarm.mode == "global"
+    kwargs: dict[str, Any] = {
+        "task_template": _without_empty(task_template),
+        "mode": {"Global": {}} if global_mode else {"Replicated": {"Replicas": spec.replicas}},
+        "endpoint_spec": _endpoint(spec),
+    }
+    for key, config in (("update_config", spec.swarm.update_config),
+                        ("rollback_config", spec.swarm.rollback_config)):
+        if config is not None:
+            kwargs[key] = _update(config)
+    digest = config_hash(kwargs)
+    labels = {**spec.swarm.labels, LABEL_PROJECT: plan.project, LABEL_SERVICE: service,
+              LABEL_HASH: digest,
+              LABEL_DEPENDS: ",".join(sorted(plan.dependencies(service)))}
+    return ServiceConfig(service, service_name(plan.project, service), spec.image,
+                         None if global_mode else spec.replicas, kwargs, labels, digest)
+
+
+def _container_spec(plan: Plan, spec: ServiceSpec, base_dir: Path) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "Image": spec.image,
+        "Command": spec.entrypoint, "Args": spec.command,
+        "Env": [f"{key}={value}" for key, value in sorted(spec.environment.items())],
+        "Labels": dict(spec.labels),
+        "Hostname": spec.hostname, "User": spec.user, "Dir": spec.working_dir,
+        "StopGracePeriod": int(spec.stop_grace_period * NS), "StopSignal": spec.stop_signal,
+        "Mounts": [*_mounts(plan, spec, base_dir), *_tmpfs(spec)],
+        "Init": spec.init or None, "ReadOnly": spec.read_only or None,
+        "CapabilityAdd": list(spec.cap_add) or None,
+        "CapabilityDrop": list(spec.cap_drop) or None,
+        "Hosts": [_host_line(entry) for entry in spec.extra_hosts] or None,
+        "Sysctls": dict(spec.sysctls) or None,
+        "Ulimits": [{"Name": name, "Soft": limit.soft, "Hard": limit.hard}
+                    for name, limit in spec.ulimits.items()] or None,
+        "TTY": spec.tty or None, "OpenStdin": spec.stdin_open or None,
+        "Groups": list(spec.group_add) or None,
+    }
+    if spec.dns or spec.dns_search or spec.dns_opt:
+        container["DNSConfig"] = {"Nameservers": list(spec.dns), "Search": list(spec.dns_search),
+                                  "Options": list(spec.dns_opt)}
+    if spec.healthcheck is not None:
+        container["Healthcheck"] = _healthcheck(spec.healthcheck)
+    return _without_empty(container)
+
+
+def _mounts(plan: Plan, spec: ServiceSpec, base_dir: Path) -> list[dict[str, Any]]:
+    """Named volumes are each node's own volume of that name; a bind's source must exist
+    on the node the task lands on (as with `docker stack deploy`)."""
+    mounts = []
+    for mount in spec.volumes:
+        source = (plan_volume_name(plan, mount.source) if mount.named
+                  else str((base_dir / Path(mount.source).expanduser()).resolve()))
+        entry: dict[str, Any] = {"Type": "volume" if mount.named else "bind",
+                                 "Source": source, "Target": mount.target,
+                                 "ReadOnly": mount.read_only}
+        if mount.named:
+            entry["VolumeOptions"] = {"Labels": {LABEL_PROJECT: plan.project},
+                                      **({"NoCopy": True} if mount.nocopy else {})}
+        elif mount.propagation:
+            entry["BindOptions"] = {"Propagation": mount.propagation}
+        mounts.append(entry)
+    return mounts
+
+
+def _tmpfs(spec: ServiceSpec) -> list[dict[str, Any]]:
+    mounts = []
+    for entry in spec.tmpfs:
+        target, _, options = entry.partition(":")
+        tmpfs: dict[str, Any] = {}
+        for option in filter(None, options.split(",")):
+            key, _, value = option.partition("=")
+            if key == "size":
+                tmpfs["SizeBytes"] = int(value)
+            elif key == "mode":
+                tmpfs["Mode"] = int(value, 8)
+        mounts.append({"Type": "tmpfs", "Target": target,
+                       **({"TmpfsOptions": tmpfs} if tmpfs else {})})
+    return mounts
+
+
+def _host_line(entry: str) -> str:
+    """compose's `host:address` as the swarm's hosts-file line `address host`."""
+    host, _, address = entry.partition(":")
+    return f"{address} {host}"
+
+
+def _healthcheck(check: HealthcheckSpec) -> dict[str, Any]:
+    payload: dict[str, Any] = {"Test": list(check.test)}
+    for key, value in (("Interval", check.interval), ("Timeout", check.timeout),
+                       ("StartPeriod", check.start_period)):
+        if value is not None:
+            payload[key] = int(value * NS)
+    if check.retries is not None:
+        payload["Retries"] = check.retries
+    return payload
+
+
+def _resources(spec: ServiceSpec) -> dict[str, Any]:
+    limits, reservations = spec.deploy.resources.limits, spec.deploy.resources.reservations
+    cpus = limits.cpus if limits.cpus is not None else spec.cpus
+    memory = limits.memory if limits.memory is not None else spec.mem_limit
+    reserved_memory = reservations.memory if reservations.memory is not None \
+        else spec.mem_reservation
+    gpus = sum(max(request.count, 0) for request in spec.gpus
+               if request.count is not None) + sum(
+        max(device.count, 0) for device in reservations.devices or ()
+        if device.count is not None and "gpu" in device.capabilities)
+    return _without_empty({
+        "Limits": _without_empty({
+            "NanoCPUs": round(cpus * NS) if cpus is not None else None,
+            "MemoryBytes": memory,
+            "Pids": limits.pids if limits.pids is not None else spec.pids_limit}),
+        "Reservations": _without_empty({
+            "NanoCPUs": round(reservations.cpus * NS) if reservations.cpus is not None
+            else None,
+            "MemoryBytes": reserved_memory,
+            # A swarm schedules GPUs as the nodes' generic resources (dockerd's
+            # `node-generic-resources`), kind `gpu`.
+            "GenericResources": [{"DiscreteResourceSpec": {"Kind": "gpu", "Value": gpus}}]
+            if gpus else None}),
+    })
+
+
+def _restart_policy(spec: ServiceSpec) -> dict[str, Any]:
+    written = spec.swarm.restart_policy
+    if written is not None:
+        return _without_empty({
+            "Condition": written.condition,
+            "Delay": int(written.delay * NS) if written.delay is not None else None,
+            "MaxAttempts": written.max_attempts,
+            "Window": int(written.window * NS) if written.window is not None else None})
+    name, _, count = spec.restart.partition(":")
+    return _without_empty({"Condition": RESTART_CONDITIONS.get(name, "any"),
+                           "MaxAttempts": int(count) if count else None})
+
+
+def _placement(spec: ServiceSpec) -> dict[str, Any]:
+    placement = spec.swarm.placement
+    return _without_empty({
+        "Constraints": list(placement.constraints) or None,
+        "Preferences": [{"Spread": {"SpreadDescriptor": preference["spread"]}}
+                        for preference in placement.preferences
+                        if "spread" in preference] or None,
+        "MaxReplicas": placement.max_replicas_per_node})
+
+
+def _endpoint(spec: ServiceSpec) -> dict[str, Any]:
+    return _without_empty({
+        "Mode": spec.swarm.endpoint_mode or "vip",
+        "Ports": [_without_empty({"Protocol": port.protocol,
+                                  "TargetPort": port.container_port,
+                                  "PublishedPort": port.host_port,
+                                  "PublishMode": "ingress"})
+                  for port in spec.ports] or None})
+
+
+def _update(config: UpdateConfig) -> dict[str, Any]:
+    return _without_empty({
+        "Parallelism": config.parallelism,
+        "Delay": int(config.delay * NS) if config.delay is not None else None,
+        "FailureAction": config.failure_action,
+        "Monitor": int(config.monitor * NS) if config.monitor is not None else None,
+        "MaxFailureRatio": config.max_failure_ratio,
+        "Order": config.order})
+
+
+def _without_empty(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload without the keys left unset (None, {} or []): the swarm's defaults."""
+    return {key: value for key, value in payload.items() if value not in (None, {}, [])}
+
+
+__all__ = ["LABEL_NETWORK", "overlay_networks", "service_config", "swarm_problems"]

@@ -1,0 +1,348 @@
+"""`up`, `down` and `status` on a swarm: the plan's services created in dependency order,
+each once its dependencies' conditions hold, and waited for until the swarm reports their
+tasks running (what `docker stack deploy` does not do).
+
+Observe (the project's services, by label), reconcile (a pure function: create, update
+when the spec hash changed, keep), execute (the one graph traversal of `_scheduler`).
+`service_started` holds once a task of the dependency has its container (starting or
+running); `service_healthy` once every replica's task is running, which the swarm reports
+only after the container's healthcheck passed (engine/_swarm.py). A task that fails
+before that fails the service, with the swarm's error. A failed run removes the services
+it created and puts back the specs of those it updated, as the container backend rolls
+back its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from ollamatopo._errors import (
+    EngineError,
+    OllamatopoError,
+    PlanError,
+    RunFailed,
+    ServiceFailed,
+)
+from ollamatopo.engine._docker import StillInUse
+from ollamatopo.engine._payloads import LABEL_DEPENDS, LABEL_RUN
+from ollamatopo.engine._swarm import ObservedService, ServiceConfig, Swarm, TaskState
+from ollamatopo.engine._swarm_payloads import overlay_networks, service_config, swarm_problems
+from ollamatopo.plan._graph import DependencyGraph
+from ollamatopo.plan._loading import LoadedPlan
+from ollamatopo.plan._model import Condition
+from ollamatopo.report._recorder import RunRecorder
+from ollamatopo.run._reconcile import Verb
+from ollamatopo.run._scheduler import NodeContext, UpOptions, remove_networks, traverse
+
+POLL_S = 0.1  # the services API has no task events on this engine: tasks are listed
+NETWORK_RELEASE_S = 60.0
+
+
+@dataclass(frozen=True)
+class SwarmAction:
+    service: str
+    verb: Verb  # CREATE, RECREATE (an update of the service), KEEP, REMOVE
+    cause: str
+    existing: ObservedService | None = None
+
+    def __str__(self) -> str:
+        verb = "update" if self.verb is Verb.RECREATE else self.verb.value
+        return f"{verb} service {self.service}: {self.cause}"
+
+
+def reconcile_services(configs: Mapping[str, ServiceConfig],
+                       observed: Sequence[ObservedService]) -> tuple[dict[str, SwarmAction],
+                                                                     list[SwarmAction]]:
+    """One action per plan service, and a removal per project service not in the plan."""
+    by_service = {service.service: service for service in observed}
+    actions = {}
+    for name, config in configs.items():
+        existing = by_service.get(name)
+        if existing is None:
+            actions[name] = SwarmAction(name, Verb.CREATE, "missing")
+        elif existing.config_hash != config.config_hash:
+            actions[name] = SwarmAction(name, Verb.RECREATE, "spec changed", existing)
+        else:
+            actions[name] = SwarmAction(name, Verb.KEEP, "up to date", existing)
+    orphans = [SwarmAction(service.service, Verb.REMOVE, "not in the plan", service)
+               for service in observed if service.service not in configs]
+    return actions, orphans
+
+
+@dataclass
+class _SwarmRun:
+    swarm: Swarm
+    loaded: LoadedPlan
+    options: UpOptions
+    recorder: RunRecorder
+    configs: dict[str, ServiceConfig]
+    actions: dict[str, SwarmAction]
+    ids: dict[str, str] = field(default_factory=dict)  # service -> swarm service id
+    created: list[str] = field(default_factory=list)  # swarm ids this run made
+    updated: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> spec before
+
+    @property
+    def run_id(self) -> str:
+        return self.recorder.run_id
+
+    async def visit(self, name: str, context: NodeContext) -> None:
+        for dependency in await context.dependencies_hold():
+            self.recorder.emit("dependency failed, not required", service=name,
+                               level="warning", dependency=dependency)
+        try:
+            service_id = await self._apply(name)
+        except EngineError as error:
+            raise ServiceFailed(name, f"the swarm refused it: {error}") from None
+        await self._until(name, service_id, _has_container, "started")
+        context.started()
+        if name in self.loaded.graph.jobs():
+            raise ServiceFailed(name, "a one-shot job (service_completed_successfully) is not "
+                                      "supported yet on a swarm")
+        await self._until(name, service_id, self._all_running(name), "ready")
+
+    async def _apply(self, name: str) -> str:
+        action, config = self.actions[name], self.configs[name]
+        timing = self.recorder.services[name]
+        timing.action, timing.cause = action.verb.value, action.cause
+        if action.verb is Verb.CREATE:
+            service_id = await self.swarm.create_service(config, self.run_id)
+            self.created.append(service_id)
+            self.recorder.mark(name, "created", cause=action.cause, service_id=service_id[:12])
+        elif action.existing is not None and action.verb is Verb.RECREATE:
+            service_id = action.existing.id
+            self.updated[service_id] = await self.swarm.spec_of(service_id)
+            await self.swarm.update_service(action.existing, config, self.run_id)
+            self.recorder.mark(name, "created", cause=action.cause, service_id=service_id[:12])
+        else:
+            assert action.existing is not None
+            service_id = action.existing.id
+        self.ids[name] = service_id
+        return service_id
+
+    def _all_running(self, name: str) -> _Check:
+        wanted = self.configs[name].replicas
+
+        def check(tasks: list[TaskState]) -> bool:
+            current = [task for task in tasks if task.current]
+            running = [task for task in current if task.state == "running"]
+            enough = len(running) >= wanted if wanted is not None else bool(running)
+            return enough and len(running) == len(current)
+
+        return check
+
+    async def _until(self, name: str, service_id: str, check: _Check, what: str) -> None:
+        """Poll the service's tasks until `check` holds (then mark `what`); a task that
+        failed, or the deadline, fails the service."""
+        spec = self.loaded.plan.services[name]
+        deadline = spec.ready.timeout or self.options.default_timeout_s
+        last: list[TaskState] = []
+        with anyio.move_on_after(deadline) as scope:
+            while True:
+                last = await self.swarm.tasks(service_id)
+                failed = [task for task in last if task.failed and task.current]
+                if failed:
+                    task = failed[-1]
+                    raise ServiceFailed(name, f"its task on node {task.node[:12]} "
+                                              f"{task.state}: {task.error or task.message}"
+                                              + _exit(task))
+                if check(last):
+                    break
+                await anyio.sleep(POLL_S)
+        if scope.cancelled_caught:
+            states = ", ".join(sorted({task.state for task in last if task.current})) or "none"
+            replaced = [task for task in last if task.failed and not task.current]
+            errors = "; ".join(sorted({task.error for task in replaced if task.error}))
+            raise ServiceFailed(name, f"not {what} after {deadline:g}s (its tasks: {states}"
+                                + (f"; {len(replaced)} failed and replaced: {errors}"
+                                   if replaced else "") + ")")
+        if what == "ready":
+            began = self.recorder.services[name].created_s or 0.0
+            self.recorder.mark(name, what,
+                               start_to_ready_s=round(self.recorder.elapsed() - began, 3))
+        else:
+            self.recorder.mark(name, what)
+
+    async def rollback(self) -> None:
+        with anyio.CancelScope(shield=True):
+            for service_id in reversed(self.created):
+                try:
+                    await self.swarm.remove_service(service_id)
+                except OllamatopoError as error:
+                    self.recorder.emit("rollback incomplete", level="error",
+                                       service_id=service_id[:12], error=str(error))
+            for service_id, spec in self.updated.items():
+                try:
+                    await self.swarm.restore(service_id, spec)
+                except OllamatopoError as error:
+                    self.recorder.emit("rollback incomplete", level="error",
+                                       service_id=service_id[:12], error=str(error))
+            self.recorder.emit("rolled back", services=len(self.created),
+                               restored=len(self.updated))
+
+
+_Check = Callable[[list[TaskState]], bool]
+
+
+def _has_container(tasks: list[TaskState]) -> bool:
+    return any(task.current and task.state in ("starting", "running") for task in tasks)
+
+
+def _exit(task: TaskState) -> str:
+    return f" (exit code {task.exit_code})" if task.exit_code not in (None, 0) else ""
+
+
+def one_service_each(loaded: LoadedPlan) -> LoadedPlan:
+    """The plan with a swarm service per declared service: its replicas the swarm's own
+    (`deploy.replicas`), not the one-container-each services of one engine."""
+    declared = loaded.declared
+    if declared is None:
+        return loaded
+    services = {name: loaded.plan.services[name].model_copy(update={
+        "replicas": spec.replicas, "after": spec.after,
+        "dependency_options": spec.dependency_options})
+        for name, spec in declared.services.items() if name in loaded.plan.services}
+    plan = loaded.plan.model_copy(update={"services": services, "phases": declared.phases})
+    return dataclasses.replace(loaded, plan=plan, graph=DependencyGraph.from_plan(plan))
+
+
+async def up_swarm(swarm: Swarm, loaded: LoadedPlan, options: UpOptions,
+                   recorder: RunRecorder) -> None:
+    """The plan on the swarm; RunFailed (after rolling back) if a required service fails."""
+    loaded = one_service_each(loaded)
+    plan = loaded.plan
+    problems = swarm_problems(plan)
+    if problems:
+        raise PlanError(str(loaded.path), problems)
+    await swarm.nodes()  # a manager, or NotAManager before anything is made
+    configs = {name: service_config(plan, name, loaded.path.parent)
+               for name in loaded.graph.nodes}
+    actions, orphans = reconcile_services(configs, await swarm.services(plan.project))
+    run = _SwarmRun(swarm, loaded, options, recorder, configs, actions)
+    recorder.emit("run started", backend="swarm", plan=str(loaded.path),
+                  services=len(configs),
+                  actions=[str(a) for a in (*actions.values(), *orphans)])
+    failures: list[ServiceFailed] = []
+    try:
+        await _ensure_networks(swarm, loaded, run.run_id, recorder)
+
+        def on_failure(name: str, failure: ServiceFailed) -> None:
+            recorder.fail(name, failure.cause, optional=plan.services[name].optional)
+
+        failures = await traverse(loaded.graph, run.visit,
+                                  required=lambda name: not plan.services[name].optional,
+                                  on_failure=on_failure)
+    except BaseException:
+        recorder.finish("interrupted")
+        if not options.keep_on_failure:
+            await run.rollback()
+        raise
+    if failures:
+        recorder.finish("failed")
+        if not options.keep_on_failure:
+            await run.rollback()
+        raise RunFailed(failures, rolled_back=not options.keep_on_failure)
+    for orphan in orphans if options.remove_orphans else ():
+        if orphan.existing is not None:
+            await swarm.remove_service(orphan.existing.id)
+            recorder.emit("service removed", service=orphan.service, cause=orphan.cause)
+    recorder.finish("succeeded")
+    recorder.emit("run completed", total_s=recorder.total_s)
+
+
+async def _ensure_networks(swarm: Swarm, loaded: LoadedPlan, run_id: str,
+                           recorder: RunRecorder) -> None:
+    """The plan's overlay networks: made when missing (external ones only looked up)."""
+    snapshot = await swarm.engine.snapshot(loaded.plan.project)
+    have = {network.name for network in snapshot.networks}
+    for config in overlay_networks(loaded.plan):
+        if config.external:
+            if not await swarm.engine.exists("network", config.name):
+                raise ServiceFailed(f"network {config.name}", "it is external and the swarm "
+                                    f"has no such network: docker network create --driver "
+                                    f"overlay --attachable {config.name}")
+            continue
+        if config.name in have:
+            recorder.emit("network ensured", network=config.name, action="keep")
+            continue
+        await swarm.engine.create_network(config, run_id)
+        recorder.emit("network ensured", network=config.name, action="create")
+
+
+@dataclass(frozen=True)
+class SwarmDown:
+    services: list[str]
+    networks: list[str]
+
+
+async def down_swarm(swarm: Swarm, project: str, recorder: RunRecorder) -> SwarmDown:
+    """The project's services removed, dependents first (the order their labels give),
+    then its networks once no task holds them."""
+    await swarm.nodes()
+    observed = await swarm.services(project)
+    raw_labels = {service.service: await _depends_on(swarm, service) for service in observed}
+    graph = DependencyGraph({name: dict.fromkeys(
+        [d for d in deps if d in raw_labels], Condition.HEALTHY)
+        for name, deps in raw_labels.items()})
+    by_name = {service.service: service for service in observed}
+    removed = []
+    for name in reversed(graph.topological_order()):
+        await swarm.remove_service(by_name[name].id)
+        recorder.emit("service removed", service=name)
+        removed.append(name)
+    snapshot = await swarm.engine.snapshot(project)
+    pending = [network.id for network in snapshot.networks]
+    # The removed services' tasks hold the networks until they stopped, on every node
+    # (a stand-in takes its grace period): wait for that, up to the longest grace period.
+    with anyio.move_on_after(NETWORK_RELEASE_S):
+        while pending:
+            for network in list(pending):
+                with contextlib.suppress(StillInUse):
+                    await swarm.engine.remove_network(network)
+                    pending.remove(network)
+            if pending:
+                await anyio.sleep(POLL_S * 5)
+    kept = await remove_networks(swarm.engine, pending, recorder)  # says why, if still held
+    # The swarm takes a network's removal at once and drops it from this node once the
+    # last task on it stopped: `down` returns when it is gone here too.
+    with anyio.move_on_after(NETWORK_RELEASE_S):
+        while any(n.id not in kept for n in (await swarm.engine.snapshot(project)).networks):
+            await anyio.sleep(POLL_S * 2)
+    return SwarmDown(removed, [n.id for n in snapshot.networks
+                               if n.id not in pending or n.id in kept])
+
+
+async def _depends_on(swarm: Swarm, service: ObservedService) -> list[str]:
+    spec = await swarm.spec_of(service.id)
+    text = (spec.get("Labels") or {}).get(LABEL_DEPENDS, "")
+    return [name for name in text.split(",") if name]
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    service: str
+    node: str
+    state: str
+    desired: str
+    message: str
+
+
+async def status_swarm(swarm: Swarm, project: str) -> list[TaskRow]:
+    """Each task of the project's services: its node's hostname, state and message."""
+    nodes = {node.id: node.hostname for node in await swarm.nodes()}
+    rows = []
+    for service in await swarm.services(project):
+        for task in await swarm.tasks(service.id):
+            if task.current:
+                rows.append(TaskRow(service.service, nodes.get(task.node, task.node[:12]),
+                                    task.state, task.desired, task.error or task.message))
+    return sorted(rows, key=lambda row: (row.service, row.node))
+
+
+__all__ = ["LABEL_RUN", "SwarmAction", "down_swarm", "reconcile_services", "status_swarm",
+           "up_swarm"]

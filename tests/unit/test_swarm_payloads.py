@@ -1,0 +1,125 @@
+"""A plan service as a swarm service, and what `up --backend swarm` decides (pure: no
+engine). tests/test_swarm_up.py runs them on a real two-node swarm."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ollamatopo.engine._swarm import ObservedService
+from ollamatopo.engine._swarm_payloads import (
+    overlay_networks,
+    service_config,
+    swarm_problems,
+)
+from ollamatopo.plan._loading import LoadedPlan, load_plan
+from ollamatopo.run._reconcile import Verb
+from ollamatopo.run._swarm import one_service_each, reconcile_services
+
+FILE = """
+name: shop
+services:
+  db:
+    image: postgres:16
+    environment: {POSTGRES_DB: shop}
+    healthcheck: {test: [CMD, pg_isready], interval: 2s, retries: 5, start_period: 10s}
+    volumes: [data:/var/lib/postgresql/data]
+    deploy:
+      placement: {constraints: [node.labels.role == data]}
+      resources: {limits: {cpus: "1.5", memory: 1g}}
+  node:
+    image: ollama:1
+    command: [serve, --port, "8080"]
+    ports: ["8080"]
+    depends_on: {db: {condition: service_healthy}}
+    networks: {training: {aliases: [model]}}
+    gpus: [{count: 2, capabilities: [gpu]}]
+    restart: on-failure:3
+    deploy:
+      replicas: 3
+      endpoint_mode: dnsrr
+      placement:
+        constraints: [node.labels.role == gpu]
+        preferences: [{spread: node.labels.zone}]
+      update_config: {parallelism: 1, delay: 5s, order: start-first, failure_action: rollback}
+networks:
+  training: {ipam: {config: [{subnet: 10.97.80.0/24}]}}
+volumes:
+  data: {}
+"""
+
+
+@pytest.fixture
+def loaded(tmp_path: Path) -> LoadedPlan:
+    path = tmp_path / "compose.yaml"
+    path.write_text(FILE, encoding="utf-8")
+    return one_service_each(load_plan(path, environ={}))
+
+
+def test_one_swarm_service_per_declared_service_with_its_replicas(loaded: LoadedPlan) -> None:
+    assert set(loaded.plan.services) == {"db", "node"}
+    assert loaded.graph.dependencies["node"] == {"db": "healthy"}
+    config = service_config(loaded.plan, "node", loaded.path.parent)
+    assert (config.name, config.replicas) == ("shop_node", 3)
+    assert config.create_kwargs["mode"] == {"Replicated": {"Replicas": 3}}
+
+
+def test_the_task_template_carries_the_compose_keys(loaded: LoadedPlan) -> None:
+    node = service_config(loaded.plan, "node", loaded.path.parent).create_kwargs
+    task = node["task_template"]
+    assert task["ContainerSpec"]["Args"] == ["serve", "--port", "8080"]
+    assert "Labels" not in task["ContainerSpec"] or "ollamatopo.project" not in \
+        task["ContainerSpec"]["Labels"]  # the project's labels are the service's only
+    assert task["Placement"] == {"Constraints": ["node.labels.role == gpu"],
+                                 "Preferences": [{"Spread": {
+                                     "SpreadDescriptor": "node.labels.zone"}}]}
+    assert task["Resources"]["Reservations"]["GenericResources"] == [
+        {"DiscreteResourceSpec": {"Kind": "gpu", "Value": 2}}]
+    assert task["RestartPolicy"] == {"Condition": "on-failure", "MaxAttempts": 3}
+    assert task["Networks"] == [{"Target": "shop_training", "Aliases": ["node", "model"]}]
+    assert node["endpoint_spec"] == {"Mode": "dnsrr", "Ports": [
+        {"Protocol": "tcp", "TargetPort": 8080, "PublishMode": "ingress"}]}
+    assert node["update_config"] == {"Parallelism": 1, "Delay": 5_000_000_000,
+                                     "FailureAction": "rollback", "Order": "start-first"}
+    db = service_config(loaded.plan, "db", loaded.path.parent).create_kwargs["task_template"]
+    assert db["ContainerSpec"]["Healthcheck"] == {
+        "Test": ["CMD", "pg_isready"], "Interval": 2_000_000_000, "Retries": 5,
+        "StartPeriod": 10_000_000_000}
+    assert db["ContainerSpec"]["Mounts"][0]["Source"] == "shop_data"
+    assert db["Resources"]["Limits"] == {"NanoCPUs": 1_500_000_000, "MemoryBytes": 2**30}
+
+
+def test_networks_are_attachable_overlays_with_their_subnets(loaded: LoadedPlan) -> None:
+    (training,) = [n for n in overlay_networks(loaded.plan) if n.key == "training"]
+    assert training.create_kwargs["driver"] == "overlay"
+    assert training.create_kwargs["attachable"] is True
+    assert training.create_kwargs["ipam"]["Config"] == [{"Subnet": "10.97.80.0/24"}]
+
+
+def test_the_hash_changes_with_the_spec_and_reconcile_updates_only_that(
+        loaded: LoadedPlan) -> None:
+    configs = {name: service_config(loaded.plan, name, loaded.path.parent)
+               for name in loaded.plan.services}
+    observed = [ObservedService(f"id-{name}", c.name, name, c.config_hash, 7, "run")
+                for name, c in configs.items()]
+    actions, orphans = reconcile_services(configs, observed)
+    assert {a.verb for a in actions.values()} == {Verb.KEEP} and orphans == []
+    changed = [ObservedService("id-db", "shop_db", "db", "old", 7, "run"),
+               ObservedService("id-old", "shop_old", "old", "x", 1, "run")]
+    actions, orphans = reconcile_services(configs, changed)
+    assert (actions["db"].verb, actions["node"].verb) == (Verb.RECREATE, Verb.CREATE)
+    assert str(actions["db"]) == "update service db: spec changed"
+    assert [o.service for o in orphans] == ["old"]
+
+
+def test_keys_not_carried_out_on_a_swarm_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "compose.yaml"
+    path.write_text("services:\n  a: {image: a:1, privileged: true, shm_size: 64m,\n"
+                    "       build: ., networks: {n: {ipv4_address: 10.97.90.5}}}\n"
+                    "networks:\n  n: {ipam: {config: [{subnet: 10.97.90.0/24}]}}\n",
+                    encoding="utf-8")
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n", encoding="utf-8")
+    problems = {p.path for p in swarm_problems(load_plan(path, environ={}).plan)}
+    assert problems == {"services.a.privileged", "services.a.shm_size", "services.a.build",
+                        "services.a.networks.n.ipv4_address"}
