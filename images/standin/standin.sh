@@ -10,6 +10,10 @@
 #                  "/" or a path ending in "/" answers through its index.html
 #   STANDIN_EXTRA_PORTS  more HTTP ports, separated by spaces, serving the same paths,
 #                  e.g. "14269" with STANDIN_PATHS="/" (a stand-in for jaeger's admin port)
+#   STANDIN_NEEDS  "host:port host:port": at start, before its delay, each must accept a
+#                  TCP connection (busybox nc, 1 s timeout), else it logs which one did not
+#                  and exits 1, as a real service exits when its database is not there
+#                  (busybox nc has no -z here: stdin is /dev/null, so it connects and ends)
 # Ready means: /tmp/ready exists (exec probes, the image's HEALTHCHECK), the log line
 # "standin ready" (log probes), and httpd listening (http and tcp probes).
 mode=${STANDIN_MODE:-ready}
@@ -37,6 +41,12 @@ publish() { for page in $(pages); do mkdir -p "${page%/*}"; echo ok > "$page"; d
 withdraw() { for page in $(pages); do rm -f "$page"; done; }
 
 echo "standin starting: mode=$mode delay=${delay}s port=$port"
+for need in ${STANDIN_NEEDS:-}; do
+  if ! why=$(nc -w 1 "${need%:*}" "${need##*:}" </dev/null 2>&1); then
+    echo "standin needs $need, which does not answer (${why:-timed out}): exiting" >&2
+    exit 1
+  fi
+done
 [ "$delay" = 0 ] || pause "$delay"
 case "$mode" in
   crash)
