@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from tests.swarm_bed import SwarmBed
 
 pytest_plugins = ["tests.swarm_bed"]
 pytestmark = pytest.mark.swarm
+PROBE_IMAGE = "ollamatopo-standin:latest"  # busybox's sh and nc
 
 PLAN = """
 services:
@@ -36,8 +38,9 @@ services:
   api:
     image: ollamatopo-standin:latest
     environment: {STANDIN_DELAY: "1", GENERATION: "GEN"}
-    healthcheck: {test: [CMD, test, -f, /tmp/ready], interval: 1s, retries: 30,
+    healthcheck: {test: [CMD, test, -f, /tmp/ready], interval: 6s, retries: 30,
                   start_period: 20s}
+    x-ollamatopo: {ready: {http: {port: 8080, path: /health}}}
     depends_on:
       db: {condition: service_healthy}
     deploy:
@@ -73,7 +76,8 @@ class SwarmProject:
         done = subprocess.run(command, capture_output=True, text=True, timeout=180,
                               cwd=self.folder, check=False,
                               env={**os.environ, "PYTHONPATH": str(ROOT),
-                                   "OLLAMATOPO_STATE_DIR": str(self.folder / "state")})
+                                   "OLLAMATOPO_STATE_DIR": str(self.folder / "state"),
+                                   "OLLAMATOPO_SWARM_PROBE_IMAGE": PROBE_IMAGE})
         return Result(done.returncode, done.stdout, done.stderr)
 
     def services(self) -> dict[str, Any]:
@@ -95,13 +99,12 @@ def on_swarm(swarm_bed: SwarmBed, tmp_path: Path) -> Iterator[SwarmProject]:
         for service in project.services().values():
             service.remove()
         client = swarm_bed.client(swarm_bed.manager)
-        for _ in range(100):
-            if not client.containers.list(all=True, filters={
-                    "label": f"com.docker.stack.namespace={project.name}"}) and not any(
-                    c.name.startswith(f"{project.name}_") for c in client.containers.list(
-                        all=True)):
+        for prober in client.api.containers(all=True, filters={
+                "label": f"ollamatopo.project={project.name}"}):
+            client.api.remove_container(prober["Id"], force=True)
+        for _ in range(100):  # the tasks' containers hold the networks until they stop
+            if not client.api.containers(all=True, filters={"name": f"{project.name}_"}):
                 break
-            import time
             time.sleep(0.2)
         for network in project.networks():
             network.remove()
@@ -127,11 +130,20 @@ def test_up_places_orders_and_waits_then_keeps_updates_and_takes_down(
     db_ready = first.named("service healthy", "db")[0]["elapsed_s"]
     api_made = first.named("container created", "api")[0]["elapsed_s"]
     assert api_made >= db_ready
+    # api is ready by ollamatopo's own HTTP probe through the overlay, at its own cadence:
+    # before its healthcheck's first run (6 s in), which the swarm's `running` waits for
+    api_ready = first.named("service healthy", "api")[0]
+    assert api_ready["start_to_ready_s"] < 5.0, api_ready
 
-    status = on_swarm.run("status", "--json")
-    assert status.code == 0, status.stderr
-    rows = {row["service"]: row for row in json.loads(status.stdout)["services"]}
-    assert rows["api"]["ready"] and rows["api"]["state"] == "running 2/2"
+    # status is the swarm's own account: running once the healthcheck (every 6 s) passed
+    for _ in range(30):
+        status = on_swarm.run("status", "--json")
+        assert status.code == 0, status.stderr
+        rows = {row["service"]: row for row in json.loads(status.stdout)["services"]}
+        if rows["api"]["ready"]:
+            break
+        time.sleep(0.5)
+    assert rows["api"]["state"] == "running 2/2" and rows["db"]["ready"], rows
 
     again = on_swarm.run("up", plan=PLAN.replace("GEN", "1"))
     assert again.code == 0, again.stderr
@@ -143,6 +155,8 @@ def test_up_places_orders_and_waits_then_keeps_updates_and_takes_down(
     after = {name: s.attrs["Version"]["Index"] for name, s in on_swarm.services().items()}
     assert after["db"] == versions["db"] and after["api"] > versions["api"]
 
+    assert not on_swarm.bed.client(on_swarm.bed.manager).containers.list(
+        all=True, filters={"label": "ollamatopo.prober"})  # the probers went with the run
     down = on_swarm.run("down")
     assert down.code == 0, down.stderr
     assert on_swarm.services() == {} and on_swarm.networks() == [], down.stdout

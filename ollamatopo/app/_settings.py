@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     project: str | None = None
     # Where the plan runs: the engine's own containers, or a swarm whose manager it is.
     backend: Literal["engine", "swarm"] = "engine"
+    # On a swarm, the image of ollamatopo's probe containers on the overlays (it needs
+    # `sh` and `nc`, as busybox has them); unset: the swarm's own readiness only.
+    swarm_probe_image: str | None = None
     docker_host: str | None = Field(default_factory=lambda: os.environ.get("DOCKER_HOST"))
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"

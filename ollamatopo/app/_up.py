@@ -111,6 +111,7 @@ def up_options(settings: Settings, loaded: LoadedPlan, request: UpRequest) -> Up
         clamp_resources=request.clamp_resources,
         start_concurrency=settings.start_concurrency,
         durations=latest_durations(settings.state_dir, plan.project, plan.services),
+        probe_image=settings.swarm_probe_image,
     )
 
 

@@ -20,7 +20,7 @@ Facts of Docker 20.10 that the callers rely on (docs/swarm.md has the rest):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ollamatopo._errors import EngineError
@@ -60,6 +60,7 @@ class TaskState:
     error: str
     container_id: str | None
     exit_code: int | None
+    addresses: Mapping[str, str] = field(default_factory=dict)  # network name -> its IP
 
     @property
     def current(self) -> bool:
@@ -162,6 +163,18 @@ class Swarm:
             update_config=spec.get("UpdateConfig"), endpoint_spec=spec.get("EndpointSpec"),
             rollback_config=spec.get("RollbackConfig"), fetch_current_spec=False)
 
+    async def start_prober(self, image: str, network: str, labels: Mapping[str, str]) -> str:
+        """A container on the manager attached to the overlay `network` (attachable), that
+        only sleeps: probes of the tasks' addresses are run in it (`Engine.exec`), since
+        the manager's own host cannot reach an overlay."""
+        host_config = self._client.create_host_config(network_mode=network, init=True)
+        raw = await self.engine._call(
+            f"create prober on {network}", self._client.create_container, image,
+            command=["sleep", "2147483647"], labels=dict(labels), host_config=host_config)
+        container_id = str(raw["Id"])
+        await self.engine.start(container_id)
+        return container_id
+
     async def services_of_run(self, project: str, run_id: str) -> list[str]:
         """Ids of the services one `up` created or last updated (by its run label)."""
         raw = await self.engine._call(
@@ -192,9 +205,14 @@ def _task(raw: dict[str, Any]) -> TaskState:
     status = raw.get("Status") or {}
     container = status.get("ContainerStatus") or {}
     code = container.get("ExitCode")
+    addresses = {str((attachment.get("Network") or {}).get("Spec", {}).get("Name", "")):
+                 str(attachment["Addresses"][0]).partition("/")[0]
+                 for attachment in raw.get("NetworksAttachments") or ()
+                 if attachment.get("Addresses")}
     return TaskState(id=str(raw["ID"]), slot=raw.get("Slot"), node=str(raw.get("NodeID", "")),
                      state=str(status.get("State", "")),
                      desired=str(raw.get("DesiredState", "")),
                      message=str(status.get("Message", "")), error=str(status.get("Err", "")),
                      container_id=container.get("ContainerID") or None,
-                     exit_code=int(code) if code is not None else None)
+                     exit_code=int(code) if code is not None else None,
+                     addresses=addresses)

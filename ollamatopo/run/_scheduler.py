@@ -171,6 +171,9 @@ class UpOptions:
     start_concurrency: int = 8
     # Start-to-ready seconds of earlier runs: they set each service's deadline.
     durations: Mapping[str, float] = field(default_factory=dict)
+    # On a swarm: the image of the containers that probe the tasks on their overlay
+    # (it needs busybox's `sh` and `nc`); None: the swarm's own verdict only.
+    probe_image: str | None = None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,18 +30,19 @@ from ollamatopo._errors import (
     ServiceFailed,
 )
 from ollamatopo.engine._docker import StillInUse
-from ollamatopo.engine._payloads import LABEL_DEPENDS, LABEL_RUN
+from ollamatopo.engine._payloads import LABEL_DEPENDS, LABEL_PROJECT, LABEL_RUN
 from ollamatopo.engine._swarm import ObservedService, ServiceConfig, Swarm, TaskState
 from ollamatopo.engine._swarm_payloads import overlay_networks, service_config, swarm_problems
 from ollamatopo.plan._graph import DependencyGraph
 from ollamatopo.plan._loading import LoadedPlan
-from ollamatopo.plan._model import Condition
+from ollamatopo.plan._model import Condition, ProbeKind, ReadySpec
 from ollamatopo.report._recorder import RunRecorder
 from ollamatopo.run._reconcile import Verb
 from ollamatopo.run._scheduler import NodeContext, UpOptions, remove_networks, traverse
 
 POLL_S = 0.1  # the services API has no task events on this engine: tasks are listed
 NETWORK_RELEASE_S = 60.0
+LABEL_PROBER = "ollamatopo.prober"  # a prober container (not a service's)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,65 @@ def reconcile_services(configs: Mapping[str, ServiceConfig],
     return actions, orphans
 
 
+class OverlayProbes:
+    """ollamatopo's own readiness on a swarm, at its own cadence rather than the
+    healthcheck's interval: the HTTP or TCP check of `x-ollamatopo.ready`, run against
+    each task's address on the service's first overlay from a prober container there
+    (one per network, made on first use on the manager, removed when the run ends)."""
+
+    def __init__(self, swarm: Swarm, image: str | None, labels: Mapping[str, str]) -> None:
+        self._swarm, self._image, self._labels = swarm, image, dict(labels)
+        self._probers: dict[str, str] = {}  # network -> container id
+        self._making = anyio.Lock()
+
+    def applies(self, ready: ReadySpec) -> bool:
+        return self._image is not None and ready.kind in (ProbeKind.HTTP, ProbeKind.TCP)
+
+    async def answer(self, ready: ReadySpec, network: str, tasks: list[TaskState]) -> bool:
+        """Every task answers the check on `network` (False: one does not, or has no
+        address there yet)."""
+        addresses = [task.addresses.get(network) for task in tasks]
+        if not addresses or None in addresses:
+            return False
+        prober = await self._prober(network)
+        answers: list[bool] = []
+        async with anyio.create_task_group() as group:
+            for address in addresses:
+                group.start_soon(self._check, prober, ready, str(address), answers)
+        return all(answers) and len(answers) == len(addresses)
+
+    async def _check(self, prober: str, ready: ReadySpec, address: str,
+                     answers: list[bool]) -> None:
+        if ready.http is not None:
+            # busybox has no HTTP client that resolves here (its static wget): a request
+            # line through nc, and the status of the answer's first line.
+            code, output = await self._swarm.engine.exec(prober, [
+                "sh", "-c", 'printf "GET %s HTTP/1.0\\r\\n\\r\\n" "$1" | nc -w 2 "$2" "$3" '
+                "| head -n 1", "probe", ready.http.path, address, str(ready.http.port)])
+            status = output.split()[1] if len(output.split()) > 1 else ""
+            wanted = ready.http.status
+            answers.append(code == 0 and status.isdigit() and (
+                int(status) == wanted if wanted else 200 <= int(status) < 400))
+        elif ready.tcp is not None:
+            code, _ = await self._swarm.engine.exec(
+                prober, ["nc", "-z", "-w", "1", address, str(ready.tcp.port)])
+            answers.append(code == 0)
+
+    async def _prober(self, network: str) -> str:
+        async with self._making:
+            if network not in self._probers:
+                assert self._image is not None
+                self._probers[network] = await self._swarm.start_prober(
+                    self._image, network, self._labels)
+            return self._probers[network]
+
+    async def close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            for container_id in self._probers.values():
+                with contextlib.suppress(OllamatopoError):
+                    await self._swarm.engine.remove_container(container_id)
+
+
 @dataclass
 class _SwarmRun:
     swarm: Swarm
@@ -83,6 +143,7 @@ class _SwarmRun:
     recorder: RunRecorder
     configs: dict[str, ServiceConfig]
     actions: dict[str, SwarmAction]
+    probes: OverlayProbes
     ids: dict[str, str] = field(default_factory=dict)  # service -> swarm service id
     created: list[str] = field(default_factory=list)  # swarm ids this run made
     updated: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> spec before
@@ -126,13 +187,22 @@ class _SwarmRun:
         return service_id
 
     def _all_running(self, name: str) -> _Check:
+        """Ready: every task the swarm means to run answers ollamatopo's own probe (where
+        it has one), else is `running` by the swarm's account."""
         wanted = self.configs[name].replicas
+        spec = self.loaded.plan.services[name]
+        network = self.configs[name].create_kwargs["task_template"]["Networks"][0]["Target"]
+        own = self.probes.applies(spec.ready)
 
-        def check(tasks: list[TaskState]) -> bool:
+        async def check(tasks: list[TaskState]) -> bool:
             current = [task for task in tasks if task.current]
-            running = [task for task in current if task.state == "running"]
-            enough = len(running) >= wanted if wanted is not None else bool(running)
-            return enough and len(running) == len(current)
+            enough = len(current) >= wanted if wanted is not None else bool(current)
+            if not enough:
+                return False
+            if own:
+                return all(task.state in ("starting", "running") for task in current) \
+                    and await self.probes.answer(spec.ready, network, current)
+            return all(task.state == "running" for task in current)
 
         return check
 
@@ -151,7 +221,7 @@ class _SwarmRun:
                     raise ServiceFailed(name, f"its task on node {task.node[:12]} "
                                               f"{task.state}: {task.error or task.message}"
                                               + _exit(task))
-                if check(last):
+                if await check(last):
                     break
                 await anyio.sleep(POLL_S)
         if scope.cancelled_caught:
@@ -186,10 +256,10 @@ class _SwarmRun:
                                restored=len(self.updated))
 
 
-_Check = Callable[[list[TaskState]], bool]
+_Check = Callable[[list[TaskState]], Awaitable[bool]]
 
 
-def _has_container(tasks: list[TaskState]) -> bool:
+async def _has_container(tasks: list[TaskState]) -> bool:
     return any(task.current and task.state in ("starting", "running") for task in tasks)
 
 
@@ -223,7 +293,9 @@ async def up_swarm(swarm: Swarm, loaded: LoadedPlan, options: UpOptions,
     configs = {name: service_config(plan, name, loaded.path.parent)
                for name in loaded.graph.nodes}
     actions, orphans = reconcile_services(configs, await swarm.services(plan.project))
-    run = _SwarmRun(swarm, loaded, options, recorder, configs, actions)
+    probes = OverlayProbes(swarm, options.probe_image, {
+        LABEL_PROJECT: plan.project, LABEL_RUN: recorder.run_id, LABEL_PROBER: "1"})
+    run = _SwarmRun(swarm, loaded, options, recorder, configs, actions, probes)
     recorder.emit("run started", backend="swarm", plan=str(loaded.path),
                   services=len(configs),
                   actions=[str(a) for a in (*actions.values(), *orphans)])
@@ -234,9 +306,12 @@ async def up_swarm(swarm: Swarm, loaded: LoadedPlan, options: UpOptions,
         def on_failure(name: str, failure: ServiceFailed) -> None:
             recorder.fail(name, failure.cause, optional=plan.services[name].optional)
 
-        failures = await traverse(loaded.graph, run.visit,
-                                  required=lambda name: not plan.services[name].optional,
-                                  on_failure=on_failure)
+        try:
+            failures = await traverse(loaded.graph, run.visit,
+                                      required=lambda name: not plan.services[name].optional,
+                                      on_failure=on_failure)
+        finally:
+            await probes.close()
     except BaseException:
         recorder.finish("interrupted")
         if not options.keep_on_failure:
@@ -296,6 +371,9 @@ async def down_swarm(swarm: Swarm, project: str, recorder: RunRecorder) -> Swarm
         recorder.emit("service removed", service=name)
         removed.append(name)
     snapshot = await swarm.engine.snapshot(project)
+    for container in snapshot.containers:  # a prober a killed run left
+        if not container.service:
+            await swarm.engine.remove_container(container.id)
     pending = [network.id for network in snapshot.networks]
     # The removed services' tasks hold the networks until they stopped, on every node
     # (a stand-in takes its grace period): wait for that, up to the longest grace period.
