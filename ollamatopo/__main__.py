@@ -38,7 +38,10 @@ def _exit(code: int) -> None:
     lingering = [thread for thread in threading.enumerate()
                  if thread is not threading.main_thread() and not thread.daemon
                  and thread.is_alive()]
-    if not lingering:
+    # An interrupt raised while a module's code ran (an import in the first second) is
+    # remembered by CPython as unhandled even once caught, and a normal exit then kills
+    # the process with SIGINT (-2) instead of exiting 130: such an exit skips that.
+    if not lingering and code != EXIT_INTERRUPTED:
         sys.exit(code)
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
