@@ -36,12 +36,14 @@ from ollamatopo.engine._swarm_payloads import overlay_networks, service_config, 
 from ollamatopo.plan._graph import DependencyGraph
 from ollamatopo.plan._loading import LoadedPlan
 from ollamatopo.plan._model import Condition, ProbeKind, ReadySpec
+from ollamatopo.plan._replicas import replica_names
 from ollamatopo.report._recorder import RunRecorder
 from ollamatopo.run._reconcile import Verb
 from ollamatopo.run._scheduler import NodeContext, UpOptions, remove_networks, traverse
 
 POLL_S = 0.1  # the services API has no task events on this engine: tasks are listed
 NETWORK_RELEASE_S = 60.0
+MAX_REPLICAS = 500  # the plan model's own limit
 LABEL_PROBER = "ollamatopo.prober"  # a prober container (not a service's)
 
 
@@ -274,11 +276,22 @@ def one_service_each(loaded: LoadedPlan) -> LoadedPlan:
     if declared is None:
         return loaded
     services = {name: loaded.plan.services[name].model_copy(update={
-        "replicas": spec.replicas, "after": spec.after,
+        "replicas": _replicas(loaded, name), "after": spec.after,
         "dependency_options": spec.dependency_options})
         for name, spec in declared.services.items() if name in loaded.plan.services}
     plan = loaded.plan.model_copy(update={"services": services, "phases": declared.phases})
     return dataclasses.replace(loaded, plan=plan, graph=DependencyGraph.from_plan(plan))
+
+
+def _replicas(loaded: LoadedPlan, name: str) -> int:
+    """How many replicas of `name` the plan has, `scale`'s counts included (one engine's
+    plan has a service per replica: `name`, `name-2`, ...)."""
+    declared = loaded.declared.services if loaded.declared is not None else {}
+    count = 1
+    while count < MAX_REPLICAS and (replica := replica_names(name, count + 1)[-1]) in \
+            loaded.plan.services and replica not in declared:
+        count += 1
+    return count
 
 
 async def up_swarm(swarm: Swarm, loaded: LoadedPlan, options: UpOptions,

@@ -123,3 +123,16 @@ def test_keys_not_carried_out_on_a_swarm_are_named(tmp_path: Path) -> None:
     problems = {p.path for p in swarm_problems(load_plan(path, environ={}).plan)}
     assert problems == {"services.a.privileged", "services.a.shm_size", "services.a.build",
                         "services.a.networks.n.ipv4_address"}
+
+
+def test_scales_counts_are_the_swarms_replicas(tmp_path: Path) -> None:
+    path = tmp_path / "compose.yaml"
+    path.write_text(FILE, encoding="utf-8")
+    scaled = one_service_each(load_plan(path, environ={}, replicas={"node": 5}))
+    assert scaled.plan.services["node"].replicas == 5
+    assert service_config(scaled.plan, "node", tmp_path).replicas == 5
+    numbered = tmp_path / "numbered.yaml"  # replicas of node-1 would be named node-2...
+    numbered.write_text("services:\n  node-1: {image: a:1}\n  node-2: {image: a:1}\n",
+                        encoding="utf-8")
+    plain = one_service_each(load_plan(numbered, environ={}))
+    assert {n: s.replicas for n, s in plain.plan.services.items()} == {"node-1": 1, "node-2": 1}
