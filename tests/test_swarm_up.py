@@ -31,7 +31,7 @@ services:
   db:
     image: ollamatopo-standin:latest
     environment: {STANDIN_DELAY: "1"}
-    healthcheck: {test: [CMD, test, -f, /tmp/ready], interval: 1s, retries: 30,
+    healthcheck: {test: [CMD, test, -f, /tmp/ready], interval: 6s, retries: 30,
                   start_period: 20s}
     deploy:
       placement: {constraints: [node.labels.role == data]}
@@ -134,6 +134,9 @@ def test_up_places_orders_and_waits_then_keeps_updates_and_takes_down(
     # before its healthcheck's first run (6 s in), which the swarm's `running` waits for
     api_ready = first.named("service healthy", "api")[0]
     assert api_ready["start_to_ready_s"] < 5.0, api_ready
+    # db, on the manager, by its healthcheck's command run in its container by ollamatopo
+    db = first.named("service healthy", "db")[0]
+    assert db["start_to_ready_s"] < 5.0, db
 
     # status is the swarm's own account: running once the healthcheck (every 6 s) passed
     for _ in range(30):
@@ -157,6 +160,11 @@ def test_up_places_orders_and_waits_then_keeps_updates_and_takes_down(
 
     assert not on_swarm.bed.client(on_swarm.bed.manager).containers.list(
         all=True, filters={"label": "ollamatopo.prober"})  # the probers went with the run
+
+    scaled = on_swarm.run("scale", "api=3", plan=PLAN.replace("GEN", "2"))
+    assert scaled.code == 0, scaled.stderr
+    assert roles_of(on_swarm, "api") == ["gpu", "gpu", "gpu"]  # the swarm's own replicas
+    assert set(on_swarm.services()) == {"db", "api"}
     down = on_swarm.run("down")
     assert down.code == 0, down.stderr
     assert on_swarm.services() == {} and on_swarm.networks() == [], down.stdout

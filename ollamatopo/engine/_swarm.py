@@ -101,6 +101,7 @@ class Swarm:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._client = engine._client  # the same connection: one engine, one pool
+        self.local_node = ""  # the manager's own node id, once `nodes` has been asked
 
     async def nodes(self) -> list[SwarmNode]:
         """The swarm's nodes; NotAManager when the engine cannot say (not a manager)."""
@@ -111,6 +112,7 @@ class Swarm:
                 f"the engine at {self.engine.base_url} is not a swarm manager (its swarm "
                 f"state: {swarm.get('LocalNodeState') or 'inactive'}): point DOCKER_HOST or "
                 "--docker-host at a manager, or make one with `docker swarm init`")
+        self.local_node = str(swarm.get("NodeID", ""))
         raw = await self.engine._call("list nodes", self._client.nodes, retry=True)
         return [_node(node) for node in raw]
 

@@ -204,9 +204,23 @@ class _SwarmRun:
             if own:
                 return all(task.state in ("starting", "running") for task in current) \
                     and await self.probes.answer(spec.ready, network, current)
-            return all(task.state == "running" for task in current)
+            return all([await self._local_ready(spec.ready, task) for task in current])
 
         return check
+
+    async def _local_ready(self, ready: ReadySpec, task: TaskState) -> bool:
+        """A task is ready when the swarm says `running`; one on this manager with an exec
+        probe (a healthcheck's command) is checked by running it in its container, at
+        ollamatopo's cadence (another node's containers are out of this engine's reach)."""
+        if task.state == "running":
+            return True
+        if task.state != "starting" or ready.exec_ is None or not task.container_id \
+                or task.node != self.swarm.local_node:
+            return False
+        with contextlib.suppress(EngineError):
+            code, _ = await self.swarm.engine.exec(task.container_id, list(ready.exec_))
+            return code == 0
+        return False
 
     async def _until(self, name: str, service_id: str, check: _Check, what: str) -> None:
         """Poll the service's tasks until `check` holds (then mark `what`); a task that
