@@ -1,4 +1,4 @@
-"""`python -m bench [startup|seed|compose|scale|all ...] [--sizes 10,50,100,200]`.
+"""`python -m bench [startup|seed|compose|scale|daemon|swarm|all ...] [--sizes 10,50,100,200]`.
 
 Runs the chosen sub-benchmarks (all by default) in a fixed order, prints each table as
 it completes, and writes every figure to bench/results/<timestamp>.json and
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from bench._peers import Compose
     from bench._plans import SeedTopology
 
-BENCHMARKS = ("startup", "seed", "compose", "scale", "daemon")
+BENCHMARKS = ("startup", "seed", "compose", "scale", "daemon", "swarm")
 
 
 def _sizes(text: str) -> list[int]:
@@ -159,7 +159,7 @@ class _Runner:
     def run(self, name: str) -> bool:
         steps: dict[str, Callable[[], dict[str, Any]]] = {
             "startup": self.startup, "seed": self.seed, "compose": self.compose,
-            "scale": self.scale, "daemon": self.daemon}
+            "scale": self.scale, "daemon": self.daemon, "swarm": self.swarm}
         try:
             self.results["benchmarks"][name] = steps[name]()
             return not self.results["benchmarks"][name].get("failed")
@@ -185,6 +185,10 @@ class _Runner:
             return _report.render_compose(result, self.results["benchmarks"].get("seed"))
         if name == "daemon":
             return _report.render_daemon(result, self.results["benchmarks"].get("seed"))
+        if name == "swarm":
+            from bench._swarm import render_swarm
+
+            return render_swarm(result)
         return _report.render_scale(result)
 
     def _topology(self) -> SeedTopology:
@@ -258,6 +262,11 @@ class _Runner:
         from bench._daemon import run_daemon_bench
 
         return run_daemon_bench(self.engine, self.image, self._topology())
+
+    def swarm(self) -> dict[str, Any]:
+        from bench._swarm import run_swarm_bench
+
+        return run_swarm_bench(self.engine, self.image, self._topology())
 
     def scale(self) -> dict[str, Any]:
         from bench._scale import run_scale, scale_fits

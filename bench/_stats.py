@@ -40,12 +40,24 @@ class Bound:
         return self.phase_s - self.critical_s
 
 
+def _graph(dependencies: Mapping[str, Mapping[str, str]]) -> DependencyGraph:
+    return DependencyGraph({
+        name: {dependency: Condition(condition) for dependency, condition in deps.items()}
+        for name, deps in dependencies.items()})
+
+
+def critical_path(dependencies: Mapping[str, Mapping[str, str]],
+                  durations: Mapping[str, float]) -> tuple[tuple[str, ...], float]:
+    """The graph's longest chain over per-service durations measured each on its own
+    (a `started` edge costs the dependent nothing of its dependency's readiness)."""
+    path, length = _graph(dependencies).critical_path(durations)
+    return tuple(path), length
+
+
 def compute_bound(dependencies: Mapping[str, Mapping[str, str]],
                   phases: Sequence[Sequence[str]], delays: Mapping[str, float],
                   latency_s: float) -> Bound:
-    graph = DependencyGraph({
-        name: {dependency: Condition(condition) for dependency, condition in deps.items()}
-        for name, deps in dependencies.items()})
+    graph = _graph(dependencies)
     durations = {name: latency_s + delays.get(name, 0.0) for name in dependencies}
     path, length = graph.critical_path(durations)
     return Bound(latency_s=latency_s, durations=durations, critical_path=tuple(path),

@@ -43,7 +43,7 @@ withdraw() { for page in $(pages); do rm -f "$page"; done; }
 echo "standin starting: mode=$mode delay=${delay}s port=$port"
 for need in ${STANDIN_NEEDS:-}; do
   if ! why=$(nc -w 1 "${need%:*}" "${need##*:}" </dev/null 2>&1); then
-    echo "standin needs $need, which does not answer (${why:-timed out}): exiting" >&2
+    echo "standin needs $need, which does not answer (${why:-no answer within 1 s}): exiting" >&2
     exit 1
   fi
 done
