@@ -342,18 +342,25 @@ def service_report(swarm: _Swarm, service_id: str, launched: float) -> dict[str,
     current = [task for task in _current(tasks) if _task_state(task) == "running"]
     replaced = sorted((task for task in tasks if task not in _current(tasks)),
                       key=lambda task: str(task.get("CreatedAt", "")))
-    result: dict[str, Any] = {"restarts": len(replaced),
-                              "replaced": [_why_replaced(swarm, task) for task in replaced]}
+    result: dict[str, Any] = {"restarts": len(replaced), "replaced": [
+        {"created_s": _since(task.get("CreatedAt"), launched),
+         "ended_s": _since((task.get("Status") or {}).get("Timestamp"), launched),
+         "why": _why_replaced(swarm, task)} for task in replaced]}
     if current:
         task = current[0]
         started, answering = _container_times(swarm, task)
         running = parse_timestamp(str(task["Status"]["Timestamp"]))
         result.update({
             "node": swarm.role_of_node(str(task.get("NodeID", ""))),
+            "task_created_s": _since(task.get("CreatedAt"), launched),
             "started_s": None if started is None else started - launched,
             "answering_s": None if answering is None else answering - launched,
             "running_s": running - launched})
     return result
+
+
+def _since(stamp: object, launched: float) -> float | None:
+    return parse_timestamp(stamp) - launched if isinstance(stamp, str) and stamp else None
 
 
 def _last(services: Mapping[str, Mapping[str, Any]], key: str) -> float | None:
