@@ -68,8 +68,10 @@ def hosts(entries: Any) -> set[tuple[str, str]]:
 
 def _their_health(check: dict[str, Any] | None) -> dict[str, Any] | None:
     """compose's healthcheck as ollamatopo keeps it: durations in seconds."""
-    if not check or check.get("disable") or check.get("test") == ["NONE"]:
+    if not check:
         return None
+    if check.get("disable") or check.get("test") == ["NONE"]:
+        return {"test": ["NONE"]}  # the image's own switched off too
     kept: dict[str, Any] = {"test": list(check["test"])}
     for key in ("interval", "timeout", "start_period"):
         if key in check:

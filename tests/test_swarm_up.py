@@ -30,16 +30,15 @@ PLAN = """
 services:
   db:
     image: ollamatopo-standin:latest
-    environment: {STANDIN_DELAY: "1"}
-    healthcheck: {test: [CMD, test, -f, /tmp/ready], interval: 6s, retries: 30,
-                  start_period: 20s}
+    environment: {STANDIN_DELAY: "2"}
+    healthcheck: {disable: true}  # the stand-in image's own, too
+    x-ollamatopo: {ready: {exec: [test, -f, /tmp/ready]}}
     deploy:
       placement: {constraints: [node.labels.role == data]}
   api:
     image: ollamatopo-standin:latest
-    environment: {STANDIN_DELAY: "1", GENERATION: "GEN"}
-    healthcheck: {test: [CMD, test, -f, /tmp/ready], interval: 6s, retries: 30,
-                  start_period: 20s}
+    environment: {STANDIN_DELAY: "2", GENERATION: "GEN"}
+    healthcheck: {disable: true}
     x-ollamatopo: {ready: {http: {port: 8080, path: /health}}}
     depends_on:
       db: {condition: service_healthy}
@@ -130,16 +129,14 @@ def test_up_places_orders_and_waits_then_keeps_updates_and_takes_down(
     db_ready = first.named("service healthy", "db")[0]["elapsed_s"]
     api_made = first.named("container created", "api")[0]["elapsed_s"]
     assert api_made >= db_ready
-    # api is ready by ollamatopo's own HTTP probe through the overlay, at its own cadence:
-    # before its healthcheck's first run (6 s in), which the swarm's `running` waits for
-    api_ready = first.named("service healthy", "api")[0]
-    assert api_ready["start_to_ready_s"] < 5.0, api_ready
-    # db, on the manager, by its healthcheck's command run in its container by ollamatopo
-    db = first.named("service healthy", "db")[0]
-    assert db["start_to_ready_s"] < 5.0, db
+    # Without healthchecks the swarm says `running` at once; readiness is ollamatopo's own:
+    # api's HTTP probe through the overlay, db's command run in its container on the
+    # manager. Both stand-ins answer 2 s after their start, not before.
+    for service in ("api", "db"):
+        ready = first.named("service healthy", service)[0]
+        assert 2.0 <= ready["start_to_ready_s"] < 6.0, ready
 
-    # status is the swarm's own account: running once the healthcheck (every 6 s) passed
-    for _ in range(30):
+    for _ in range(30):  # status is the swarm's own account
         status = on_swarm.run("status", "--json")
         assert status.code == 0, status.stderr
         rows = {row["service"]: row for row in json.loads(status.stdout)["services"]}

@@ -568,6 +568,9 @@ def _healthcheck(out: Translation, at: str, check: object, service: dict[str, An
     test = check.get("test")
     if check.get("disable") or test == ["NONE"]:
         service["ready"] = {"none": True}
+        # The image's own HEALTHCHECK is switched off too, as compose does (on a swarm it
+        # would hold the task `starting`, and kill it when it fails).
+        service["healthcheck"] = {"test": ["NONE"]}
     else:
         argv = _health_argv(test)
         if argv is None:

@@ -201,22 +201,22 @@ class _SwarmRun:
             enough = len(current) >= wanted if wanted is not None else bool(current)
             if not enough:
                 return False
+            # `running` always: the swarm's DNS answers for a task only once it runs, so a
+            # dependent that looks the service up by name could not find it before.
+            if not all(task.state == "running" for task in current):
+                return False
             if own:
-                return all(task.state in ("starting", "running") for task in current) \
-                    and await self.probes.answer(spec.ready, network, current)
+                return await self.probes.answer(spec.ready, network, current)
             return all([await self._local_ready(spec.ready, task) for task in current])
 
         return check
 
     async def _local_ready(self, ready: ReadySpec, task: TaskState) -> bool:
-        """A task is ready when the swarm says `running`; one on this manager with an exec
-        probe (a healthcheck's command) is checked by running it in its container, at
-        ollamatopo's cadence (another node's containers are out of this engine's reach)."""
-        if task.state == "running":
+        """A running task with an exec probe, on this manager, also passes it in its
+        container (a service without a healthcheck runs before it is ready); another
+        node's containers are out of this engine's reach: the swarm's `running` there."""
+        if ready.exec_ is None or not task.container_id or task.node != self.swarm.local_node:
             return True
-        if task.state != "starting" or ready.exec_ is None or not task.container_id \
-                or task.node != self.swarm.local_node:
-            return False
         with contextlib.suppress(EngineError):
             code, _ = await self.swarm.engine.exec(task.container_id, list(ready.exec_))
             return code == 0
