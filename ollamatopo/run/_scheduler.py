@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal
@@ -504,40 +504,50 @@ async def up(engine: Engine, loaded: LoadedPlan, options: UpOptions,
     run = _Run(engine, loaded, desired, options, recorder)
     recorder.emit("run started", plan=str(loaded.path), services=len(desired.containers),
                   actions=desired.reconciliation.lines())
-    failures: list[ServiceFailed] = []
 
     def on_failure(name: str, failure: ServiceFailed) -> None:
         recorder.fail(name, failure.cause, optional=plan.services[name].optional)
 
+    async with rolled_back_on_failure(recorder, options, run.rollback) as failures, \
+            watch_containers(engine, plan.project) as watch, http_client() as http, \
+            anyio.create_task_group() as supplies:
+        supplies.start_soon(run.images.pull_missing)
+        await run.remove_orphans()
+        supplies.start_soon(run.shared.make_all, run.queue)
+        traversed, deaths = await _traverse_watching(run, watch, http, on_failure)
+        failures.extend(deaths + traversed)  # a death cut the run short: it is the cause
+        if run.shared.failures:  # the cause first; its users' failures only repeat it
+            failures[:] = run.shared.failures + [f for f in failures
+                                                 if not isinstance(f, SupplyFailed)]
+        elif not failures:
+            await run.shared.made()  # a network no service joins is still the plan's
+        _report_phases(recorder)
+        supplies.cancel_scope.cancel()  # nothing waits for an image any more
+    recorder.finish("succeeded")
+    recorder.emit("run completed", total_s=recorder.total_s,
+                  warnings=sum(1 for t in recorder.services.values() if t.status == "failed"))
+
+
+@contextlib.asynccontextmanager
+async def rolled_back_on_failure(recorder: RunRecorder, options: UpOptions,
+                                 rollback: Callable[[], Awaitable[None]],
+                                 ) -> AsyncIterator[list[ServiceFailed]]:
+    """A run's body, and how it ends when not well: interrupted (any exception: rolled
+    back, raised again) or failed (the required failures the body put in the list: rolled
+    back, RunFailed), unless the options keep what it made. Both backends end so."""
+    failures: list[ServiceFailed] = []
     try:
-        async with watch_containers(engine, plan.project) as watch, http_client() as http, \
-                anyio.create_task_group() as supplies:
-            supplies.start_soon(run.images.pull_missing)
-            await run.remove_orphans()
-            supplies.start_soon(run.shared.make_all, run.queue)
-            failures, deaths = await _traverse_watching(run, watch, http, on_failure)
-            if deaths:  # the run was cut short: the death is the cause
-                failures = deaths + failures
-            if run.shared.failures:  # the cause first; its users' failures only repeat it
-                failures = run.shared.failures + [f for f in failures
-                                                  if not isinstance(f, SupplyFailed)]
-            elif not failures:
-                await run.shared.made()  # a network no service joins is still the plan's
-            _report_phases(recorder)
-            supplies.cancel_scope.cancel()  # nothing waits for an image any more
+        yield failures
     except BaseException:
         recorder.finish("interrupted")
         if not options.keep_on_failure:
-            await run.rollback()
+            await rollback()
         raise
     if failures:
         recorder.finish("failed")
         if not options.keep_on_failure:
-            await run.rollback()
+            await rollback()
         raise RunFailed(failures, rolled_back=not options.keep_on_failure)
-    recorder.finish("succeeded")
-    recorder.emit("run completed", total_s=recorder.total_s,
-                  warnings=sum(1 for t in recorder.services.values() if t.status == "failed"))
 
 
 async def _traverse_watching(run: _Run, watch: ContainerWatch, http: HttpClient,

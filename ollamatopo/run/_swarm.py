@@ -26,7 +26,6 @@ from ollamatopo._errors import (
     EngineError,
     OllamatopoError,
     PlanError,
-    RunFailed,
     ServiceFailed,
 )
 from ollamatopo.engine._docker import StillInUse
@@ -39,7 +38,13 @@ from ollamatopo.plan._model import Condition, ProbeKind, ReadySpec
 from ollamatopo.plan._replicas import replica_names
 from ollamatopo.report._recorder import RunRecorder
 from ollamatopo.run._reconcile import Verb
-from ollamatopo.run._scheduler import NodeContext, UpOptions, remove_networks, traverse
+from ollamatopo.run._scheduler import (
+    NodeContext,
+    UpOptions,
+    remove_networks,
+    rolled_back_on_failure,
+    traverse,
+)
 
 POLL_S = 0.1  # the services API has no task events on this engine: tasks are listed
 NETWORK_RELEASE_S = 60.0
@@ -326,29 +331,17 @@ async def up_swarm(swarm: Swarm, loaded: LoadedPlan, options: UpOptions,
     recorder.emit("run started", backend="swarm", plan=str(loaded.path),
                   services=len(configs),
                   actions=[str(a) for a in (*actions.values(), *orphans)])
-    failures: list[ServiceFailed] = []
-    try:
+    def on_failure(name: str, failure: ServiceFailed) -> None:
+        recorder.fail(name, failure.cause, optional=plan.services[name].optional)
+
+    async with rolled_back_on_failure(recorder, options, run.rollback) as failures:
         await _ensure_networks(swarm, loaded, run.run_id, recorder)
-
-        def on_failure(name: str, failure: ServiceFailed) -> None:
-            recorder.fail(name, failure.cause, optional=plan.services[name].optional)
-
         try:
-            failures = await traverse(loaded.graph, run.visit,
-                                      required=lambda name: not plan.services[name].optional,
-                                      on_failure=on_failure)
+            failures.extend(await traverse(
+                loaded.graph, run.visit, required=lambda name: not plan.services[name].optional,
+                on_failure=on_failure))
         finally:
             await probes.close()
-    except BaseException:
-        recorder.finish("interrupted")
-        if not options.keep_on_failure:
-            await run.rollback()
-        raise
-    if failures:
-        recorder.finish("failed")
-        if not options.keep_on_failure:
-            await run.rollback()
-        raise RunFailed(failures, rolled_back=not options.keep_on_failure)
     for orphan in orphans if options.remove_orphans else ():
         if orphan.existing is not None:
             await swarm.remove_service(orphan.existing.id)
