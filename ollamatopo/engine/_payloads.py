@@ -215,7 +215,7 @@ def container_config(plan: Plan, service: str, base_dir: Path) -> ContainerConfi
         "host_config": host_config,
     }
     if spec.healthcheck is not None:  # only when set: an old container's hash stays
-        kwargs["healthcheck"] = _healthcheck(spec.healthcheck)
+        kwargs["healthcheck"] = healthcheck_payload(spec.healthcheck)
     kwargs.update(settings.create_kwargs(spec))  # also only what is set
     granted = list(file_objects.granted(plan, spec))
     host_config["Mounts"] = [*host_config.get("Mounts", ()),
@@ -248,7 +248,7 @@ def _copy(item: file_objects.Granted) -> FileCopy:
                     None if grant.gid is None else int(grant.gid))
 
 
-def _healthcheck(check: HealthcheckSpec) -> dict[str, Any]:
+def healthcheck_payload(check: HealthcheckSpec) -> dict[str, Any]:
     """The Engine API's Healthcheck: durations in nanoseconds, absent ones the engine's."""
     payload: dict[str, Any] = {"test": list(check.test)}
     for key, value in (("interval", check.interval), ("timeout", check.timeout),

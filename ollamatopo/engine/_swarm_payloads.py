@@ -16,11 +16,11 @@ from ollamatopo._errors import PlanProblem
 from ollamatopo.engine._payloads import (
     LABEL_DEPENDS,
     LABEL_HASH,
-    LABEL_NETWORK,
     LABEL_PROJECT,
     LABEL_SERVICE,
     NetworkConfig,
     config_hash,
+    healthcheck_payload,
     network_config,
     plan_network_name,
     plan_networks,
@@ -180,14 +180,9 @@ def _host_line(entry: str) -> str:
 
 
 def _healthcheck(check: HealthcheckSpec) -> dict[str, Any]:
-    payload: dict[str, Any] = {"Test": list(check.test)}
-    for key, value in (("Interval", check.interval), ("Timeout", check.timeout),
-                       ("StartPeriod", check.start_period)):
-        if value is not None:
-            payload[key] = int(value * NS)
-    if check.retries is not None:
-        payload["Retries"] = check.retries
-    return payload
+    """The container engine's healthcheck, in the services API's spelling (`Test`, ...)."""
+    return {"".join(part.title() for part in key.split("_")): value
+            for key, value in healthcheck_payload(check).items()}
 
 
 def _resources(spec: ServiceSpec) -> dict[str, Any]:
@@ -263,5 +258,3 @@ def _without_empty(payload: dict[str, Any]) -> dict[str, Any]:
     """The payload without the keys left unset (None, {} or []): the swarm's defaults."""
     return {key: value for key, value in payload.items() if value not in (None, {}, [])}
 
-
-__all__ = ["LABEL_NETWORK", "overlay_networks", "service_config", "swarm_problems"]

@@ -441,6 +441,3 @@ async def status_swarm(swarm: Swarm, project: str) -> list[TaskRow]:
                                     task.state, task.desired, task.error or task.message))
     return sorted(rows, key=lambda row: (row.service, row.node))
 
-
-__all__ = ["LABEL_RUN", "SwarmAction", "down_swarm", "reconcile_services", "status_swarm",
-           "up_swarm"]
