@@ -25,7 +25,13 @@ from typing import Any
 
 from ollamatopo._errors import EngineError
 from ollamatopo.engine._docker import Engine
-from ollamatopo.engine._payloads import LABEL_HASH, LABEL_PROJECT, LABEL_RUN, LABEL_SERVICE
+from ollamatopo.engine._payloads import (
+    LABEL_DEPENDS,
+    LABEL_HASH,
+    LABEL_PROJECT,
+    LABEL_RUN,
+    LABEL_SERVICE,
+)
 
 # Task states the swarm will not move on from by itself for this task.
 ENDED = frozenset({"complete", "failed", "rejected", "shutdown", "orphaned", "remove"})
@@ -80,6 +86,7 @@ class ObservedService:
     config_hash: str
     version: int  # the swarm's version index, for an update
     run: str
+    depends_on: tuple[str, ...] = ()  # plan services it waits for (its label): down's order
 
 
 @dataclass(frozen=True)
@@ -200,7 +207,8 @@ def _service(raw: dict[str, Any]) -> ObservedService:
                            service=labels.get(LABEL_SERVICE, ""),
                            config_hash=labels.get(LABEL_HASH, ""),
                            version=int((raw.get("Version") or {}).get("Index", 0)),
-                           run=labels.get(LABEL_RUN, ""))
+                           run=labels.get(LABEL_RUN, ""),
+                           depends_on=tuple(filter(None, labels.get(LABEL_DEPENDS, "").split(","))))
 
 
 def _task(raw: dict[str, Any]) -> TaskState:

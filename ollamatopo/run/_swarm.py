@@ -29,7 +29,7 @@ from ollamatopo._errors import (
     ServiceFailed,
 )
 from ollamatopo.engine._docker import StillInUse
-from ollamatopo.engine._payloads import LABEL_DEPENDS, LABEL_PROJECT, LABEL_RUN
+from ollamatopo.engine._payloads import LABEL_PROJECT, LABEL_RUN
 from ollamatopo.engine._swarm import ObservedService, ServiceConfig, Swarm, TaskState
 from ollamatopo.engine._swarm_payloads import overlay_networks, service_config, swarm_problems
 from ollamatopo.plan._graph import DependencyGraph
@@ -380,11 +380,10 @@ async def down_swarm(swarm: Swarm, project: str, recorder: RunRecorder) -> Swarm
     then its networks once no task holds them."""
     await swarm.nodes()
     observed = await swarm.services(project)
-    raw_labels = {service.service: await _depends_on(swarm, service) for service in observed}
-    graph = DependencyGraph({name: dict.fromkeys(
-        [d for d in deps if d in raw_labels], Condition.HEALTHY)
-        for name, deps in raw_labels.items()})
     by_name = {service.service: service for service in observed}
+    graph = DependencyGraph({service.service: dict.fromkeys(
+        [d for d in service.depends_on if d in by_name], Condition.HEALTHY)
+        for service in observed})
     removed = []
     for name in reversed(graph.topological_order()):
         await swarm.remove_service(by_name[name].id)
@@ -413,12 +412,6 @@ async def down_swarm(swarm: Swarm, project: str, recorder: RunRecorder) -> Swarm
             await anyio.sleep(POLL_S * 2)
     return SwarmDown(removed, [n.id for n in snapshot.networks
                                if n.id not in pending or n.id in kept])
-
-
-async def _depends_on(swarm: Swarm, service: ObservedService) -> list[str]:
-    spec = await swarm.spec_of(service.id)
-    text = (spec.get("Labels") or {}).get(LABEL_DEPENDS, "")
-    return [name for name in text.split(",") if name]
 
 
 @dataclass(frozen=True)
