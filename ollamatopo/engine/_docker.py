@@ -197,6 +197,11 @@ class Engine:
                                     f"{_reason(error)}; {HOW_TO_REACH}") from None
         return cls(client, concurrency)
 
+    @property
+    def api_version(self) -> tuple[int, ...]:
+        """The API version both sides speak (the client asked for the engine's own)."""
+        return tuple(int(part) for part in str(self._client.api_version).split("."))
+
     def close(self) -> None:
         """Close the connection; name the calls the engine never answered (their threads
         were abandoned and end by the client's timeout, or with the process)."""

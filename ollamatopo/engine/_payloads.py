@@ -249,7 +249,9 @@ def _copy(item: file_objects.Granted) -> FileCopy:
 
 
 def healthcheck_payload(check: HealthcheckSpec) -> dict[str, Any]:
-    """The Engine API's Healthcheck: durations in nanoseconds, absent ones the engine's."""
+    """The Engine API's Healthcheck: durations in nanoseconds, absent ones the engine's.
+    No start_interval: the SDK's Healthcheck type drops it, and on one engine ollamatopo's
+    own probe, not this check, decides readiness."""
     payload: dict[str, Any] = {"test": list(check.test)}
     for key, value in (("interval", check.interval), ("timeout", check.timeout),
                        ("start_period", check.start_period)):

@@ -9,6 +9,7 @@ carry out yet is named by `swarm_problems`, before anything is made.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +29,18 @@ from ollamatopo.engine._payloads import (
     service_networks,
 )
 from ollamatopo.engine._swarm import ServiceConfig
-from ollamatopo.plan._model import HealthcheckSpec, Plan, ServiceSpec, UpdateConfig
+from ollamatopo.plan._model import (
+    HEALTH_INTERVAL_S,
+    HEALTH_RETRIES,
+    HealthcheckSpec,
+    Plan,
+    ServiceSpec,
+    UpdateConfig,
+)
 
 NS = 1_000_000_000
+# How often a start is checked on a swarm when the file gives no start_interval.
+START_INTERVAL_S = 1.0
 # ServiceSpec fields this backend carries out; any other one set is refused by name.
 CARRIED = frozenset({
     "image", "command", "entrypoint", "environment", "secrets", "env_file", "labels",
@@ -78,10 +88,12 @@ def service_name(project: str, service: str) -> str:
     return f"{project}_{service}"
 
 
-def service_config(plan: Plan, service: str, base_dir: Path) -> ServiceConfig:
+def service_config(plan: Plan, service: str, base_dir: Path, *,
+                   has_start_interval: bool = False) -> ServiceConfig:
+    """`has_start_interval`: the swarm's engines take a healthcheck's StartInterval."""
     spec = plan.services[service]
     task_template: dict[str, Any] = {
-        "ContainerSpec": _container_spec(plan, spec, base_dir),
+        "ContainerSpec": _container_spec(plan, spec, base_dir, has_start_interval),
         "Resources": _resources(spec),
         "RestartPolicy": _restart_policy(spec),
         "Placement": _placement(spec),
@@ -111,7 +123,8 @@ def service_config(plan: Plan, service: str, base_dir: Path) -> ServiceConfig:
                          None if global_mode else spec.replicas, kwargs, labels, digest)
 
 
-def _container_spec(plan: Plan, spec: ServiceSpec, base_dir: Path) -> dict[str, Any]:
+def _container_spec(plan: Plan, spec: ServiceSpec, base_dir: Path,
+                    has_start_interval: bool) -> dict[str, Any]:
     container: dict[str, Any] = {
         "Image": spec.image,
         "Command": spec.entrypoint, "Args": spec.command,
@@ -134,7 +147,8 @@ def _container_spec(plan: Plan, spec: ServiceSpec, base_dir: Path) -> dict[str, 
         container["DNSConfig"] = {"Nameservers": list(spec.dns), "Search": list(spec.dns_search),
                                   "Options": list(spec.dns_opt)}
     if spec.healthcheck is not None:
-        container["Healthcheck"] = _healthcheck(spec.healthcheck)
+        container["Healthcheck"] = swarm_healthcheck(spec.healthcheck,
+                                                     has_start_interval=has_start_interval)
     return _without_empty(container)
 
 
@@ -179,10 +193,36 @@ def _host_line(entry: str) -> str:
     return f"{address} {host}"
 
 
-def _healthcheck(check: HealthcheckSpec) -> dict[str, Any]:
-    """The container engine's healthcheck, in the services API's spelling (`Test`, ...)."""
-    return {"".join(part.title() for part in key.split("_")): value
-            for key, value in healthcheck_payload(check).items()}
+def swarm_healthcheck(check: HealthcheckSpec, *, has_start_interval: bool) -> dict[str, Any]:
+    """The healthcheck as deployed on a swarm, in the services API's spelling (`Test`, ...).
+
+    A swarm keeps a task `starting`, and its name out of the swarm's DNS, until a check
+    passed, and the engine runs the first check one `interval` after the start: with the
+    seed's 10-15 s intervals every level of the graph would cost an interval, however soon
+    the service answers (docs/swarm.md). So the start is checked every `start_interval`
+    (the file's, else START_INTERVAL_S): on an engine with `StartInterval` (API 1.44) as
+    written, with a start period of at least one interval (a failure the file's timing
+    would not have seen yet does not count); on an older engine by checking every
+    start interval throughout, with the retries scaled so that a check failing at once
+    makes the task unhealthy after the file's interval x retries, as written. A file that
+    wants the engine's first check at `interval` says `start_interval` = `interval`.
+    """
+    payload = {"".join(part.title() for part in key.split("_")): value
+               for key, value in healthcheck_payload(check).items()}
+    if check.test[:1] == ["NONE"]:
+        return payload
+    interval = check.interval if check.interval is not None else HEALTH_INTERVAL_S
+    start = check.start_interval if check.start_interval is not None else START_INTERVAL_S
+    if start >= interval:
+        return payload
+    if has_start_interval:
+        payload["StartInterval"] = int(start * NS)
+        payload["StartPeriod"] = int(max(check.start_period or 0.0, interval) * NS)
+        return payload
+    retries = check.retries if check.retries is not None else HEALTH_RETRIES
+    payload["Interval"] = int(start * NS)
+    payload["Retries"] = math.ceil(retries * interval / start)
+    return payload
 
 
 def _resources(spec: ServiceSpec) -> dict[str, Any]:

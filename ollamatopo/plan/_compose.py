@@ -31,6 +31,7 @@ from typing import Any
 
 from ollamatopo._errors import PlanProblem
 from ollamatopo.plan._container import CONTAINER_KEYS, service_references
+from ollamatopo.plan._model import HEALTH_INTERVAL_S, HEALTH_RETRIES
 from ollamatopo.plan._quantities import parse_bytes, parse_cpus, parse_duration
 
 EXTENSION = "x-ollamatopo"
@@ -71,8 +72,6 @@ NETWORK_KEYS = {"driver", "driver_opts", "ipam", "external", "internal", "attach
 VOLUME_KEYS = {"driver", "driver_opts", "external", "labels", "name"}
 CONDITIONS = {"service_started": "started", "service_healthy": "healthy",
               "service_completed_successfully": "completed"}
-# Compose's healthcheck defaults (compose-go, Docker's own).
-HEALTH_INTERVAL_S, HEALTH_RETRIES = 30.0, 3
 
 
 @dataclass
@@ -588,9 +587,9 @@ def _healthcheck(out: Translation, at: str, check: object, service: dict[str, An
         # The container keeps it too, for the engine and `docker ps`.
         service["healthcheck"] = {"test": ["CMD", *argv] if test and isinstance(test, list)
                                   and test[0] == "CMD" else ["CMD-SHELL", argv[-1]],
-                                  **{key: check[key] for key in ("interval", "timeout",
-                                                                 "retries", "start_period")
-                                     if key in check}}
+                                  **{key: check[key] for key in (
+                                      "interval", "timeout", "retries", "start_period",
+                                      "start_interval") if key in check}}
         out.sources[f"{at}.healthcheck"] = where
     out.sources[f"{at}.ready"] = where
 

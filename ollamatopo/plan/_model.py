@@ -623,6 +623,10 @@ class FileGrant(_Model):
 RESTART_RE = re.compile(r"(no|always|unless-stopped|on-failure(:[0-9]{1,9})?)")
 
 
+# The engine's own values for a healthcheck that gives no interval or retries.
+HEALTH_INTERVAL_S, HEALTH_RETRIES = 30.0, 3
+
+
 class HealthcheckSpec(_Model):
     """The container's own HEALTHCHECK, for the engine and `docker ps` (compose's
     `healthcheck`); ollamatopo's readiness does not wait for it (see `ready`)."""
@@ -632,6 +636,9 @@ class HealthcheckSpec(_Model):
     timeout: Duration | None = None
     retries: int | None = Field(default=None, ge=0, le=1000)
     start_period: Duration | None = None
+    # How often to check during start_period (Docker 25+, API 1.44); on a swarm it decides
+    # when a task runs and gets its name (engine/_swarm_payloads.swarm_healthcheck).
+    start_interval: Duration | None = None
 
 
 # A context given as a URL (compose-go's test: a scheme, or git's own forms).

@@ -34,7 +34,7 @@ from ollamatopo.engine._swarm import ObservedService, ServiceConfig, Swarm, Task
 from ollamatopo.engine._swarm_payloads import overlay_networks, service_config, swarm_problems
 from ollamatopo.plan._graph import DependencyGraph
 from ollamatopo.plan._loading import LoadedPlan
-from ollamatopo.plan._model import Condition, ProbeKind, ReadySpec
+from ollamatopo.plan._model import Condition, Plan, ProbeKind, ReadySpec
 from ollamatopo.plan._replicas import replica_names
 from ollamatopo.report._recorder import RunRecorder
 from ollamatopo.run._reconcile import Verb
@@ -48,6 +48,7 @@ from ollamatopo.run._scheduler import (
 
 POLL_S = 0.1  # the services API has no task events on this engine: tasks are listed
 NETWORK_RELEASE_S = 60.0
+START_INTERVAL_API = (1, 44)  # Docker 25: a healthcheck's start_interval
 MAX_REPLICAS = 500  # the plan model's own limit
 LABEL_PROBER = "ollamatopo.prober"  # a prober container (not a service's)
 
@@ -322,7 +323,9 @@ async def up_swarm(swarm: Swarm, loaded: LoadedPlan, options: UpOptions,
     if problems:
         raise PlanError(str(loaded.path), problems)
     await swarm.nodes()  # a manager, or NotAManager before anything is made
-    configs = {name: service_config(plan, name, loaded.path.parent)
+    has_start_interval = swarm.engine.api_version >= START_INTERVAL_API
+    configs = {name: service_config(plan, name, loaded.path.parent,
+                                    has_start_interval=has_start_interval)
                for name in loaded.graph.nodes}
     actions, orphans = reconcile_services(configs, await swarm.services(plan.project))
     probes = OverlayProbes(swarm, options.probe_image, {
@@ -331,6 +334,7 @@ async def up_swarm(swarm: Swarm, loaded: LoadedPlan, options: UpOptions,
     recorder.emit("run started", backend="swarm", plan=str(loaded.path),
                   services=len(configs),
                   actions=[str(a) for a in (*actions.values(), *orphans)])
+    _tell_start_checks(plan, configs, has_start_interval, recorder)
     def on_failure(name: str, failure: ServiceFailed) -> None:
         recorder.fail(name, failure.cause, optional=plan.services[name].optional)
 
@@ -367,6 +371,26 @@ async def _ensure_networks(swarm: Swarm, loaded: LoadedPlan, run_id: str,
             continue
         await swarm.engine.create_network(config, run_id)
         recorder.emit("network ensured", network=config.name, action="create")
+
+
+def _tell_start_checks(plan: Plan, configs: Mapping[str, ServiceConfig],
+                       has_start_interval: bool, recorder: RunRecorder) -> None:
+    """Say where the swarm's healthchecks run more often than the file wrote them (on an
+    engine without StartInterval, for the task's whole life: swarm_healthcheck)."""
+    changed = {}
+    for name, config in configs.items():
+        check = config.create_kwargs["task_template"]["ContainerSpec"].get("Healthcheck", {})
+        written = plan.services[name].healthcheck
+        if "StartInterval" in check:
+            changed[name] = f"every {check['StartInterval'] / 1e9:g}s while starting"
+        elif written is not None and check.get("Retries") != written.retries:
+            changed[name] = f"every {check['Interval'] / 1e9:g}s, {check['Retries']} retries"
+    if changed:
+        recorder.emit("healthchecks at start cadence", level="info" if has_start_interval
+                      else "warning", services=changed,
+                      why="a swarm names a task only once a check passed" + (
+                          "" if has_start_interval else "; this engine has no "
+                          "start_interval (API < 1.44), so throughout"))
 
 
 @dataclass(frozen=True)

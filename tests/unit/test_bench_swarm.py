@@ -11,10 +11,11 @@ from typing import Any
 import pytest
 import yaml
 
-from bench._compose import seed_healthchecks
+from bench._compose import NODE_HEALTHCHECK, seed_healthchecks
 from bench._plans import SEED_DELAYS, SeedTopology, load_seed
 from bench._swarm import (
     depends_on,
+    deployed_healthcheck,
     file_graph,
     lone_keys,
     phase_default,
@@ -91,6 +92,13 @@ def test_lone_services_are_measured_once_per_delay_healthcheck_and_node(
     keys = lone_keys(seed, seed_healthchecks(seed.names), SEED_DELAYS)
     assert keys["postgres"] == keys["minio"] and keys["ollama-node-2"] == keys["ollama-node-3"]
     assert len(set(keys.values())) == 6
+
+
+def test_lone_services_are_measured_as_deployed_and_as_written() -> None:
+    written = deployed_healthcheck(NODE_HEALTHCHECK, as_written=True, has_start_interval=False)
+    ours = deployed_healthcheck(NODE_HEALTHCHECK, as_written=False, has_start_interval=False)
+    assert (written["Interval"], written["Retries"]) == (15_000_000_000, 2)
+    assert (ours["Interval"], ours["Retries"]) == (1_000_000_000, 30)
 
 
 def test_the_table_says_why_it_was_not_measured() -> None:

@@ -11,9 +11,11 @@ from ollamatopo.engine._swarm import ObservedService
 from ollamatopo.engine._swarm_payloads import (
     overlay_networks,
     service_config,
+    swarm_healthcheck,
     swarm_problems,
 )
 from ollamatopo.plan._loading import LoadedPlan, load_plan
+from ollamatopo.plan._model import HealthcheckSpec
 from ollamatopo.run._reconcile import Verb
 from ollamatopo.run._swarm import one_service_each, reconcile_services
 
@@ -83,8 +85,8 @@ def test_the_task_template_carries_the_compose_keys(loaded: LoadedPlan) -> None:
     assert node["update_config"] == {"Parallelism": 1, "Delay": 5_000_000_000,
                                      "FailureAction": "rollback", "Order": "start-first"}
     db = service_config(loaded.plan, "db", loaded.path.parent).create_kwargs["task_template"]
-    assert db["ContainerSpec"]["Healthcheck"] == {
-        "Test": ["CMD", "pg_isready"], "Interval": 2_000_000_000, "Retries": 5,
+    assert db["ContainerSpec"]["Healthcheck"] == {  # checked every second (below)
+        "Test": ["CMD", "pg_isready"], "Interval": 1_000_000_000, "Retries": 10,
         "StartPeriod": 10_000_000_000}
     assert db["ContainerSpec"]["Mounts"][0]["Source"] == "shop_data"
     assert db["Resources"]["Limits"] == {"NanoCPUs": 1_500_000_000, "MemoryBytes": 2**30}
@@ -136,3 +138,43 @@ def test_scales_counts_are_the_swarms_replicas(tmp_path: Path) -> None:
                         encoding="utf-8")
     plain = one_service_each(load_plan(numbered, environ={}))
     assert {n: s.replicas for n, s in plain.plan.services.items()} == {"node-1": 1, "node-2": 1}
+
+
+S = 1_000_000_000
+SEED_CHECK = HealthcheckSpec(test=["CMD-SHELL", "curl -f localhost:8080/health"],
+                             interval=15, timeout=5, retries=3, start_period=20)
+
+
+def test_an_engine_with_start_interval_checks_the_start_every_second_as_written() -> None:
+    check = swarm_healthcheck(SEED_CHECK, has_start_interval=True)
+    assert check == {"Test": ["CMD-SHELL", "curl -f localhost:8080/health"],
+                     "Interval": 15 * S, "Timeout": 5 * S, "Retries": 3,
+                     "StartPeriod": 20 * S, "StartInterval": 1 * S}
+    # Without a start period the start interval would never apply: one interval of it,
+    # the time before which the file's own timing had no check to count.
+    bare = swarm_healthcheck(SEED_CHECK.model_copy(update={"start_period": None}),
+                             has_start_interval=True)
+    assert bare["StartPeriod"] == 15 * S
+
+
+def test_an_older_engine_checks_every_second_with_the_same_time_to_unhealthy() -> None:
+    check = swarm_healthcheck(SEED_CHECK, has_start_interval=False)
+    assert check["Interval"] == 1 * S and check["Retries"] == 45  # 3 x 15 s
+    assert check["Interval"] * check["Retries"] == SEED_CHECK.interval * SEED_CHECK.retries * S
+    assert check["Timeout"] == 5 * S and check["StartPeriod"] == 20 * S
+    # The engine's defaults (30 s, 3 retries) when the file gives neither.
+    bare = swarm_healthcheck(HealthcheckSpec(test=["CMD", "true"]), has_start_interval=False)
+    assert (bare["Interval"], bare["Retries"]) == (1 * S, 90)
+
+
+def test_the_files_start_interval_is_the_cadence_and_can_keep_the_check_as_written() -> None:
+    every_2s = swarm_healthcheck(SEED_CHECK.model_copy(update={"start_interval": 2}),
+                                 has_start_interval=False)
+    assert (every_2s["Interval"], every_2s["Retries"]) == (2 * S, 23)  # ceil(45 / 2)
+    as_written = SEED_CHECK.model_copy(update={"start_interval": 15})
+    for has in (True, False):
+        check = swarm_healthcheck(as_written, has_start_interval=has)
+        assert (check["Interval"], check["Retries"]) == (15 * S, 3)
+        assert "StartInterval" not in check
+    off = swarm_healthcheck(HealthcheckSpec(test=["NONE"]), has_start_interval=False)
+    assert off == {"Test": ["NONE"]}
