@@ -9,7 +9,9 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|us|h|m|s)", re.ASCII)
 _DURATION_SECONDS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -103,36 +105,55 @@ def format_bytes(size: int) -> str:
     return str(size)
 
 
+PublishMode = Literal["ingress", "host"]
+
+
 @dataclass(frozen=True)
 class PortBinding:
-    """One published port: `[ip:][host:]container[/proto]`."""
+    """One published port: `[ip:][host:]container[/proto]`, or compose's long form."""
 
     container_port: int
     protocol: str = "tcp"
     host_port: int | None = None  # None: an ephemeral port chosen by the engine
     host_ip: str = ""  # "": all addresses
+    # compose's `mode`: on a swarm, "ingress" publishes the port once for the service (the
+    # routing mesh), "host" on the node of each task; one engine publishes either as usual.
+    mode: PublishMode = "ingress"
 
     @property
     def container_key(self) -> str:
         return f"{self.container_port}/{self.protocol}"
 
     def __str__(self) -> str:
+        """The short form (which has no mode: `long_form` keeps it)."""
         ip = f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip
         host = f"{ip}:" if ip else ""
         published = f"{host}{self.host_port or ''}:" if self.host_port or self.host_ip else ""
         return f"{published}{self.container_port}/{self.protocol}"
 
+    def long_form(self) -> dict[str, object]:
+        """compose's long form, as `docker compose config` writes it (`published` a string)."""
+        written: dict[str, object] = {"mode": self.mode, "target": self.container_port}
+        if self.host_ip:
+            written["host_ip"] = self.host_ip
+        if self.host_port is not None:
+            written["published"] = str(self.host_port)
+        return {**written, "protocol": self.protocol}
+
 
 def parse_port(value: object) -> PortBinding:
-    """A compose short-form port: `8080`, `"80:80"`, `"127.0.0.1:5432:5432"`, `"6831:6831/udp"`."""
+    """A compose port: the short form `8080`, `"80:80"`, `"127.0.0.1:5432:5432"`,
+    `"6831:6831/udp"`, or the long form's mapping (`target`, `published`, `host_ip`,
+    `protocol`, `mode`)."""
+    if isinstance(value, Mapping):
+        return _parse_long_port(value)
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise ValueError('expected a port such as "8080", "80:80" or "127.0.0.1:5432:5432"')
     text = str(value).strip()
     protocol = "tcp"
     if "/" in text:
         text, protocol = text.rsplit("/", 1)
-        if protocol not in ("tcp", "udp", "sctp"):
-            raise ValueError(f"unknown protocol {protocol!r}: use tcp, udp or sctp")
+        _protocol(protocol)
     host_ip = ""
     if text.startswith("["):  # [::1]:8080:80
         end = text.find("]")
@@ -141,17 +162,56 @@ def parse_port(value: object) -> PortBinding:
         host_ip, text = text[1:end], text[end + 2 :]
     elif text.count(":") == 2:
         host_ip, text = text.split(":", 1)
-    if host_ip:
-        try:
-            ipaddress.ip_address(host_ip)
-        except ValueError:
-            raise ValueError(f"{host_ip!r} is not an IP address") from None
+    _address(host_ip)
     pieces = text.split(":")
     if len(pieces) > 2:
         raise ValueError(f"{value!r} is not a port mapping: use [ip:]host:container[/proto]")
     host = _port_number(pieces[0]) if len(pieces) == 2 and pieces[0] else None
     container = _port_number(pieces[-1])
     return PortBinding(container, protocol, host, host_ip)
+
+
+LONG_PORT_KEYS = ("target", "published", "host_ip", "protocol", "mode")
+
+
+def _parse_long_port(value: Mapping[object, object]) -> PortBinding:
+    unknown = [str(key) for key in value if key not in LONG_PORT_KEYS]
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r} in a port: use "
+                         f"{', '.join(LONG_PORT_KEYS)}")
+    if "target" not in value:
+        raise ValueError("a port's long form needs `target` (the container's port)")
+    published = value.get("published")
+    mode = value.get("mode", "ingress")
+    if mode not in ("ingress", "host"):
+        raise ValueError(f"unknown port mode {mode!r}: use ingress or host")
+    return PortBinding(_port_number(_text(value["target"])),
+                       _protocol(_text(value.get("protocol", "tcp"))),
+                       None if published in (None, "") else _port_number(_text(published)),
+                       _address(_text(value.get("host_ip", ""))),
+                       "host" if mode == "host" else "ingress")
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{value!r} is not a port, address or protocol")
+    return str(value).strip()
+
+
+def _protocol(text: str) -> str:
+    if text not in ("tcp", "udp", "sctp"):
+        raise ValueError(f"unknown protocol {text!r}: use tcp, udp or sctp")
+    return text
+
+
+def _address(text: str) -> str:
+    """`text` if it is an IP address ("" for all addresses)."""
+    if text:
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not an IP address") from None
+    return text
 
 
 def _port_number(text: str) -> int:

@@ -180,6 +180,48 @@ def test_port_binding_text() -> None:
     assert str(PortBinding(53, "udp", 53, "10.0.0.1")) == "10.0.0.1:53:53/udp"
 
 
+@pytest.mark.parametrize(
+    ("value", "binding"),
+    [
+        ({"target": 80, "published": "8080", "mode": "host"},
+         PortBinding(80, "tcp", 8080, mode="host")),
+        ({"target": "53", "published": 53, "protocol": "udp", "host_ip": "10.0.0.1",
+          "mode": "host"}, PortBinding(53, "udp", 53, "10.0.0.1", "host")),
+        ({"target": 9000, "mode": "host"}, PortBinding(9000, mode="host")),
+        ({"target": 9000, "published": ""}, PortBinding(9000)),
+        ({"target": 443, "published": 443, "mode": "ingress"}, PortBinding(443, "tcp", 443)),
+    ],
+)
+def test_parse_port_takes_composes_long_form_with_its_mode(value: object,
+                                                         binding: PortBinding) -> None:
+    assert parse_port(value) == binding
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"published": 80, "mode": "host"}, "needs `target`"),
+        ({"target": 80, "mode": "bridge"}, "unknown port mode 'bridge'"),
+        ({"target": 80, "name": "web"}, "unknown key 'name'"),
+        ({"target": 80, "published": "8000-8010"}, "not a port number"),
+        ({"target": 80, "protocol": "icmp"}, "unknown protocol"),
+        ({"target": 80, "host_ip": "localhost"}, "not an IP address"),
+        ({"target": True}, "not a port"),
+    ],
+)
+def test_parse_port_refuses_a_long_form(value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_port(value)
+
+
+def test_a_host_mode_port_reads_back_from_its_long_form() -> None:
+    binding = PortBinding(53, "udp", 5353, "127.0.0.1", "host")
+    assert binding.long_form() == {"mode": "host", "target": 53, "host_ip": "127.0.0.1",
+                                   "published": "5353", "protocol": "udp"}
+    assert parse_port(binding.long_form()) == binding
+    assert parse_port(PortBinding(80, mode="host").long_form()) == PortBinding(80, mode="host")
+
+
 # --- hostile quantities (found by test_hostile_plans) ---------------------------------------
 
 HUGE = 10**400  # no float holds it
