@@ -101,7 +101,8 @@ def their_model(document: dict[str, Any]) -> dict[str, Any]:
                             for k, v in (spec.get("environment") or {}).items()
                             if v is not None},
             "ports": {(p.get("host_ip", ""), str(p.get("published") or ""), int(p["target"]),
-                       p.get("protocol", "tcp")) for p in spec.get("ports") or []},
+                       p.get("protocol", "tcp"), p.get("mode", "ingress"))
+                      for p in spec.get("ports") or []},
             "mounts": mounts, "tmpfs": tmpfs,
             "networks": {key: sorted((value or {}).get("aliases") or [])
                          for key, value in (spec.get("networks") or {}).items()},
@@ -151,7 +152,7 @@ def our_model(path: Path, env: dict[str, str], overrides: tuple[str, ...] = (),
             "entrypoint": argv(spec.entrypoint),
             "environment": {k: v for k, v in spec.environment.items() if v is not None},
             "ports": {(p.host_ip, "" if p.host_port is None else str(p.host_port),
-                       p.container_port, p.protocol) for p in spec.ports},
+                       p.container_port, p.protocol, p.mode) for p in spec.ports},
             "mounts": mounts, "tmpfs": set(spec.tmpfs),
             # No network named: compose writes the project's default one, as it is.
             "networks": {key: sorted(value.aliases) for key, value in spec.networks.items()}
@@ -250,6 +251,36 @@ def test_every_plan_under_config_is_a_compose_file_compose_accepts(compose_binar
         if conditions or spec.after is not None:  # depends_on written: the same graph
             assert conditions == {dep: c.value for dep, c in (spec.after or {}).items()}, name
     assert "x-ollamatopo" in yaml.safe_load(plan.read_text(encoding="utf-8"))
+
+
+def test_config_writes_a_host_mode_port_that_compose_reads_as_written(
+        compose_binary: Path, tmp_path: Path) -> None:
+    """The short syntax has no `mode`: `config` writes a host-mode port in the long form,
+    and compose reads the same ports from what it printed as from the file."""
+    path = tmp_path / "compose.yaml"
+    path.write_text("""
+services:
+  api:
+    image: api:1
+    ports:
+      - "8080:80"
+      - {target: 9100, published: "9100", mode: host}
+      - {target: 53, host_ip: 127.0.0.1, protocol: udp, mode: host}
+""", encoding="utf-8")
+    environment = {**ENV, "PYTHONPATH": str(ROOT),
+                   "OLLAMATOPO_STATE_DIR": str(tmp_path / "state")}
+    done = subprocess.run([sys.executable, "-m", "ollamatopo", "config", "--plan", str(path)],
+                          capture_output=True, text=True, env=environment, check=False,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    converted = tmp_path / "printed" / "compose.yaml"
+    converted.parent.mkdir()
+    converted.write_text(done.stdout, encoding="utf-8")
+    written = their_model(theirs(compose_binary, path, {}))["services"]["api"]["ports"]
+    assert ("", "9100", 9100, "tcp", "host") in written
+    assert their_model(theirs(compose_binary, converted, {}))["services"]["api"][
+        "ports"] == written
+    assert our_model(converted, {})["services"]["api"]["ports"] == written
 
 
 @pytest.mark.parametrize("plan", [FIXTURES / "training" / "compose.yaml",

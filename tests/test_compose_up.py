@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 from typing import Any
 
 from tests.conftest import Project
+from tests.test_compose_service_keys import free_port
 
 JOBS = """
 services:
@@ -112,3 +114,25 @@ def test_external_networks_and_volumes_are_used_never_made_or_removed(project: P
         project.clean()
         network.remove()
         volume.remove(force=True)
+
+
+HOST_MODE = """
+services:
+  web:
+    image: ollamatopo-standin:latest
+    healthcheck: {disable: true}
+    ports: [{target: 8080, published: "HOSTPORT", host_ip: 127.0.0.1, mode: host}]
+    x-ollamatopo: {ready: {http: {port: 8080, path: /health}}}
+"""
+
+
+def test_a_host_mode_port_is_published_as_usual_on_one_engine(project: Project) -> None:
+    """compose's `mode: host` means where a swarm publishes; one engine has one host."""
+    port = free_port()
+    path = project.write(HOST_MODE.replace("HOSTPORT", str(port)), "compose.yaml")
+    result = project.run("up", "--plan", str(path), "--project", project.name)
+    assert result.code == 0, result.stderr
+    bindings = project.containers()["web"].attrs["HostConfig"]["PortBindings"]
+    assert bindings == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
+        assert answer.status == 200

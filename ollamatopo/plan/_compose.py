@@ -32,7 +32,7 @@ from typing import Any
 from ollamatopo._errors import PlanProblem
 from ollamatopo.plan._container import CONTAINER_KEYS, service_references
 from ollamatopo.plan._model import HEALTH_INTERVAL_S, HEALTH_RETRIES
-from ollamatopo.plan._quantities import parse_bytes, parse_cpus, parse_duration
+from ollamatopo.plan._quantities import LONG_PORT_KEYS, parse_bytes, parse_cpus, parse_duration
 
 EXTENSION = "x-ollamatopo"
 SINGLE_PHASE = "services"
@@ -232,10 +232,11 @@ def _simple_lists(at: str, spec: dict[str, Any], service: dict[str, Any]) -> Non
 
 def _short_forms(out: Translation, at: str, key: str, spec: dict[str, Any],
                  service: dict[str, Any],
-                 write: Callable[[dict[str, Any], str], str | None]) -> None:
+                 write: Callable[[dict[str, Any], str], str | dict[str, Any] | None]) -> None:
     """`spec[key]`'s long-syntax entries written in the short syntax the model reads
-    (`write` gives it, "" for an entry that went elsewhere, None for one not carried out
-    yet); short entries, and a value that is no list, are the model's to judge."""
+    (`write` gives it, or a mapping the model reads for what the short syntax cannot say;
+    "" for an entry that went elsewhere, None for one not carried out yet); short
+    entries, and a value that is no list, are the model's to judge."""
     items = spec.get(key)
     if not isinstance(items, list):
         if items is not None:
@@ -299,9 +300,14 @@ def _address_prefix(body: str) -> tuple[str, str]:
     return "", body
 
 
-def _port(port: dict[str, Any], _: str) -> str | None:
-    if "-" in str(port.get("published", "")) or port.get("mode", "ingress") != "ingress":
+def _port(port: dict[str, Any], _: str) -> str | dict[str, Any] | None:
+    """A long-syntax port in the short syntax, but for a `mode` other than the default
+    ingress (which the short syntax cannot say): that one as the mapping the model reads
+    (parse_port), without compose's descriptive `name` and `app_protocol`."""
+    if "-" in str(port.get("published", "")):
         return None
+    if port.get("mode", "ingress") != "ingress":
+        return {key: port[key] for key in LONG_PORT_KEYS if key in port}
     target, published, address = port.get("target"), port.get("published"), port.get("host_ip")
     text = (f"{address}:{published or ''}:{target}" if address
             else f"{published}:{target}" if published else f"{target}")

@@ -73,7 +73,9 @@ def _service(plan: Plan, name: str, spec: ServiceSpec, base: Path) -> dict[str, 
             if not ref.required else str((base / Path(ref.path).expanduser()).resolve())
             for ref in spec.env_file]
     if spec.ports:
-        service["ports"] = [str(port) for port in spec.ports]
+        # the short form has no mode: a host-mode port in the long form
+        service["ports"] = [str(port) if port.mode == "ingress" else port.long_form()
+                            for port in spec.ports]
     if spec.volumes:
         service["volumes"] = [str(mount if mount.named else mount.model_copy(
             update={"source": str((base / mount.source).resolve())}))

@@ -10,6 +10,7 @@ import pytest
 from ollamatopo._errors import PlanError
 from ollamatopo.engine._payloads import container_config
 from ollamatopo.plan._compose import normalize_project_name
+from ollamatopo.plan._compose_out import to_compose
 from ollamatopo.plan._loading import LoadedPlan, load_plan, read_project_name
 from ollamatopo.plan._model import Condition
 
@@ -120,6 +121,51 @@ volumes:
     assert [(m.source, m.target, m.read_only, m.named) for m in web.volumes] == [
         ("data", "/data", True, True), ("./site", "/www", False, False)]
     assert web.tmpfs == ["/scratch"]
+
+
+def test_long_syntax_host_mode_ports_are_kept_and_one_engine_publishes_them_as_usual(
+        tmp_path: Path) -> None:
+    loaded = load(tmp_path, """
+services:
+  web:
+    image: web:1
+    ports:
+      - {target: 80, published: "8080", mode: host, name: web, app_protocol: http}
+      - {target: 53, host_ip: 127.0.0.1, protocol: udp, mode: host}
+      - {target: 81, published: 8081, mode: ingress}
+""")
+    web = loaded.plan.services["web"]
+    assert [(p.host_ip, p.host_port, p.container_port, p.protocol, p.mode)
+            for p in web.ports] == [("", 8080, 80, "tcp", "host"),
+                                    ("127.0.0.1", None, 53, "udp", "host"),
+                                    ("", 8081, 81, "tcp", "ingress")]
+    bindings = container_config(loaded.plan, "web", loaded.path.parent).create_kwargs[
+        "host_config"]["PortBindings"]
+    assert bindings == {"80/tcp": [{"HostIp": "", "HostPort": "8080"}],
+                        "53/udp": [{"HostIp": "127.0.0.1", "HostPort": ""}],
+                        "81/tcp": [{"HostIp": "", "HostPort": "8081"}]}
+    assert to_compose(loaded.plan, loaded.path.parent)["services"]["web"]["ports"] == [
+        {"mode": "host", "target": 80, "published": "8080", "protocol": "tcp"},
+        {"mode": "host", "target": 53, "host_ip": "127.0.0.1", "protocol": "udp"},
+        "8081:81/tcp"]
+    problems = refused(tmp_path, """
+services:
+  web:
+    image: web:1
+    ports: [{target: 80, published: "8080", mode: bridge}]
+    deploy: {replicas: 2}
+""")
+    assert problems == ["services.web.ports[0] (line 5): unknown port mode 'bridge': use "
+                        "ingress or host"]
+    problems = refused(tmp_path, """
+services:
+  web:
+    image: web:1
+    ports: [{target: 80, published: "8080", mode: host}]
+    deploy: {replicas: 2}
+""")  # one engine: its replicas are containers of one host
+    assert problems[0].startswith("services.web.ports[0] (line 5): 2 replicas cannot all "
+                                  "publish host port 8080")
 
 
 def test_networks_with_ipam_and_deploy(tmp_path: Path) -> None:
