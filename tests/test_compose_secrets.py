@@ -210,6 +210,19 @@ def test_a_missing_secret_file_fails_before_anything_is_made(project: Project) -
     assert project.containers() == {}
 
 
+def test_an_external_secret_is_a_swarms_and_one_engine_refuses_it(project: Project) -> None:
+    """compose refuses it too ("unsupported external secret"); `--backend swarm` looks it
+    up (tests/test_swarm_secrets.py)."""
+    path = write(project.folder)
+    path.write_text(path.read_text(encoding="utf-8").replace(
+        "db_pw: {file: ./pw.txt}", "db_pw: {external: true}"), encoding="utf-8")
+    result = project.run("up", "--plan", str(path), "--project", project.name,
+                         env=ENVIRONMENT)
+    assert result.code == 2, result.stderr
+    assert "services.app.secrets[0]: secret 'db_pw' is external: a swarm's" in result.stderr
+    assert project.containers() == {}
+
+
 def test_the_document_printed_by_config_is_yaml_compose_reads(project: Project) -> None:
     """The inline content's `$` comes back as `$$`, as compose's own config writes it."""
     path = write(project.folder)

@@ -15,8 +15,10 @@ does with them, and so what ollamatopo does:
   created and before it starts (a tar put at /), with `mode` (default 0444) and, when
   `uid` or `gid` is given, that owner (else root); an empty value makes no file (compose
   skips it too), and a `read_only` container cannot take one (compose refuses it too);
-- `external`, `name` and the swarm keys (`labels`, `driver`, `driver_opts`,
-  `template_driver`) name swarm objects: not supported yet.
+- `name` and `external` name swarm objects: `--backend swarm` makes each one a swarm
+  secret or config (engine/_swarm_objects.py); one engine has no use for a name, and
+  refuses an external one, as compose does (`on_one_engine`). The other swarm keys
+  (`labels`, `driver`, `driver_opts`, `template_driver`) are not supported yet.
 
 Beyond compose: the container's config hash takes a digest of each one's content, so a
 changed secret recreates the container at the next `up` (compose's hash has only the
@@ -41,7 +43,8 @@ from ollamatopo.plan._model import FileGrant, FileObjectSpec, Plan, ServiceSpec
 KINDS = ("secrets", "configs")
 BASE = {"secrets": "/run/secrets", "configs": ""}  # where a relative target goes
 SOURCES = {"secrets": ("file", "environment"), "configs": ("file", "environment", "content")}
-NOT_YET = ("external", "name", "labels", "driver", "driver_opts", "template_driver")
+NOT_YET = ("labels", "driver", "driver_opts", "template_driver")
+SWARM_KEYS = ("name", "external")  # the swarm's object: engine/_swarm_objects.py
 GRANT_KEYS = ("source", "target", "uid", "gid", "mode")
 FIELD = {"secrets": "secret_files", "configs": "config_files"}  # the service's, in the plan
 DEFAULT_MODE = 0o444  # of a copied file (compose's createTar)
@@ -75,16 +78,19 @@ def _object(out: Translation, kind: str, name: str, spec: object) -> dict[str, A
         out.problems.append(PlanProblem(at, f"expected a mapping with one of "
                                             f"{', '.join(sources)}"))
         return None
-    swarm = [key for key in spec if key in NOT_YET and (key != "external" or spec[key])]
+    swarm = [key for key in spec if key in NOT_YET]
     for key in swarm:
         _not_yet(out, f"{at}.{key}")
     for key in spec:
-        if key not in (*sources, *NOT_YET) and not str(key).startswith("x-"):
+        if key not in (*sources, *NOT_YET, *SWARM_KEYS) and not str(key).startswith("x-"):
             out.problems.append(PlanProblem(f"{at}.{key}", f"unknown key: a {kind[:-1]} "
-                                            f"takes {', '.join(sources)}"))
+                                            f"takes {', '.join((*sources, *SWARM_KEYS))}"))
     given = [key for key in sources if spec.get(key) is not None]
-    if swarm:
+    named = _swarm_keys(out, at, spec, given)
+    if swarm or named is None:
         return None
+    if named.get("external"):
+        return named
     if len(given) != 1:
         out.problems.append(PlanProblem(at, f"give exactly one of {', '.join(sources)} "
                                             f"(found: {', '.join(given) or 'none'}); compose "
@@ -95,7 +101,25 @@ def _object(out: Translation, kind: str, name: str, spec: object) -> dict[str, A
         what = "text" if key == "content" else "a path" if key == "file" else "a variable name"
         out.problems.append(PlanProblem(f"{at}.{key}", f"expected {what}"))
         return None
-    return {key: spec[key]}
+    return {key: spec[key], **named}
+
+
+def _swarm_keys(out: Translation, at: str, spec: dict[Any, Any],
+                given: list[str]) -> dict[str, Any] | None:
+    """`name` and `external`, as written (None, and a problem, when they cannot be)."""
+    problems = len(out.problems)
+    name, external = spec.get("name"), spec.get("external", False)
+    if name is not None and not (isinstance(name, str) and name):
+        out.problems.append(PlanProblem(f"{at}.name", "expected a name"))
+    if not isinstance(external, bool):
+        out.problems.append(PlanProblem(f"{at}.external", "expected true or false (the "
+                                        "swarm's name of it goes in name:)"))
+    elif external and given:
+        out.problems.append(PlanProblem(at, f"an external one has no {given[0]}: the swarm "
+                                            "holds its content (compose refuses both too)"))
+    if len(out.problems) > problems:
+        return None
+    return {key: value for key, value in (("name", name), ("external", external)) if value}
 
 
 def _grants(out: Translation, kind: str, at: str, spec: dict[str, Any],
@@ -123,8 +147,9 @@ def _grants(out: Translation, kind: str, at: str, spec: dict[str, Any],
             if set(grant) & {"uid", "gid", "mode"}:
                 out.warnings.append(f"{where}: uid, gid and mode do not apply to a file "
                                     "source: it is bind-mounted read-only with the file's own "
-                                    "owner and mode (compose ignores them too)")
-        elif spec.get("read_only") is True:
+                                    "owner and mode (compose ignores them too; a swarm "
+                                    "applies them)")
+        elif spec.get("read_only") is True and not source.get("external"):
             out.problems.append(PlanProblem(where, "a read_only container cannot take a "
                                             f"{kind[:-1]} from environment or content (it is "
                                             "copied in; compose refuses it too): use a file: "
@@ -230,6 +255,19 @@ def undeclared(plan: Plan) -> Iterator[PlanProblem]:
                                       f"it under the top-level {kind}")
 
 
+def on_one_engine(plan: Plan) -> Iterator[PlanProblem]:
+    """A service getting an external one: a swarm's, which one engine cannot read."""
+    for name, spec in plan.services.items():
+        for kind in KINDS:
+            for index, grant in enumerate(getattr(spec, FIELD[kind])):
+                found = getattr(plan, kind).get(grant.source)
+                if found is not None and found.external:
+                    yield PlanProblem(f"services.{name}.{kind}[{index}]",
+                                      f"{kind[:-1]} {grant.source!r} is external: a swarm's "
+                                      "(--backend swarm looks it up); one engine has none "
+                                      "(compose refuses it too)")
+
+
 def used(plan: Plan) -> set[tuple[str, str]]:
     """(kind, name) of the secrets and configs some service gets."""
     return {(item.kind, item.grant.source) for spec in plan.services.values()
@@ -254,11 +292,14 @@ def source_path(spec: FileObjectSpec, base: Path) -> Path:
 def definition(spec: FileObjectSpec, base: Path) -> dict[str, Any]:
     """A top-level secret or config as compose's `config` prints it: its source (a file's
     path absolute), never a value."""
+    named = {"name": spec.name} if spec.name else {}
+    if spec.external:
+        return {**named, "external": True}
     if spec.file is not None:
-        return {"file": str(source_path(spec, base))}
+        return {"file": str(source_path(spec, base)), **named}
     if spec.environment is not None:
-        return {"environment": spec.environment}
-    return {"content": spec.content}
+        return {"environment": spec.environment, **named}
+    return {"content": spec.content, **named}
 
 
 def usage(grant: FileGrant) -> dict[str, Any]:

@@ -891,6 +891,8 @@ def _read_file_objects(plan: Plan, base: Path, variables: Mapping[str, str],
                                                      for kind in file_objects.KINDS}
     for kind, name in sorted(file_objects.used(plan)):
         spec, at = objects[kind][name], f"{kind}.{name}"
+        if spec.external:  # the swarm holds its content
+            continue
         if spec.file is not None:
             file_path = file_objects.source_path(spec, base)
             try:

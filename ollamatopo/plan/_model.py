@@ -591,12 +591,16 @@ class LoadBalanceSpec(_Model):
 class FileObjectSpec(_Model):
     """A top-level secret or config of compose (plan/_file_objects.py says how each is
     carried out): its content from a `file` (bind-mounted), a variable of the project's
-    `environment` or, for a config, inline `content` (both copied in before the start).
+    `environment` or, for a config, inline `content` (both copied in before the start);
+    or, on a swarm, `external`: one the swarm has already, under `name` or its key. `name`
+    is the swarm's name of it (else `<project>_<key>`); one engine has no use for it.
     The loader fills `digest` and `value`; a file never holds them."""
 
     file: Annotated[str, Field(min_length=1)] | None = None
     environment: Annotated[str, Field(min_length=1)] | None = None
     content: str | None = None
+    name: Annotated[str, Field(min_length=1)] | None = None
+    external: bool = False
     digest: str | None = None  # of the content: the container's config hash takes it
     value: str | None = Field(default=None, repr=False)  # what is copied in
 
@@ -604,6 +608,11 @@ class FileObjectSpec(_Model):
     def _one_source(self) -> FileObjectSpec:
         given = [key for key in ("file", "environment", "content") if getattr(self, key)
                  is not None]
+        if self.external:
+            if given:
+                raise ValueError(f"an external one has no {given[0]}: the swarm holds its "
+                                 "content (compose refuses both too)")
+            return self
         if len(given) != 1:
             raise ValueError("give exactly one of file, environment or content (found: "
                              f"{', '.join(given) or 'none'})")

@@ -27,6 +27,7 @@ from ollamatopo._errors import (
     EngineError,
     ExternalMissing,
     OllamatopoError,
+    PlanError,
     ProbeFailed,
     RunFailed,
     ServiceFailed,
@@ -54,6 +55,7 @@ from ollamatopo.engine._probes import (
 )
 from ollamatopo.engine._snapshot import Snapshot
 from ollamatopo.engine._watch import ContainerWatch, watch_containers
+from ollamatopo.plan import _file_objects as file_objects
 from ollamatopo.plan._graph import DependencyGraph
 from ollamatopo.plan._loading import LoadedPlan
 from ollamatopo.plan._model import Condition, Plan
@@ -188,6 +190,9 @@ class DesiredState:
 async def observe(engine: Engine, loaded: LoadedPlan) -> DesiredState:
     plan = loaded.plan
     base = loaded.path.parent
+    problems = list(file_objects.on_one_engine(plan))
+    if problems:
+        raise PlanError(str(loaded.path), problems)
     containers = {name: container_config(plan, name, base) for name in loaded.graph.nodes}
     networks = [network_config(plan.project, key, spec)
                 for key, spec in plan_networks(plan).items()]

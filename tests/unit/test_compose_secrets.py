@@ -13,6 +13,7 @@ import yaml
 
 from ollamatopo._errors import PlanError
 from ollamatopo.engine._payloads import ContainerConfig, FileCopy, container_config
+from ollamatopo.plan import _file_objects as file_objects
 from ollamatopo.plan._compose_out import to_compose
 from ollamatopo.plan._loading import LoadedPlan, load_plan
 
@@ -231,8 +232,9 @@ services:
 
 
 @pytest.mark.parametrize(("declaration", "expected"), [
-    ("{external: true}", "secrets.s.external (line 4): not supported yet"),
-    ("{name: shared, file: ./pw.txt}", "secrets.s.name (line 4): not supported yet"),
+    ("{external: true, file: ./pw.txt}", "secrets.s (line 4): an external one has no file"),
+    ("{name: 3, file: ./pw.txt}", "secrets.s.name (line 4): expected a name"),
+    ("{external: yes please}", "secrets.s.external (line 4): expected true or false"),
     ("{file: ./pw.txt, driver: vault}", "secrets.s.driver (line 4): not supported yet"),
     ("{file: ./pw.txt, environment: X}", "secrets.s (line 4): give exactly one of file, "
                                          "environment (found: file, environment)"),
@@ -248,6 +250,29 @@ secrets:
   s: {declaration}
 """)
     assert any(problem.startswith(expected) for problem in found), found
+
+
+def test_a_swarms_name_and_external_ones_load_and_one_engine_refuses_an_external_one(
+        tmp_path: Path) -> None:
+    loaded = load(tmp_path, """\
+services:
+  app: {image: app:1, secrets: [db_pw, shared], configs: [site]}
+secrets:
+  db_pw: {file: ./pw.txt, name: shop_db_password}
+  shared: {external: true, name: vault_token}
+configs:
+  site: {external: true}
+""")
+    shared = loaded.plan.secrets["shared"]
+    assert (shared.external, shared.name, shared.digest) == (True, "vault_token", None)
+    assert [str(problem) for problem in file_objects.on_one_engine(loaded.plan)] == [
+        "services.app.secrets[1]: secret 'shared' is external: a swarm's (--backend swarm "
+        "looks it up); one engine has none (compose refuses it too)",
+        "services.app.configs[0]: config 'site' is external: a swarm's (--backend swarm "
+        "looks it up); one engine has none (compose refuses it too)"]
+    assert to_compose(loaded.plan, tmp_path)["secrets"] == {
+        "db_pw": {"file": str(tmp_path / "pw.txt"), "name": "shop_db_password"},
+        "shared": {"name": "vault_token", "external": True}}
 
 
 @pytest.mark.parametrize(("entry", "expected"), [
@@ -298,7 +323,8 @@ secrets:
 """)
     assert loaded.warnings == (
         "services.app.secrets[0]: uid, gid and mode do not apply to a file source: it is "
-        "bind-mounted read-only with the file's own owner and mode (compose ignores them too)",)
+        "bind-mounted read-only with the file's own owner and mode (compose ignores them too; "
+        "a swarm applies them)",)
 
 
 def test_no_problem_shows_a_value(tmp_path: Path) -> None:
