@@ -4,12 +4,13 @@ the labels alone; under the project's lock, so never beside an `up` or a daemon.
 from __future__ import annotations
 
 from ollamatopo._errors import UsageError
+from ollamatopo.app._backend import backend_for
 from ollamatopo.app._connect import connect_engine
 from ollamatopo.app._lock import ProjectLock
 from ollamatopo.app._settings import Settings
 from ollamatopo.plan._loading import read_project_name
 from ollamatopo.report._recorder import RunRecorder
-from ollamatopo.run._scheduler import DownResult, down, new_run_id
+from ollamatopo.run._scheduler import DownResult, new_run_id
 
 
 def project_to_take_down(settings: Settings) -> str:
@@ -36,14 +37,8 @@ async def _take_down(settings: Settings, project: str, *, volumes: bool) -> Down
                            phases={}, phase_order=[], command="down")
     engine = await connect_engine(settings)
     try:
-        if settings.backend == "swarm":
-            from ollamatopo.engine._swarm import Swarm
-            from ollamatopo.run._swarm import down_swarm
-
-            removed = await down_swarm(Swarm(engine), project, recorder)
-            result = DownResult(removed.services, removed.networks, [])
-        else:
-            result = await down(engine, project, volumes=volumes, recorder=recorder)
+        result = await backend_for(settings, engine).down(project, volumes=volumes,
+                                                          recorder=recorder)
     finally:
         engine.close()
     kept = result.kept_volumes

@@ -6,7 +6,8 @@ HEALTHCHECK result), so `status` says what `up` would see.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
@@ -19,32 +20,34 @@ from ollamatopo.engine._probes import ATTEMPT_TIMEOUT_S, build_probe, http_clien
 from ollamatopo.plan._loading import LoadedPlan
 from ollamatopo.report._recorder import format_table
 
+if TYPE_CHECKING:
+    from ollamatopo.run._swarm import TaskRow
+
 
 async def status(settings: Settings, loaded: LoadedPlan) -> list[dict[str, Any]]:
     """`status` without a daemon: the engine read and every service probed once."""
+    from ollamatopo.app._backend import backend_for  # it builds on this module's rows
+
     engine = await connect_engine(settings)
     try:
-        if settings.backend == "swarm":
-            return await _swarm_status(engine, loaded)
-        return await collect_status(engine, loaded)
+        return await backend_for(settings, engine).status(loaded, probe=True)
     finally:
         engine.close()
 
 
-async def _swarm_status(engine: Engine, loaded: LoadedPlan) -> list[dict[str, Any]]:
-    """A row per service on a swarm: its tasks' states and nodes (ready: every task it
-    means to run is running, which the swarm says only once healthy)."""
-    from ollamatopo.engine._swarm import Swarm
-    from ollamatopo.run._swarm import status_swarm
-
-    tasks = await status_swarm(Swarm(engine), loaded.plan.project)
+def swarm_rows(loaded: LoadedPlan, tasks: Sequence[TaskRow]) -> list[dict[str, Any]]:
+    """A row per service on a swarm: its tasks' states, nodes and readiness (ready: every
+    task it means to run is ready, run/_swarm.status_swarm)."""
     rows = []
     for name, _ in loaded.plan.ordered_services():
         own = [task for task in tasks if task.service == name]
         running = sum(task.state == "running" for task in own)
+        state = (f"running {running}/{len(own)}" if running or not own
+                 or any(task.state != "complete" for task in own) else "completed")
         rows.append({"service": name, "phase": loaded.plan.phase_of(name), "container": None,
-                     "state": f"running {running}/{len(own)}" if own else "missing",
-                     "ready": bool(own) and running == len(own), "ports": [], "urls": [],
+                     "state": state if own else "missing",
+                     "ready": bool(own) and all(task.ready for task in own), "ports": [],
+                     "urls": [],
                      "up_to_date": None,
                      "detail": ", ".join(f"{task.node}: {task.state}"
                                          + (f" ({task.message})" if task.message

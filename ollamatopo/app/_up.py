@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 
 from ollamatopo._errors import RunFailed
+from ollamatopo.app._backend import backend_for
 from ollamatopo.app._connect import connect_engine
 from ollamatopo.app._lock import ProjectLock
 from ollamatopo.app._scale import read_overrides, scale_summary, write_overrides
@@ -30,7 +31,7 @@ from ollamatopo.report._recorder import (
     store_report,
     write_report,
 )
-from ollamatopo.run._scheduler import UpOptions, new_run_id, up
+from ollamatopo.run._scheduler import UpOptions, new_run_id
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,10 @@ class UpRequest:
 
 def read_plan(settings: Settings, replicas: Mapping[str, int] | None = None) -> LoadedPlan:
     """The plan the settings name: its file, the compose files merged over it, the
-    profiles, the variables' file."""
+    profiles, the variables' file; checked for the backend they name."""
     return load_plan(settings.plan, project=settings.project, replicas=replicas,
                      overrides=settings.plan_overrides, profiles=settings.profiles,
-                     env_file=settings.env_file)
+                     env_file=settings.env_file, on_swarm=settings.backend == "swarm")
 
 
 def load(settings: Settings) -> LoadedPlan:
@@ -119,14 +120,8 @@ async def bring_up(engine: Engine, settings: Settings, loaded: LoadedPlan,
                    request: UpRequest, recorder: RunRecorder) -> None:
     """The plan up on the backend the settings name (the one place that chooses);
     RunFailed (rolled back unless kept) when a required service fails."""
-    options = up_options(settings, loaded, request)
-    if settings.backend == "swarm":
-        from ollamatopo.engine._swarm import Swarm
-        from ollamatopo.run._swarm import up_swarm
-
-        await up_swarm(Swarm(engine), loaded, options, recorder)
-    else:
-        await up(engine, loaded, options, recorder)
+    await backend_for(settings, engine).up(loaded, up_options(settings, loaded, request),
+                                           recorder)
 
 
 async def run_up(settings: Settings, loaded: LoadedPlan, request: UpRequest,

@@ -490,11 +490,13 @@ def command_daemon(arguments: argparse.Namespace, settings: Settings) -> int:
 
 
 def command_plan(arguments: argparse.Namespace, settings: Settings) -> int:
+    from ollamatopo.app._backend import check_plan_for
     from ollamatopo.app._up import load
     from ollamatopo.report._plan_view import describe_plan, format_plan
     from ollamatopo.report._recorder import latest_durations
 
     loaded = load(settings)
+    check_plan_for(settings, loaded)
     durations = latest_durations(settings.state_dir, loaded.plan.project, loaded.plan.services)
     view = describe_plan(loaded, durations)
     print(json.dumps(view, indent=2) if arguments.json else format_plan(view))

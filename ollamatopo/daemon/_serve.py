@@ -25,12 +25,13 @@ import anyio
 import anyio.abc
 
 from ollamatopo._errors import EngineUnreachable, OllamatopoError, RunFailed, UsageError
+from ollamatopo.app._backend import Backend, backend_for
 from ollamatopo.app._connect import connect_engine
 from ollamatopo.app._control import Op, plan_link, socket_path
 from ollamatopo.app._lock import ProjectLock
 from ollamatopo.app._scale import read_overrides, scale_summary, write_overrides
 from ollamatopo.app._settings import Settings
-from ollamatopo.app._status import collect_status, format_status
+from ollamatopo.app._status import format_status
 from ollamatopo.app._up import (
     UpRequest,
     finish_run,
@@ -41,15 +42,13 @@ from ollamatopo.app._up import (
 )
 from ollamatopo.daemon._control import ControlRequest, ControlServer
 from ollamatopo.daemon._metrics import DaemonMetrics, serve_metrics
-from ollamatopo.daemon._supervisor import SuperviseOptions, Supervisor
 from ollamatopo.daemon._systemd import SystemdNotifier
 from ollamatopo.daemon._view import EventHub, LiveView
 from ollamatopo.engine._docker import Engine
-from ollamatopo.engine._probes import Backoff, http_client
-from ollamatopo.engine._watch import watch_containers
+from ollamatopo.engine._probes import Backoff
 from ollamatopo.plan._loading import LoadedPlan
 from ollamatopo.report._recorder import EventListener, RunRecorder
-from ollamatopo.run._scheduler import down, up
+from ollamatopo.run._supervisor import SuperviseOptions
 
 HOLDER = "up --supervise"
 
@@ -71,7 +70,8 @@ class DaemonOptions:
                 stable_s=settings.restart_stable_after,
                 ready_timeout_s=settings.probe_timeout,
                 probe_backoff=Backoff(settings.probe_initial_backoff,
-                                      settings.probe_max_backoff)),
+                                      settings.probe_max_backoff),
+                probe_image=settings.swarm_probe_image),
             request=request,
             stop_containers_on_exit=settings.on_stop == "stop")
 
@@ -128,6 +128,7 @@ class Daemon:
             *listeners, self.view.on_event, self.hub.on_event,
             *([self.metrics.on_event] if self.metrics is not None else [])]
         self.engine: Engine | None = None
+        self.backend: Backend | None = None
         self.up = True  # what the project should be: up (supervised) or down (idle)
         self.requests, self._next = anyio.create_memory_object_stream[ControlRequest](16)
 
@@ -135,6 +136,7 @@ class Daemon:
 
     async def run(self, engine: Engine, first: RunRecorder, report: Path | None) -> None:
         self.engine = engine
+        self.backend = backend_for(self.settings, engine)
         first.listeners[:] = self.listeners
         self.view.follow(self._phases(self.loaded))
         async with anyio.create_task_group() as group:
@@ -145,8 +147,8 @@ class Daemon:
                                     self.hub, self._status, self.requests)
             await group.start(control.serve)
             try:
-                await up(engine, self.loaded, up_options(self.settings, self.loaded,
-                                                         self.options.request), first)
+                await self.backend.up(self.loaded, up_options(
+                    self.settings, self.loaded, self.options.request), first)
             finally:
                 if first.outcome != "running":
                     finish_run(self.settings, first, report)
@@ -173,26 +175,25 @@ class Daemon:
                 await self._stop(recorder)
 
     async def _stop(self, recorder: RunRecorder) -> None:
-        assert self.engine is not None
+        assert self.engine is not None and self.backend is not None
         self.view.state = "stopping"
         self.notifier.stopping()
         stop = self.options.stop_containers_on_exit and self.up
         recorder.emit("daemon stopping", containers="stopped" if stop else "left")
         if stop:
             async with self.engine.abandon_if_stalled("stopping the containers"):
-                await down(self.engine, self.loaded.plan.project, volumes=False,
-                           recorder=recorder, remove=False)
+                await self.backend.stop(self.loaded.plan.project, recorder)
 
     async def _supervise_until_asked(self, recorder: RunRecorder) -> ControlRequest:
         """Supervise the project until a request comes; the engine going away is waited
         out, and supervision resumes from the labels."""
-        assert self.engine is not None
+        assert self.engine is not None and self.backend is not None
         self.view.state = "supervising"
         while True:
             asked: list[ControlRequest] = []
             lost: list[BaseException] = []
             try:
-                await _supervise_until(self.engine, self.loaded, self.options.supervise,
+                await _supervise_until(self.backend, self.loaded, self.options.supervise,
                                        recorder, self._next, asked)
             except* EngineUnreachable as group:
                 lost.extend(group.exceptions)
@@ -232,7 +233,7 @@ class Daemon:
     async def _reconcile(self) -> RunRecorder:
         """Read the plan again and bring it up; an invalid plan is refused (raised) and
         nothing changes."""
-        assert self.engine is not None
+        assert self.backend is not None
         try:
             loaded = load(self.settings)
         except OllamatopoError as error:
@@ -245,7 +246,7 @@ class Daemon:
         options = up_options(self.settings, loaded, self.options.request)
         try:
             # A reload never removes what it created: the topology is live, keep what runs.
-            await up(self.engine, loaded, replace(options, keep_on_failure=True), recorder)
+            await self.backend.up(loaded, replace(options, keep_on_failure=True), recorder)
         except RunFailed as error:
             recorder.emit("reload failed", level="error", error=str(error))
         finally:
@@ -271,10 +272,11 @@ class Daemon:
                                          recorder.report())}
 
     async def _down(self, request: ControlRequest) -> dict[str, Any]:
-        assert self.engine is not None
+        assert self.backend is not None
         recorder = self._recorder("down")
-        result = await down(self.engine, self.loaded.plan.project,
-                            volumes=bool(request.arguments.get("volumes")), recorder=recorder)
+        result = await self.backend.down(self.loaded.plan.project,
+                                         volumes=bool(request.arguments.get("volumes")),
+                                         recorder=recorder)
         self.up = False
         self.view.containers = {}
         recorder.emit("down completed", containers=len(result.containers),
@@ -295,8 +297,8 @@ class Daemon:
 
     async def _learn_containers(self) -> None:
         """Ports, URLs and container names, read once after a run (no probes), for status."""
-        assert self.engine is not None
-        rows = await collect_status(self.engine, self.loaded, probe=False)
+        assert self.backend is not None
+        rows = await self.backend.status(self.loaded, probe=False)
         self.view.containers = {row["service"]: row for row in rows}
 
     def _recorder(self, command: str, loaded: LoadedPlan | None = None) -> RunRecorder:
@@ -348,17 +350,12 @@ async def _keep_watchdog(notifier: SystemdNotifier, interval: float) -> None:
         await anyio.sleep(interval)
 
 
-async def _supervise_until(engine: Engine, loaded: LoadedPlan, options: SuperviseOptions,
+async def _supervise_until(backend: Backend, loaded: LoadedPlan, options: SuperviseOptions,
                            recorder: RunRecorder,
                            requests: anyio.abc.ObjectReceiveStream[ControlRequest],
                            asked: list[ControlRequest]) -> None:
-    """Supervise the project's containers until the next request (put into `asked`)."""
-    snapshot = await engine.snapshot(loaded.plan.project)
-    containers = {c.service: c.id for c in snapshot.containers
-                  if c.service in loaded.plan.services}
-    async with watch_containers(engine, loaded.plan.project) as watch, \
-            http_client() as http, anyio.create_task_group() as group:
-        supervisor = Supervisor(engine, loaded, containers, watch, http, recorder, options)
-        group.start_soon(supervisor.run)
+    """Supervise the project until the next request (put into `asked`)."""
+    async with anyio.create_task_group() as group:
+        group.start_soon(backend.supervise, loaded, options, recorder)
         asked.append(await requests.receive())
         group.cancel_scope.cancel()

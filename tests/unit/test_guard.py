@@ -1,4 +1,4 @@
-"""Supervision after `up` (`daemon._supervisor`): the crash-loop backoff and the restart
+"""Supervision after `up` (`run._supervisor`): the crash-loop backoff and the restart
 policies as pure logic, and the guards of a `Supervisor` driven through a fake engine and a
 real `ContainerWatch` fed events by the test (exec readiness checks, answered by the fake)."""
 
@@ -14,8 +14,8 @@ import anyio
 import pytest
 
 from ollamatopo._errors import EngineError
-from ollamatopo.daemon import _supervisor
-from ollamatopo.daemon._supervisor import (
+from ollamatopo.run import _supervisor
+from ollamatopo.run._supervisor import (
     ENGINE_NEVER_RESTARTS,
     CrashLoopBackoff,
     SuperviseOptions,

@@ -55,6 +55,7 @@ class SuperviseOptions:
     stable_s: float = 60.0
     ready_timeout_s: float = 60.0
     probe_backoff: Backoff = field(default_factory=Backoff)
+    probe_image: str | None = None  # on a swarm: the overlay prober's (run/_swarm.py)
 
 
 @dataclass
