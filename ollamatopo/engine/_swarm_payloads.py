@@ -73,6 +73,29 @@ def swarm_problems(plan: Plan) -> list[PlanProblem]:
                                     "not supported yet on a swarm: the swarm gives the "
                                     "addresses") for key, attachment in spec.networks.items()
                         if attachment.ipv4_address)
+        problems.extend(_port_problems(name, spec))
+    return problems
+
+
+def _port_problems(name: str, spec: ServiceSpec) -> list[PlanProblem]:
+    """A swarm publishes a port on every address of a node (no `host_ip`), and a fixed
+    host-mode port on the node of each task: two of the service's tasks on one node
+    would want it both (the swarm would leave the second pending). One engine's check of
+    replicas' host ports is not made for a swarm (plan/_replicas.expand_replicas)."""
+    one_per_node = spec.swarm.mode == "global" or spec.replicas == 1 \
+        or spec.swarm.placement.max_replicas_per_node == 1
+    problems = []
+    for index, port in enumerate(spec.ports):
+        at = f"services.{name}.ports[{index}]"
+        if port.host_ip:
+            problems.append(PlanProblem(at, f"a swarm publishes on every address of its "
+                                        f"nodes, not on {port.host_ip} alone: leave host_ip "
+                                        "out"))
+        if port.mode == "host" and port.host_port is not None and not one_per_node:
+            problems.append(PlanProblem(at, f"host-mode port {port.host_port} binds on the "
+                                        f"node of each task: {spec.replicas} replicas could "
+                                        "put two on one node; set deploy.placement."
+                                        "max_replicas_per_node: 1 (or deploy.mode: global)"))
     return problems
 
 
@@ -280,7 +303,7 @@ def _endpoint(spec: ServiceSpec) -> dict[str, Any]:
         "Ports": [_without_empty({"Protocol": port.protocol,
                                   "TargetPort": port.container_port,
                                   "PublishedPort": port.host_port,
-                                  "PublishMode": "ingress"})
+                                  "PublishMode": port.mode})
                   for port in spec.ports] or None})
 
 

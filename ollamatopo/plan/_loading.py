@@ -86,18 +86,20 @@ class LoadedPlan:
 def load_plan(path: Path, environ: Mapping[str, str] | None = None,
               project: str | None = None, replicas: Mapping[str, int] | None = None,
               overrides: Sequence[Path] = (), profiles: Collection[str] = (),
-              env_file: Path | None = None) -> LoadedPlan:
+              env_file: Path | None = None, *, on_swarm: bool = False) -> LoadedPlan:
     """Read, interpolate and validate the plan at `path`; raise PlanError with every problem.
     `replicas` overrides the plan's replica counts (what `scale` set). A compose file takes
     `overrides` (more compose files merged over it, by compose's rules), `profiles` (the
     active ones) and `env_file` (instead of the `.env` beside it); its `extends` and
     `include` are resolved first (_compose_files), and a problem in what they bring names the
     file and line it was written at. No secret value of the plan appears in a problem or a
-    warning (`***` stands in for it)."""
+    warning (`***` stands in for it). `on_swarm`: the plan is for a swarm (`--backend
+    swarm`), whose replicas share their ports as one engine's containers cannot
+    (expand_replicas)."""
     origins = Origins(path)
     try:
         return _load_plan(path, environ, project, replicas, overrides, profiles, env_file,
-                          origins)
+                          origins, on_swarm)
     except PlanError as error:
         raise origins.explained(error) from None
 
@@ -105,7 +107,7 @@ def load_plan(path: Path, environ: Mapping[str, str] | None = None,
 def _load_plan(path: Path, environ: Mapping[str, str] | None, project: str | None,
                replicas: Mapping[str, int] | None, overrides: Sequence[Path],
                profiles: Collection[str], env_file: Path | None,
-               origins: Origins) -> LoadedPlan:
+               origins: Origins, on_swarm: bool) -> LoadedPlan:
     source = str(path)
     tree, lines = _read_yaml(path)
     warnings: list[str] = []
@@ -136,7 +138,7 @@ def _load_plan(path: Path, environ: Mapping[str, str] | None, project: str | Non
     try:
         try:
             plan, declared, graph, templates, read = _validated(tree, path, lines, variables,
-                                                                replicas, warnings)
+                                                                replicas, warnings, on_swarm)
         except PlanError as error:  # every problem at once: the compose file's first
             raise _located(source, [*translated, *error.problems], lines) from None
         if translated:
@@ -196,7 +198,8 @@ class _Validated(NamedTuple):
 
 
 def _validated(tree: Any, path: Path, lines: dict[str, int], variables: _Variables,
-               replicas: Mapping[str, int] | None, warnings: list[str]) -> _Validated:
+               replicas: Mapping[str, int] | None, warnings: list[str],
+               on_swarm: bool) -> _Validated:
     """The plan, or a PlanError with every problem found at once: the model's, and those
     across parts (names, references, cycles, subnets, replicas, files) in all that could be
     read, also when the model failed for some parts."""
@@ -215,7 +218,7 @@ def _validated(tree: Any, path: Path, lines: dict[str, int], variables: _Variabl
     # Expanding maps the phases' names, which may be unknown when there are problems: the
     # replicas are then only checked, without the phases (nothing expanded is returned).
     plan, more = expand_replicas(declared.model_copy(update={"phases": []}) if problems
-                                 else declared, replicas)
+                                 else declared, replicas, on_swarm=on_swarm)
     plan, environment_problems = _resolve_environments(plan, path.parent, variables, warnings)
     templates, templates_problems = _read_templates(plan, path.parent)
     plan, objects_problems, hidden = _read_file_objects(plan, path.parent, variables, warnings)

@@ -45,8 +45,17 @@ def replicated(plan: Plan, overrides: Mapping[str, int]) -> dict[str, list[str]]
             for name, spec in plan.services.items()}
 
 
-def expand_replicas(plan: Plan, overrides: Mapping[str, int] | None = None,
-                    ) -> tuple[Plan, list[PlanProblem]]:
+def expand_replicas(plan: Plan, overrides: Mapping[str, int] | None = None, *,
+                    on_swarm: bool = False) -> tuple[Plan, list[PlanProblem]]:
+    """The plan with a service per replica, as one engine runs it (a swarm runs the
+    declared services again, with the swarm's own replicas: run/_swarm.one_service_each).
+
+    The replicas' fixed host ports are checked here, where the counts are known for every
+    command that loads the plan (`config` and `scale` included), but only for one engine
+    (`on_swarm` False): its replicas are containers of one host, which cannot all bind a
+    port. A swarm publishes an ingress port once for the service, whatever its replicas,
+    and a host-mode port on the node of each task; engine/_swarm_payloads.swarm_problems
+    checks that no node gets two of those."""
     overrides = overrides or {}
     problems = [PlanProblem(f"services.{name}", f"cannot scale {name!r}: no such service")
                 for name in overrides if name not in plan.services]
@@ -60,7 +69,9 @@ def expand_replicas(plan: Plan, overrides: Mapping[str, int] | None = None,
                     f"replica {replica!r} would have the name of service "
                     f"{owners[replica]!r}: rename one of them or use fewer replicas"))
             owners.setdefault(replica, declared)
-        problems.extend(_fixed_host_ports(declared, plan.services[declared], len(replicas)))
+        if not on_swarm:
+            problems.extend(_fixed_host_ports(declared, plan.services[declared],
+                                              len(replicas)))
     if problems or not any(is_replicated(plan, name, overrides) for name in plan.services):
         return plan, problems
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ollamatopo._errors import PlanError
 from ollamatopo.engine._swarm import ObservedService
 from ollamatopo.engine._swarm_payloads import (
     overlay_networks,
@@ -125,6 +126,68 @@ def test_keys_not_carried_out_on_a_swarm_are_named(tmp_path: Path) -> None:
     problems = {p.path for p in swarm_problems(load_plan(path, environ={}).plan)}
     assert problems == {"services.a.privileged", "services.a.shm_size", "services.a.build",
                         "services.a.networks.n.ipv4_address"}
+
+
+PORTS = """
+services:
+  api:
+    image: api:1
+    ports:
+      - "8080:8080"
+      - {target: 9100, published: "9100", mode: host}
+      - {target: 9200, mode: host}
+    deploy: {replicas: 3, placement: {constraints: [node.labels.role == gpu]}}
+"""
+
+
+def swarm_plan(tmp_path: Path, text: str) -> LoadedPlan:
+    path = tmp_path / "compose.yaml"
+    path.write_text(text, encoding="utf-8")
+    return one_service_each(load_plan(path, environ={}, on_swarm=True))
+
+
+def test_ports_are_published_in_their_mode(tmp_path: Path) -> None:
+    loaded = swarm_plan(tmp_path, PORTS.replace("constraints:", "max_replicas_per_node: 1, "
+                                                "constraints:"))
+    assert swarm_problems(loaded.plan) == []
+    endpoint = service_config(loaded.plan, "api", tmp_path).create_kwargs["endpoint_spec"]
+    assert endpoint == {"Mode": "vip", "Ports": [
+        {"Protocol": "tcp", "TargetPort": 8080, "PublishedPort": 8080,
+         "PublishMode": "ingress"},
+        {"Protocol": "tcp", "TargetPort": 9100, "PublishedPort": 9100, "PublishMode": "host"},
+        {"Protocol": "tcp", "TargetPort": 9200, "PublishMode": "host"}]}
+
+
+def test_replicas_share_a_fixed_port_on_a_swarm_but_not_a_nodes_host_port(
+        tmp_path: Path) -> None:
+    """An ingress port is the service's, whatever its replicas (so the load for a swarm
+    does not refuse it, as one engine's does); a fixed host-mode port is each node's."""
+    loaded = swarm_plan(tmp_path, PORTS)
+    assert loaded.plan.services["api"].replicas == 3
+    with pytest.raises(PlanError, match="3 replicas cannot all publish host port 8080"):
+        load_plan(loaded.path, environ={})  # for one engine
+    (problem,) = swarm_problems(loaded.plan)
+    assert problem.path == "services.api.ports[1]"
+    assert "host-mode port 9100" in problem.message
+    assert "deploy.placement.max_replicas_per_node: 1" in problem.message
+    assert "deploy.mode: global" in problem.message
+    for deploy in ("{replicas: 3, placement: {max_replicas_per_node: 1}}",
+                   "{mode: global}", "{replicas: 1}"):
+        fixed = swarm_plan(tmp_path, PORTS.replace(PORTS.splitlines()[-1],
+                                                   f"    deploy: {deploy}"))
+        assert swarm_problems(fixed.plan) == [], deploy
+    # the file now says replicas: 1, and scale 2
+    scaled = one_service_each(load_plan(loaded.path, environ={}, replicas={"api": 2},
+                                        on_swarm=True))
+    assert [p.path for p in swarm_problems(scaled.plan)] == ["services.api.ports[1]"]
+
+
+def test_a_port_on_one_address_is_refused_on_a_swarm(tmp_path: Path) -> None:
+    loaded = swarm_plan(tmp_path, "services:\n  a: {image: a:1, ports: "
+                                  "[\"127.0.0.1:8080:80\", \"9000:9000\"]}\n")
+    (problem,) = swarm_problems(loaded.plan)
+    assert problem.path == "services.a.ports[0]"
+    assert "not on 127.0.0.1 alone" in problem.message
 
 
 def test_scales_counts_are_the_swarms_replicas(tmp_path: Path) -> None:
