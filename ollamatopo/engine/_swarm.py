@@ -19,7 +19,7 @@ Facts of Docker 20.10 that the callers rely on (docs/swarm.md has the rest):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +87,21 @@ class ObservedService:
     version: int  # the swarm's version index, for an update
     run: str
     depends_on: tuple[str, ...] = ()  # plan services it waits for (its label): down's order
+
+
+ObjectKind = str  # "secrets" or "configs", as compose's top-level keys
+LABEL_DIGEST = "ollamatopo.content-digest"  # a secret's or config's: SHA-256 of its content
+
+
+@dataclass(frozen=True)
+class ObservedObject:
+    """A swarm secret or config (its content cannot be read back: its digest label)."""
+
+    kind: ObjectKind
+    id: str
+    name: str
+    digest: str  # "" when made by someone else
+    project: str  # "" when not a project's
 
 
 @dataclass(frozen=True)
@@ -190,6 +205,38 @@ class Swarm:
             "list services", self._client.services, retry=True,
             filters={"label": [f"{LABEL_PROJECT}={project}", f"{LABEL_RUN}={run_id}"]})
         return [str(service["ID"]) for service in raw]
+
+    async def objects(self, kind: ObjectKind, *, names: Sequence[str] = (),
+                      project: str | None = None) -> list[ObservedObject]:
+        """The swarm's secrets or configs whose names begin with one of `names`, or that
+        carry `project`'s label (a prefix: the configs' listing has no exact names)."""
+        filters: dict[str, Any] = {"name": list(names)} if names else {}
+        if project is not None:
+            filters["label"] = f"{LABEL_PROJECT}={project}"
+        listing = self._client.secrets if kind == "secrets" else self._client.configs
+        raw = await self.engine._call(f"list {kind}", listing, filters=filters, retry=True)
+        return [_object(kind, item) for item in raw]
+
+    async def create_object(self, kind: ObjectKind, name: str, content: bytes,
+                            labels: Mapping[str, str]) -> str:
+        """A secret or config made; the error names it, never its content."""
+        create = self._client.create_secret if kind == "secrets" else self._client.create_config
+        raw = await self.engine._call(f"create {kind[:-1]} {name}", create, name=name,
+                                      data=content, labels=dict(labels))
+        return str(raw["ID"])
+
+    async def remove_object(self, kind: ObjectKind, object_id: str) -> None:
+        """StillInUse while a service's spec refers to it."""
+        remove = self._client.remove_secret if kind == "secrets" else self._client.remove_config
+        await self.engine._call(f"remove {kind[:-1]} {object_id[:12]}", remove, object_id,
+                                retry=True)
+
+
+def _object(kind: ObjectKind, raw: dict[str, Any]) -> ObservedObject:
+    spec = raw.get("Spec") or {}
+    labels = spec.get("Labels") or {}
+    return ObservedObject(kind, str(raw["ID"]), str(spec.get("Name", "")),
+                          labels.get(LABEL_DIGEST, ""), labels.get(LABEL_PROJECT, ""))
 
 
 def _node(raw: dict[str, Any]) -> SwarmNode:

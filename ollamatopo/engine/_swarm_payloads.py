@@ -4,7 +4,8 @@ networks as overlay networks. Pure: the plan in, the services API's payloads out
 Names follow `docker stack deploy`: `<project>_<service>` for services, `<project>_<net>`
 for networks. The project's labels and the spec hash go on the service (not on its
 containers: the container backend reads container labels). A key this backend does not
-carry out yet is named by `swarm_problems`, before anything is made.
+carry out yet is named by `swarm_problems`, before anything is made. Compose's secrets
+and configs are swarm objects the services refer to: `_swarm_objects`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ollamatopo.engine._payloads import (
     service_networks,
 )
 from ollamatopo.engine._swarm import ServiceConfig
+from ollamatopo.engine._swarm_objects import object_problems
 from ollamatopo.plan._model import (
     HEALTH_INTERVAL_S,
     HEALTH_RETRIES,
@@ -49,7 +51,7 @@ CARRIED = frozenset({
     "dns_search", "dns_opt", "sysctls", "ulimits", "deploy", "swarm", "gpus", "ports",
     "expose", "networks", "replicas", "ready", "after", "dependency_options", "optional",
     "restart", "mem_limit", "mem_reservation", "cpus", "pids_limit", "tty", "stdin_open",
-    "group_add", "logging", "pull_policy", "label_file"})
+    "group_add", "logging", "pull_policy", "label_file", "secret_files", "config_files"})
 # compose's restart policies as the swarm's conditions (what `docker stack deploy` does).
 RESTART_CONDITIONS = {"no": "none", "always": "any", "unless-stopped": "any",
                       "on-failure": "on-failure"}
@@ -57,7 +59,7 @@ RESTART_CONDITIONS = {"no": "none", "always": "any", "unless-stopped": "any",
 
 def swarm_problems(plan: Plan) -> list[PlanProblem]:
     """Keys of the plan this backend does not carry out yet, each at its path."""
-    problems = []
+    problems = list(object_problems(plan))
     for name, spec in plan.services.items():
         for field, info in type(spec).model_fields.items():
             if field in CARRIED:

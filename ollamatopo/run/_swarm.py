@@ -24,14 +24,33 @@ import anyio
 
 from ollamatopo._errors import (
     EngineError,
+    NotFound,
     OllamatopoError,
     PlanError,
     ServiceFailed,
 )
 from ollamatopo.engine._docker import StillInUse
 from ollamatopo.engine._payloads import LABEL_PROJECT, LABEL_RUN
-from ollamatopo.engine._swarm import ObservedService, ServiceConfig, Swarm, TaskState
+from ollamatopo.engine._swarm import (
+    ObservedObject,
+    ObservedService,
+    ServiceConfig,
+    Swarm,
+    TaskState,
+)
+from ollamatopo.engine._swarm_objects import (
+    ObjectKey,
+    SwarmObject,
+    base_name,
+    contents,
+    placed,
+    stale,
+    wanted,
+    with_ids,
+    with_objects,
+)
 from ollamatopo.engine._swarm_payloads import overlay_networks, service_config, swarm_problems
+from ollamatopo.plan._file_objects import KINDS
 from ollamatopo.plan._graph import DependencyGraph
 from ollamatopo.plan._loading import LoadedPlan
 from ollamatopo.plan._model import Condition, Plan, ProbeKind, ReadySpec
@@ -155,6 +174,7 @@ class _SwarmRun:
     ids: dict[str, str] = field(default_factory=dict)  # service -> swarm service id
     created: list[str] = field(default_factory=list)  # swarm ids this run made
     updated: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> spec before
+    objects_made: list[ObservedObject] = field(default_factory=list)  # secrets, configs
 
     @property
     def run_id(self) -> str:
@@ -274,6 +294,7 @@ class _SwarmRun:
                 except OllamatopoError as error:
                     self.recorder.emit("rollback incomplete", level="error",
                                        service_id=service_id[:12], error=str(error))
+            await _remove_objects(self.swarm, self.objects_made, self.recorder)
             self.recorder.emit("rolled back", services=len(self.created),
                                restored=len(self.updated))
 
@@ -327,6 +348,8 @@ async def up_swarm(swarm: Swarm, loaded: LoadedPlan, options: UpOptions,
     configs = {name: service_config(plan, name, loaded.path.parent,
                                     has_start_interval=has_start_interval)
                for name in loaded.graph.nodes}
+    objects = await _placed_objects(swarm, loaded)
+    configs = {name: with_objects(config, plan, objects) for name, config in configs.items()}
     actions, orphans = reconcile_services(configs, await swarm.services(plan.project))
     probes = OverlayProbes(swarm, options.probe_image, {
         LABEL_PROJECT: plan.project, LABEL_RUN: recorder.run_id, LABEL_PROBER: "1"})
@@ -340,6 +363,7 @@ async def up_swarm(swarm: Swarm, loaded: LoadedPlan, options: UpOptions,
 
     async with rolled_back_on_failure(recorder, options, run.rollback) as failures:
         await _ensure_networks(swarm, loaded, run.run_id, recorder)
+        await _ensure_objects(run, objects)
         try:
             failures.extend(await traverse(
                 loaded.graph, run.visit, required=lambda name: not plan.services[name].optional,
@@ -350,6 +374,8 @@ async def up_swarm(swarm: Swarm, loaded: LoadedPlan, options: UpOptions,
         if orphan.existing is not None:
             await swarm.remove_service(orphan.existing.id)
             recorder.emit("service removed", service=orphan.service, cause=orphan.cause)
+    await _remove_objects(swarm, stale(await _project_objects(swarm, plan.project), objects),
+                          recorder)
     recorder.finish("succeeded")
     recorder.emit("run completed", total_s=recorder.total_s)
 
@@ -371,6 +397,60 @@ async def _ensure_networks(swarm: Swarm, loaded: LoadedPlan, run_id: str,
             continue
         await swarm.engine.create_network(config, run_id)
         recorder.emit("network ensured", network=config.name, action="create")
+
+
+async def _placed_objects(swarm: Swarm, loaded: LoadedPlan) -> dict[ObjectKey, SwarmObject]:
+    """The plan's secrets and configs as the swarm is to hold them, named by what it has
+    (engine/_swarm_objects.py); a missing external one is a plan problem, before anything
+    is made."""
+    plan = loaded.plan
+    read, problems = await anyio.to_thread.run_sync(contents, plan, loaded.path.parent)
+    observed: list[ObservedObject] = []
+    for kind in KINDS:
+        names = [base_name(plan, kind, key) for of, key in wanted(plan) if of == kind]
+        if names:
+            observed += await swarm.objects(kind, names=names)
+    objects, more = placed(plan, read, observed)
+    if problems or more:
+        raise PlanError(str(loaded.path), [*problems, *more])
+    return objects
+
+
+async def _ensure_objects(run: _SwarmRun, objects: dict[ObjectKey, SwarmObject]) -> None:
+    """The secrets and configs the swarm lacks, made (this run's: its rollback removes
+    them), and the services' references given their ids."""
+    ids = {(item.kind, item.name): item.id for item in objects.values() if item.id}
+    for item in objects.values():
+        if (item.kind, item.name) in ids:
+            continue
+        made = await run.swarm.create_object(item.kind, item.name, item.content,
+                                             item.labels(run.loaded.plan.project, run.run_id))
+        ids[item.kind, item.name] = made
+        run.objects_made.append(ObservedObject(item.kind, made, item.name, item.digest, ""))
+        run.recorder.emit(f"{item.kind[:-1]} created", name=item.name, key=item.key)
+    for name, config in run.configs.items():
+        run.configs[name] = with_ids(config, ids)
+
+
+async def _project_objects(swarm: Swarm, project: str) -> list[ObservedObject]:
+    return [item for kind in KINDS for item in await swarm.objects(kind, project=project)]
+
+
+async def _remove_objects(swarm: Swarm, objects: Sequence[ObservedObject],
+                          recorder: RunRecorder) -> None:
+    """Each removed, unless a service still refers to it (the swarm refuses: it is kept,
+    and said). Never cancelled halfway (a rollback's, a down's)."""
+    with anyio.CancelScope(shield=True):
+        for item in objects:
+            try:
+                await swarm.remove_object(item.kind, item.id)
+            except StillInUse:
+                recorder.emit(f"{item.kind[:-1]} kept", name=item.name,
+                              cause="a service still refers to it")
+                continue
+            except NotFound:
+                continue
+            recorder.emit(f"{item.kind[:-1]} removed", name=item.name)
 
 
 def _tell_start_checks(plan: Plan, configs: Mapping[str, ServiceConfig],
@@ -413,6 +493,7 @@ async def down_swarm(swarm: Swarm, project: str, recorder: RunRecorder) -> Swarm
         await swarm.remove_service(by_name[name].id)
         recorder.emit("service removed", service=name)
         removed.append(name)
+    await _remove_objects(swarm, await _project_objects(swarm, project), recorder)
     snapshot = await swarm.engine.snapshot(project)
     for container in snapshot.containers:  # a prober a killed run left
         if not container.service:

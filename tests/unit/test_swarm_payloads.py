@@ -3,12 +3,22 @@ engine). tests/test_swarm_up.py runs them on a real two-node swarm."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from ollamatopo._errors import PlanError
-from ollamatopo.engine._swarm import ObservedService
+from ollamatopo.engine._swarm import ObservedObject, ObservedService, ServiceConfig
+from ollamatopo.engine._swarm_objects import (
+    ObjectKey,
+    SwarmObject,
+    contents,
+    placed,
+    stale,
+    with_ids,
+    with_objects,
+)
 from ollamatopo.engine._swarm_payloads import (
     overlay_networks,
     service_config,
@@ -241,3 +251,174 @@ def test_the_files_start_interval_is_the_cadence_and_can_keep_the_check_as_writt
         assert "StartInterval" not in check
     off = swarm_healthcheck(HealthcheckSpec(test=["NONE"]), has_start_interval=False)
     assert off == {"Test": ["NONE"]}
+
+
+# --- compose's secrets and configs as swarm objects (engine/_swarm_objects.py) -------------
+
+PASSWORD, API_KEY = "pw-Secret-5b1e", "key-Secret-93ac"
+OBJECTS = """
+name: shop
+services:
+  api:
+    image: api:1
+    secrets:
+      - db_password
+      - {source: api_key, target: keys/api, uid: "1000", gid: "1001", mode: 0400}
+    configs:
+      - site
+      - {source: flags, target: /etc/flags.ini, mode: 0440}
+  worker:
+    image: worker:1
+    secrets: [db_password]
+  plain:
+    image: plain:1
+secrets:
+  db_password: {file: ./db_password.txt}
+  api_key: {environment: API_KEY, name: shop-api-key}
+configs:
+  site: {file: ./site.conf}
+  flags: {content: "beta=${BETA}"}
+"""
+
+
+def objects_plan(tmp_path: Path, password: str = PASSWORD, text: str = OBJECTS,
+                 environ: dict[str, str] | None = None) -> LoadedPlan:
+    (tmp_path / "db_password.txt").write_text(password, encoding="utf-8")
+    (tmp_path / "site.conf").write_text("listen 80\n", encoding="utf-8")
+    path = tmp_path / "compose.yaml"
+    path.write_text(text, encoding="utf-8")
+    environ = {"API_KEY": API_KEY, "BETA": "on"} if environ is None else environ
+    return one_service_each(load_plan(path, environ=environ))
+
+
+def on_the_swarm(loaded: LoadedPlan,
+                 have: Sequence[ObservedObject] = ()) -> dict[ObjectKey, SwarmObject]:
+    read, problems = contents(loaded.plan, loaded.path.parent)
+    objects, more = placed(loaded.plan, read, have)
+    assert problems == more == []
+    return objects
+
+
+def deployed(objects: dict[ObjectKey, SwarmObject]) -> list[ObservedObject]:
+    """What the swarm has once they are made (ids by their plan name)."""
+    return [ObservedObject(item.kind, item.id or f"id-{item.key}", item.name, item.digest,
+                           "shop") for item in objects.values()]
+
+
+def swarm_service(loaded: LoadedPlan, name: str,
+                  objects: dict[ObjectKey, SwarmObject]) -> ServiceConfig:
+    return with_objects(service_config(loaded.plan, name, loaded.path.parent), loaded.plan,
+                        objects)
+
+
+def test_secrets_and_configs_are_swarm_objects_the_task_refers_to(tmp_path: Path) -> None:
+    loaded = objects_plan(tmp_path)
+    assert swarm_problems(loaded.plan) == []  # no longer refused
+    objects = on_the_swarm(loaded)
+    assert {key: item.name for key, item in objects.items()} == {
+        ("configs", "flags"): "shop_flags", ("configs", "site"): "shop_site",
+        ("secrets", "api_key"): "shop-api-key",  # its name: as written
+        ("secrets", "db_password"): "shop_db_password"}
+    assert objects["secrets", "db_password"].content == PASSWORD.encode()
+    assert objects["configs", "flags"].content == b"beta=on"
+    api = swarm_service(loaded, "api", objects)
+    container = api.create_kwargs["task_template"]["ContainerSpec"]
+    assert container["Secrets"] == [
+        {"File": {"Name": "/run/secrets/db_password", "UID": "0", "GID": "0", "Mode": 0o444},
+         "SecretName": "shop_db_password"},
+        {"File": {"Name": "/run/secrets/keys/api", "UID": "1000", "GID": "1001",
+                  "Mode": 0o400}, "SecretName": "shop-api-key"}]
+    assert container["Configs"] == [
+        {"File": {"Name": "/site", "UID": "0", "GID": "0", "Mode": 0o444},
+         "ConfigName": "shop_site"},
+        {"File": {"Name": "/etc/flags.ini", "UID": "0", "GID": "0", "Mode": 0o440},
+         "ConfigName": "shop_flags"}]
+    assert "Env" not in container  # never the environment
+    without = service_config(loaded.plan, "api", tmp_path)
+    assert api.config_hash != without.config_hash
+    assert api.labels["ollamatopo.config-hash"] == api.config_hash
+    # The swarm's ids once made: what the services API wants; the hash is by name.
+    made = with_ids(api, {(item.kind, item.name): f"id-{item.key}"
+                          for item in objects.values()})
+    references = made.create_kwargs["task_template"]["ContainerSpec"]
+    assert [r["SecretID"] for r in references["Secrets"]] == ["id-db_password", "id-api_key"]
+    assert [r["ConfigID"] for r in references["Configs"]] == ["id-site", "id-flags"]
+    assert made.config_hash == api.config_hash
+    plain = service_config(loaded.plan, "plain", tmp_path)
+    assert with_objects(plain, loaded.plan, objects) is plain  # its hash as before
+
+
+def test_a_changed_secret_is_a_new_object_and_updates_its_services(tmp_path: Path) -> None:
+    loaded = objects_plan(tmp_path)
+    first = on_the_swarm(loaded)
+    have = deployed(first)
+    again = on_the_swarm(loaded, have)
+    assert {key: item.id for key, item in again.items()} == {
+        key: f"id-{key[1]}" for key in first}  # the swarm's as they are: nothing to make
+    hashes = {name: swarm_service(loaded, name, again).config_hash for name in ("api", "worker")}
+    assert hashes == {name: swarm_service(loaded, name, first).config_hash
+                      for name in ("api", "worker")}
+
+    changed = objects_plan(tmp_path, password="pw-Secret-new")
+    rotated = on_the_swarm(changed, have)
+    new = rotated["secrets", "db_password"]
+    assert new.name == f"shop_db_password-{new.digest[:8]}" and new.id == ""
+    assert new.digest != first["secrets", "db_password"].digest
+    assert rotated["configs", "site"].id == "id-site"  # the others stay as they are
+    for name in ("api", "worker"):  # both get the new one: both are updated
+        assert swarm_service(changed, name, rotated).config_hash != hashes[name]
+    assert [item.name for item in stale(have, rotated)] == ["shop_db_password"]
+    # Back to the first content while the old one is still there: it is used again.
+    back = on_the_swarm(loaded, [*have, *deployed({("secrets", "db_password"): new})])
+    assert back["secrets", "db_password"].id == "id-db_password"
+    # Both names held by other contents (a digest's first 8 hex alike): said, not guessed.
+    taken = [ObservedObject("secrets", "x", name, "other", "shop") for name in
+             ("shop_db_password", new.name)]
+    read, _ = contents(changed.plan, tmp_path)
+    _, problems = placed(changed.plan, read, taken)
+    assert [p.path for p in problems] == ["secrets.db_password"]
+    assert "docker secret rm" in problems[0].message
+
+
+def test_an_external_one_is_only_looked_up_by_its_name(tmp_path: Path) -> None:
+    loaded = objects_plan(tmp_path, text="""
+services:
+  app: {image: app:1, secrets: [token], configs: [{source: site, target: /etc/site}]}
+secrets:
+  token: {external: true}
+configs:
+  site: {external: true, name: shared_site}
+""")
+    assert swarm_problems(loaded.plan) == []
+    read, problems = contents(loaded.plan, tmp_path)
+    assert read == {} and problems == []
+    _, missing = placed(loaded.plan, read, [])
+    assert [str(p) for p in missing] == [
+        "configs.site: it is external and the swarm has no config shared_site: make it with "
+        "docker config create shared_site FILE",
+        "secrets.token: it is external and the swarm has no secret token: make it with "
+        "docker secret create token FILE"]
+    have = [ObservedObject("secrets", "id-t", "token", "", ""),
+            ObservedObject("configs", "id-s", "shared_site", "", "")]
+    objects, problems = placed(loaded.plan, read, have)
+    assert problems == []
+    assert [(o.name, o.id, o.external) for o in objects.values()] == [
+        ("shared_site", "id-s", True), ("token", "id-t", True)]
+    assert stale([], objects) == []  # never removed: not the project's
+
+
+def test_an_empty_one_is_refused_on_a_swarm(tmp_path: Path) -> None:
+    loaded = objects_plan(tmp_path, environ={"API_KEY": "", "BETA": "on"})
+    assert [p.path for p in swarm_problems(loaded.plan)] == ["secrets.api_key"]
+
+
+def test_no_value_is_in_what_is_sent_shown_or_labelled(tmp_path: Path) -> None:
+    loaded = objects_plan(tmp_path)
+    objects = on_the_swarm(loaded)
+    api = with_ids(swarm_service(loaded, "api", objects),
+                   {(item.kind, item.name): "id" for item in objects.values()})
+    labels = [item.labels("shop", "run-1") for item in objects.values()]
+    shown = repr((objects, api, labels))
+    assert PASSWORD not in shown and API_KEY not in shown
+    assert labels[0].keys() == {"ollamatopo.project", "ollamatopo.run",
+                                "ollamatopo.content-digest"}
