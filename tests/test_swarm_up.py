@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -65,18 +67,24 @@ class SwarmProject:
     name: str
     folder: Path
 
-    def run(self, *args: str, plan: str = PLAN) -> Result:
+    def command(self, *args: str, plan: str = PLAN) -> list[str]:
         path = self.folder / "compose.yaml"
         path.write_text(plan, encoding="utf-8")
         command = [sys.executable, "-m", "ollamatopo", *args, "--backend", "swarm",
                    "-f", str(path), "-p", self.name]
         if args[0] in ("up", "down"):
             command += ["--log-format", "json"]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=180,
-                              cwd=self.folder, check=False,
-                              env={**os.environ, "PYTHONPATH": str(ROOT),
-                                   "OLLAMATOPO_STATE_DIR": str(self.folder / "state"),
-                                   "OLLAMATOPO_SWARM_PROBE_IMAGE": PROBE_IMAGE})
+        return command
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(ROOT),
+                "OLLAMATOPO_STATE_DIR": str(self.folder / "state"),
+                "OLLAMATOPO_SWARM_PROBE_IMAGE": PROBE_IMAGE}
+
+    def run(self, *args: str, plan: str = PLAN) -> Result:
+        done = subprocess.run(self.command(*args, plan=plan), capture_output=True, text=True,
+                              timeout=180, cwd=self.folder, check=False, env=self.env)
         return Result(done.returncode, done.stdout, done.stderr)
 
     def services(self) -> dict[str, Any]:
@@ -181,3 +189,89 @@ def test_keys_the_swarm_backend_does_not_carry_out_are_named(on_swarm: SwarmProj
     assert "services.api.shm_size" in refused.stderr
     assert "not supported yet on a swarm" in refused.stderr
     assert on_swarm.services() == {}
+
+
+def test_supervise_tells_a_failed_task_and_reprobes_dependents_once_it_is_back(
+        on_swarm: SwarmProject) -> None:
+    """`up --supervise --backend swarm`: the swarm restarts a killed task by itself; the
+    daemon tells the failure, the service unhealthy, then healthy once its replacement
+    runs and answers, and re-probes the dependent at once. SIGTERM leaves the services."""
+    daemon = subprocess.Popen(on_swarm.command("up", "--supervise"), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=on_swarm.folder,
+                              env=on_swarm.env)
+    lines: queue.Queue[str] = queue.Queue()
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in daemon.stdout or ()],
+                              daemon=True)
+    reader.start()
+
+    def until(event: str, within_s: float) -> bool:
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            try:
+                seen.append(lines.get(timeout=0.5))
+            except queue.Empty:
+                continue
+            if f'"event": "{event}"' in seen[-1]:
+                return True
+        return False
+
+    try:
+        assert until("supervising", 120), "".join(seen)
+        manager = on_swarm.bed.client(on_swarm.bed.manager)
+        db_task = on_swarm.services()["db"].tasks(filters={"desired-state": "running"})[0]
+        manager.api.kill(db_task["Status"]["ContainerStatus"]["ContainerID"])
+        assert until("dependent re-probed", 60), "".join(seen)
+    finally:
+        daemon.terminate()
+        _, err = daemon.communicate(timeout=60)
+        reader.join(timeout=10)
+    while not lines.empty():
+        seen.append(lines.get())
+    told = Result(daemon.returncode, "".join(seen), err)
+    assert told.code == 0, err[-2000:]
+    assert told.named("task failed", "db")[0]["exit_code"] == 137
+    order = [(e["event"], e.get("service")) for e in told.events]
+    unhealthy = order.index(("service unhealthy", "db"))
+    assert ("service healthy", "db") in order[unhealthy:], told.stdout[-3000:]
+    reprobed = told.named("dependent re-probed", "api")
+    assert reprobed and reprobed[0]["dependency"] == "db" and reprobed[0]["ready"] is True
+    assert set(on_swarm.services()) == {"db", "api"}  # SIGTERM left them to the swarm
+
+
+JOBS = """
+services:
+  migrate:
+    image: ollamatopo-standin:latest
+    entrypoint: [sh, -c]
+    command: ["sleep 1; echo migrated STEP; exit CODE"]
+    healthcheck: {disable: true}
+  app:
+    image: ollamatopo-standin:latest
+    healthcheck: {disable: true}
+    depends_on:
+      migrate: {condition: service_completed_successfully}
+"""
+
+
+def test_a_one_shot_job_runs_to_completion_before_its_dependent(
+        on_swarm: SwarmProject) -> None:
+    """`service_completed_successfully` on a swarm: the job is a swarm job (ReplicatedJob);
+    its dependent is made only once it completed; a job that exits non-zero fails the run
+    with its last log lines, and the run is rolled back."""
+    done = on_swarm.run("up", plan=JOBS.replace("STEP", "1").replace("CODE", "0"))
+    assert done.code == 0, done.stderr
+    completed = done.named("service healthy", "migrate")[0]
+    assert completed["completed"] is True
+    assert done.named("container created", "app")[0]["elapsed_s"] >= completed["elapsed_s"]
+    mode = on_swarm.services()["migrate"].attrs["Spec"]["Mode"]
+    assert mode == {"ReplicatedJob": {"MaxConcurrent": 1, "TotalCompletions": 1}}
+    status = on_swarm.run("status", "--json", plan=JOBS.replace("STEP", "1").replace("CODE", "0"))
+    rows = {row["service"]: row for row in json.loads(status.stdout)["services"]}
+    assert rows["migrate"]["state"] == "completed" and rows["migrate"]["ready"], rows
+    assert on_swarm.run("down").code == 0
+
+    failed = on_swarm.run("up", plan=JOBS.replace("STEP", "2").replace("CODE", "3"))
+    assert failed.code == 1
+    assert "exit code 3" in failed.stderr and "migrated 2" in failed.stderr, failed.stderr
+    assert on_swarm.services() == {}  # rolled back; app was never made

@@ -169,6 +169,16 @@ class Swarm:
                                       filters={"service": service_id}, retry=True)
         return [_task(task) for task in raw]
 
+    async def service_logs(self, service_id: str, tail: int) -> str:
+        """The last `tail` lines of the service's tasks, from whichever nodes ran them."""
+        def read() -> str:
+            chunks = self._client.service_logs(service_id, stdout=True, stderr=True,
+                                               tail=tail)
+            return b"".join(chunks).decode("utf-8", errors="replace")
+
+        return await self.engine._call(f"read logs of service {service_id[:12]}", read,
+                                       retry=True)
+
     async def spec_of(self, service_id: str) -> dict[str, Any]:
         """The service's spec as the swarm holds it (to put back after a failed update)."""
         raw = await self.engine._call(f"inspect service {service_id[:12]}",

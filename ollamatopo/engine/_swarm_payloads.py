@@ -114,8 +114,11 @@ def service_name(project: str, service: str) -> str:
 
 
 def service_config(plan: Plan, service: str, base_dir: Path, *,
-                   has_start_interval: bool = False) -> ServiceConfig:
-    """`has_start_interval`: the swarm's engines take a healthcheck's StartInterval."""
+                   has_start_interval: bool = False, job: bool = False) -> ServiceConfig:
+    """`has_start_interval`: the swarm's engines take a healthcheck's StartInterval.
+    `job`: a one-shot service (a dependent waits for it to complete), as a swarm job:
+    its replicas run to completion once, one at a time, and are not restarted unless
+    its restart policy says so."""
     spec = plan.services[service]
     task_template: dict[str, Any] = {
         "ContainerSpec": _container_spec(plan, spec, base_dir, has_start_interval),
@@ -133,7 +136,9 @@ def service_config(plan: Plan, service: str, base_dir: Path, *,
     global_mode = spec.swarm.mode == "global"
     kwargs: dict[str, Any] = {
         "task_template": _without_empty(task_template),
-        "mode": {"Global": {}} if global_mode else {"Replicated": {"Replicas": spec.replicas}},
+        "mode": {"Global": {}} if global_mode else {"ReplicatedJob": {
+            "MaxConcurrent": 1, "TotalCompletions": spec.replicas}} if job
+        else {"Replicated": {"Replicas": spec.replicas}},
         "endpoint_spec": _endpoint(spec),
     }
     for key, config in (("update_config", spec.swarm.update_config),
@@ -284,6 +289,8 @@ def _restart_policy(spec: ServiceSpec) -> dict[str, Any]:
             "Delay": int(written.delay * NS) if written.delay is not None else None,
             "MaxAttempts": written.max_attempts,
             "Window": int(written.window * NS) if written.window is not None else None})
+    if "restart" not in spec.model_fields_set:
+        return {}  # the swarm's own default, `any`, as `docker stack deploy` leaves it
     name, _, count = spec.restart.partition(":")
     return _without_empty({"Condition": RESTART_CONDITIONS.get(name, "any"),
                            "MaxAttempts": int(count) if count else None})

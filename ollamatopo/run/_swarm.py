@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,17 +57,22 @@ from ollamatopo.plan._loading import LoadedPlan
 from ollamatopo.plan._model import Condition, Plan, ProbeKind, ReadySpec
 from ollamatopo.plan._replicas import replica_names
 from ollamatopo.report._recorder import RunRecorder
+from ollamatopo.run._queue import EngineQueue
 from ollamatopo.run._reconcile import Verb
 from ollamatopo.run._scheduler import (
+    DEADLINE_TIE_S,
+    LOG_TAIL,
     NodeContext,
     UpOptions,
     remove_networks,
     rolled_back_on_failure,
     traverse,
 )
+from ollamatopo.run._supervisor import SuperviseOptions
 
 POLL_S = 0.1  # the services API has no task events on this engine: tasks are listed
 NETWORK_RELEASE_S = 60.0
+WATCH_S = 1.0  # how often `up --supervise` on a swarm reads the tasks
 START_INTERVAL_API = (1, 44)  # Docker 25: a healthcheck's start_interval
 MAX_REPLICAS = 500  # the plan model's own limit
 LABEL_PROBER = "ollamatopo.prober"  # a prober container (not a service's)
@@ -163,6 +169,54 @@ class OverlayProbes:
 
 
 @dataclass
+class SwarmReadiness:
+    """Whether a service is ready on the swarm: every task the swarm means to run is
+    `running` (the swarm's DNS answers for a task only then, so a dependent that looks
+    the service up by name could not find it before), and answers ollamatopo's own probe
+    where it has one (HTTP/TCP through the overlay's prober; the exec probe in the
+    container of a task on this manager), else the swarm's `running` is the verdict."""
+
+    swarm: Swarm
+    plan: Plan
+    configs: Mapping[str, ServiceConfig]
+    probes: OverlayProbes
+
+    async def holds(self, name: str, tasks: list[TaskState]) -> bool:
+        wanted = self.configs[name].replicas
+        current = [task for task in tasks if task.current]
+        enough = len(current) >= wanted if wanted is not None else bool(current)
+        if not enough or not all(task.state == "running" for task in current):
+            return False
+        ready = self.plan.services[name].ready
+        if self.probes.applies(ready):
+            return await self.probes.answer(ready, self._network(name), current)
+        return all([await self._local_ready(ready, task) for task in current])
+
+    async def task_ready(self, name: str, task: TaskState) -> bool:
+        """One running task by ollamatopo's own probe, where it has one (`status`)."""
+        ready = self.plan.services[name].ready
+        if task.state != "running":
+            return False
+        if self.probes.applies(ready):
+            return await self.probes.answer(ready, self._network(name), [task])
+        return await self._local_ready(ready, task)
+
+    def _network(self, name: str) -> str:
+        return str(self.configs[name].create_kwargs["task_template"]["Networks"][0]["Target"])
+
+    async def _local_ready(self, ready: ReadySpec, task: TaskState) -> bool:
+        """A running task with an exec probe, on this manager, also passes it in its
+        container (a service without a healthcheck runs before it is ready); another
+        node's containers are out of this engine's reach: the swarm's `running` there."""
+        if ready.exec_ is None or not task.container_id or task.node != self.swarm.local_node:
+            return True
+        with contextlib.suppress(EngineError):
+            code, _ = await self.swarm.engine.exec(task.container_id, list(ready.exec_))
+            return code == 0
+        return False
+
+
+@dataclass
 class _SwarmRun:
     swarm: Swarm
     loaded: LoadedPlan
@@ -170,7 +224,8 @@ class _SwarmRun:
     recorder: RunRecorder
     configs: dict[str, ServiceConfig]
     actions: dict[str, SwarmAction]
-    probes: OverlayProbes
+    readiness: SwarmReadiness
+    queue: EngineQueue
     ids: dict[str, str] = field(default_factory=dict)  # service -> swarm service id
     created: list[str] = field(default_factory=list)  # swarm ids this run made
     updated: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> spec before
@@ -181,19 +236,34 @@ class _SwarmRun:
         return self.recorder.run_id
 
     async def visit(self, name: str, context: NodeContext) -> None:
-        for dependency in await context.dependencies_hold():
+        try:
+            failed = await context.dependencies_hold()
+        except BaseException:  # it will not ask for a slot: others need not wait for it
+            self.queue.withdraw(name)
+            raise
+        for dependency in failed:
             self.recorder.emit("dependency failed, not required", service=name,
                                level="warning", dependency=dependency)
-        try:
-            service_id = await self._apply(name)
-        except EngineError as error:
-            raise ServiceFailed(name, f"the swarm refused it: {error}") from None
-        await self._until(name, service_id, _has_container, "started")
+        kept = self.actions[name].verb is Verb.KEEP
+        if kept:
+            self.queue.withdraw(name)
+        job = name in self.loaded.graph.jobs()
+        # The nodes' engines start containers barely in parallel (run/_queue): a create
+        # holds its slot until its task has a container, earliest deadline first, so
+        # the critical path's services start first and the others use their slack.
+        async with contextlib.nullcontext() if kept else self.queue.slot(name):
+            try:
+                service_id = await self._apply(name)
+            except EngineError as error:
+                raise ServiceFailed(name, f"the swarm refused it: {error}") from None
+            await self._until(name, service_id, _job_began if job else _has_container,
+                              "started", job=job)
         context.started()
-        if name in self.loaded.graph.jobs():
-            raise ServiceFailed(name, "a one-shot job (service_completed_successfully) is not "
-                                      "supported yet on a swarm")
-        await self._until(name, service_id, self._all_running(name), "ready")
+        if job:
+            await self._until(name, service_id, _job_completed, "ready", job=True)
+            return
+        await self._until(name, service_id, functools.partial(self.readiness.holds, name),
+                          "ready")
 
     async def _apply(self, name: str) -> str:
         action, config = self.actions[name], self.configs[name]
@@ -214,55 +284,23 @@ class _SwarmRun:
         self.ids[name] = service_id
         return service_id
 
-    def _all_running(self, name: str) -> _Check:
-        """Ready: every task the swarm means to run answers ollamatopo's own probe (where
-        it has one), else is `running` by the swarm's account."""
-        wanted = self.configs[name].replicas
-        spec = self.loaded.plan.services[name]
-        network = self.configs[name].create_kwargs["task_template"]["Networks"][0]["Target"]
-        own = self.probes.applies(spec.ready)
-
-        async def check(tasks: list[TaskState]) -> bool:
-            current = [task for task in tasks if task.current]
-            enough = len(current) >= wanted if wanted is not None else bool(current)
-            if not enough:
-                return False
-            # `running` always: the swarm's DNS answers for a task only once it runs, so a
-            # dependent that looks the service up by name could not find it before.
-            if not all(task.state == "running" for task in current):
-                return False
-            if own:
-                return await self.probes.answer(spec.ready, network, current)
-            return all([await self._local_ready(spec.ready, task) for task in current])
-
-        return check
-
-    async def _local_ready(self, ready: ReadySpec, task: TaskState) -> bool:
-        """A running task with an exec probe, on this manager, also passes it in its
-        container (a service without a healthcheck runs before it is ready); another
-        node's containers are out of this engine's reach: the swarm's `running` there."""
-        if ready.exec_ is None or not task.container_id or task.node != self.swarm.local_node:
-            return True
-        with contextlib.suppress(EngineError):
-            code, _ = await self.swarm.engine.exec(task.container_id, list(ready.exec_))
-            return code == 0
-        return False
-
-    async def _until(self, name: str, service_id: str, check: _Check, what: str) -> None:
+    async def _until(self, name: str, service_id: str, check: _Check, what: str, *,
+                     job: bool = False) -> None:
         """Poll the service's tasks until `check` holds (then mark `what`); a task that
-        failed, or the deadline, fails the service."""
+        failed (of a job: any), or the deadline, fails the service."""
         spec = self.loaded.plan.services[name]
         deadline = spec.ready.timeout or self.options.default_timeout_s
         last: list[TaskState] = []
         with anyio.move_on_after(deadline) as scope:
             while True:
                 last = await self.swarm.tasks(service_id)
-                failed = [task for task in last if task.failed and task.current]
+                failed = [task for task in last if task.failed and (task.current or job)]
                 if failed:
                     task = failed[-1]
                     raise ServiceFailed(name, f"its task on node {task.node[:12]} "
                                               f"{task.state}: {task.error or task.message}"
-                                              + _exit(task))
+                                              + _exit(task) + await self._last_lines(
+                                                  service_id, job))
                 if await check(last):
                     break
                 await anyio.sleep(POLL_S)
@@ -275,10 +313,22 @@ class _SwarmRun:
                                    if replaced else "") + ")")
         if what == "ready":
             began = self.recorder.services[name].created_s or 0.0
-            self.recorder.mark(name, what,
+            done: dict[str, Any] = {"completed": True, "exit_code": 0} if job else {}
+            self.recorder.mark(name, what, **done,
                                start_to_ready_s=round(self.recorder.elapsed() - began, 3))
         else:
             self.recorder.mark(name, what)
+
+    async def _last_lines(self, service_id: str, job: bool) -> str:
+        """A failed job's last log lines (the swarm gathers them from its node)."""
+        if not job:
+            return ""
+        with contextlib.suppress(OllamatopoError):
+            lines = (await self.swarm.service_logs(service_id, LOG_TAIL)).rstrip().splitlines()
+            if lines:
+                return "; last log lines:\n" + "\n".join(f"    | {line}"
+                                                         for line in lines[-LOG_TAIL:])
+        return "; it printed nothing"
 
     async def rollback(self) -> None:
         with anyio.CancelScope(shield=True):
@@ -304,6 +354,15 @@ _Check = Callable[[list[TaskState]], Awaitable[bool]]
 
 async def _has_container(tasks: list[TaskState]) -> bool:
     return any(task.current and task.state in ("starting", "running") for task in tasks)
+
+
+async def _job_began(tasks: list[TaskState]) -> bool:
+    """A job's task has its container, or already ran (a job's ended task is not current)."""
+    return any(task.state in ("starting", "running", "complete") for task in tasks)
+
+
+async def _job_completed(tasks: list[TaskState]) -> bool:
+    return any(task.state == "complete" for task in tasks)
 
 
 def _exit(task: TaskState) -> str:
@@ -338,22 +397,24 @@ def _replicas(loaded: LoadedPlan, name: str) -> int:
 async def up_swarm(swarm: Swarm, loaded: LoadedPlan, options: UpOptions,
                    recorder: RunRecorder) -> None:
     """The plan on the swarm; RunFailed (after rolling back) if a required service fails."""
-    loaded = one_service_each(loaded)
+    loaded = plan_problems(loaded)
     plan = loaded.plan
-    problems = swarm_problems(plan)
-    if problems:
-        raise PlanError(str(loaded.path), problems)
     await swarm.nodes()  # a manager, or NotAManager before anything is made
     has_start_interval = swarm.engine.api_version >= START_INTERVAL_API
-    configs = {name: service_config(plan, name, loaded.path.parent,
-                                    has_start_interval=has_start_interval)
-               for name in loaded.graph.nodes}
+    configs = _configs(loaded, has_start_interval)
     objects = await _placed_objects(swarm, loaded)
     configs = {name: with_objects(config, plan, objects) for name, config in configs.items()}
     actions, orphans = reconcile_services(configs, await swarm.services(plan.project))
     probes = OverlayProbes(swarm, options.probe_image, {
         LABEL_PROJECT: plan.project, LABEL_RUN: recorder.run_id, LABEL_PROBER: "1"})
-    run = _SwarmRun(swarm, loaded, options, recorder, configs, actions, probes)
+    queue = EngineQueue(options.start_concurrency,
+                        loaded.graph.latest_starts(options.durations),
+                        expected=[name for name, action in actions.items()
+                                  if action.verb is not Verb.KEEP
+                                  and not loaded.graph.dependencies[name]],
+                        tie_s=DEADLINE_TIE_S)
+    run = _SwarmRun(swarm, loaded, options, recorder, configs, actions,
+                    SwarmReadiness(swarm, plan, configs, probes), queue)
     recorder.emit("run started", backend="swarm", plan=str(loaded.path),
                   services=len(configs),
                   actions=[str(a) for a in (*actions.values(), *orphans)])
@@ -397,6 +458,16 @@ async def _ensure_networks(swarm: Swarm, loaded: LoadedPlan, run_id: str,
             continue
         await swarm.engine.create_network(config, run_id)
         recorder.emit("network ensured", network=config.name, action="create")
+
+
+def plan_problems(loaded: LoadedPlan) -> LoadedPlan:
+    """The plan as the swarm takes it (a service per declared service); PlanError naming
+    each key this backend does not carry out yet."""
+    loaded = one_service_each(loaded)
+    problems = swarm_problems(loaded.plan)
+    if problems:
+        raise PlanError(str(loaded.path), problems)
+    return loaded
 
 
 async def _placed_objects(swarm: Swarm, loaded: LoadedPlan) -> dict[ObjectKey, SwarmObject]:
@@ -451,6 +522,93 @@ async def _remove_objects(swarm: Swarm, objects: Sequence[ObservedObject],
             except NotFound:
                 continue
             recorder.emit(f"{item.kind[:-1]} removed", name=item.name)
+
+
+def _configs(loaded: LoadedPlan, has_start_interval: bool) -> dict[str, ServiceConfig]:
+    jobs = loaded.graph.jobs()
+    return {name: service_config(loaded.plan, name, loaded.path.parent,
+                                 has_start_interval=has_start_interval, job=name in jobs)
+            for name in loaded.graph.nodes}
+
+
+async def supervise_swarm(swarm: Swarm, loaded: LoadedPlan, options: SuperviseOptions,
+                          recorder: RunRecorder) -> None:
+    """`up --supervise` on a swarm, until cancelled. The swarm restarts the tasks itself
+    (by the services' restart policies and healthchecks); this watches them: each task
+    that fails is told with its node and error, a service whose tasks stop running is
+    told unhealthy, and once it runs and answers ollamatopo's own probe again it is told
+    healthy and its dependents are re-probed at once (they are the swarm's to restart if
+    they fail their own checks). The task list is read every WATCH_S: this engine has no
+    task events."""
+    loaded = one_service_each(loaded)
+    configs = _configs(loaded, swarm.engine.api_version >= START_INTERVAL_API)
+    await swarm.nodes()  # the manager's own node, for exec probes of its tasks
+    probes = OverlayProbes(swarm, options.probe_image, {
+        LABEL_PROJECT: loaded.plan.project, LABEL_RUN: recorder.run_id, LABEL_PROBER: "1"})
+    watch = _TaskWatch(loaded, SwarmReadiness(swarm, loaded.plan, configs, probes),
+                       recorder, options.ready_timeout_s)
+    recorder.emit("supervising", backend="swarm", services=len(configs), every_s=WATCH_S)
+    try:
+        while True:
+            for service in await swarm.services(loaded.plan.project):
+                if service.service in configs:
+                    await watch.observe(service.service, await swarm.tasks(service.id))
+            await anyio.sleep(WATCH_S)
+    finally:
+        await probes.close()
+
+
+@dataclass
+class _TaskWatch:
+    loaded: LoadedPlan
+    readiness: SwarmReadiness
+    recorder: RunRecorder
+    ready_timeout_s: float
+    ready: dict[str, bool] = field(default_factory=dict)  # by the tasks' states
+    told: set[str] = field(default_factory=set)  # failed tasks already told
+
+    async def observe(self, name: str, tasks: list[TaskState]) -> None:
+        for task in tasks:
+            if task.failed and task.id not in self.told:
+                self.told.add(task.id)
+                self.recorder.emit("task failed", service=name, level="warning",
+                                   node=task.node[:12], state=task.state,
+                                   error=task.error or task.message, exit_code=task.exit_code)
+        current = [task for task in tasks if task.current]
+        running = bool(current) and all(task.state == "running" for task in current)
+        was = self.ready.get(name, True)  # `up` left every service ready
+        self.ready[name] = running
+        if was and not running:
+            states = ", ".join(sorted({task.state for task in current})) or "no task"
+            self.recorder.emit("service unhealthy", service=name, level="warning",
+                               reason=f"its tasks: {states} (the swarm restarts them)")
+        elif running and not was:
+            await self._back(name)
+
+    async def _back(self, name: str) -> None:
+        """Running again: ready once its own probe answers, then its dependents re-probed."""
+        if not await self._holds_within(name, self.ready_timeout_s):
+            self.ready[name] = False  # told again when it runs anew
+            self.recorder.emit("service unhealthy", service=name, level="warning",
+                               reason=f"running, but not ready after {self.ready_timeout_s:g}s")
+            return
+        self.recorder.emit("service healthy", service=name)
+        for dependent in sorted(self.loaded.graph.dependents(name)):
+            ready = await self._holds_now(dependent)
+            self.recorder.emit("dependent re-probed", service=dependent, dependency=name,
+                               ready=ready, level="info" if ready else "warning")
+
+    async def _holds_within(self, name: str, timeout_s: float) -> bool:
+        with anyio.move_on_after(timeout_s):
+            while not await self._holds_now(name):
+                await anyio.sleep(POLL_S * 5)
+            return True
+        return False
+
+    async def _holds_now(self, name: str) -> bool:
+        swarm = self.readiness.swarm
+        ids = [s.id for s in await swarm.services(self.loaded.plan.project) if s.service == name]
+        return bool(ids) and await self.readiness.holds(name, await swarm.tasks(ids[0]))
 
 
 def _tell_start_checks(plan: Plan, configs: Mapping[str, ServiceConfig],
@@ -526,16 +684,35 @@ class TaskRow:
     state: str
     desired: str
     message: str
+    ready: bool  # a job's: completed; else running, and answering its probe if asked
 
 
-async def status_swarm(swarm: Swarm, project: str) -> list[TaskRow]:
-    """Each task of the project's services: its node's hostname, state and message."""
+async def status_swarm(swarm: Swarm, loaded: LoadedPlan, *, probe_image: str | None,
+                       probe: bool) -> list[TaskRow]:
+    """Each task of the project's services: its node's hostname, state, message and
+    readiness (with `probe`, each running task checked now by ollamatopo's own probe
+    where the service has one: HTTP/TCP through a prober on the overlay, the exec probe
+    in a container on this manager; else the swarm's `running`)."""
+    loaded = one_service_each(loaded)
+    project = loaded.plan.project
     nodes = {node.id: node.hostname for node in await swarm.nodes()}
+    configs = _configs(loaded, swarm.engine.api_version >= START_INTERVAL_API)
+    probes = OverlayProbes(swarm, probe_image if probe else None,
+                           {LABEL_PROJECT: project, LABEL_PROBER: "1"})
+    readiness = SwarmReadiness(swarm, loaded.plan, configs, probes)
     rows = []
-    for service in await swarm.services(project):
-        for task in await swarm.tasks(service.id):
-            if task.current:
+    try:
+        for service in await swarm.services(project):
+            for task in await swarm.tasks(service.id):
+                if not task.current and task.desired != "complete":  # a job's: its end
+                    continue
+                ready = task.state == "complete" or (
+                    await readiness.task_ready(service.service, task)
+                    if probe and service.service in configs else task.state == "running")
                 rows.append(TaskRow(service.service, nodes.get(task.node, task.node[:12]),
-                                    task.state, task.desired, task.error or task.message))
+                                    task.state, task.desired, task.error or task.message,
+                                    ready))
+    finally:
+        await probes.close()
     return sorted(rows, key=lambda row: (row.service, row.node))
 

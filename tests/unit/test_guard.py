@@ -14,14 +14,6 @@ import anyio
 import pytest
 
 from ollamatopo._errors import EngineError
-from ollamatopo.run import _supervisor
-from ollamatopo.run._supervisor import (
-    ENGINE_NEVER_RESTARTS,
-    CrashLoopBackoff,
-    SuperviseOptions,
-    Supervisor,
-    wants_restart,
-)
 from ollamatopo.engine._docker import ContainerEvent, ContainerState
 from ollamatopo.engine._payloads import restart_policy
 from ollamatopo.engine._probes import Backoff, HttpClient
@@ -30,6 +22,14 @@ from ollamatopo.plan._graph import DependencyGraph
 from ollamatopo.plan._loading import LoadedPlan
 from ollamatopo.plan._model import Plan
 from ollamatopo.report._recorder import RunRecorder
+from ollamatopo.run import _supervisor
+from ollamatopo.run._supervisor import (
+    ENGINE_NEVER_RESTARTS,
+    CrashLoopBackoff,
+    SuperviseOptions,
+    Supervisor,
+    wants_restart,
+)
 
 pytestmark = pytest.mark.anyio
 

@@ -3,6 +3,9 @@ engine). tests/test_swarm_up.py runs them on a real two-node swarm."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -253,6 +256,24 @@ def test_the_files_start_interval_is_the_cadence_and_can_keep_the_check_as_writt
     assert off == {"Test": ["NONE"]}
 
 
+def test_plan_with_the_swarm_backend_names_what_a_swarm_does_not_carry_out(
+        tmp_path: Path) -> None:
+    """`plan --backend swarm` refuses as `up --backend swarm` would, without an engine."""
+    path = tmp_path / "compose.yaml"
+    path.write_text(FILE.replace("    gpus:", "    shm_size: 64m\n    gpus:"), encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "ollamatopo", "plan", "--backend", "swarm",
+                           "-f", str(path)], capture_output=True, text=True, check=False,
+                          env={**os.environ, "DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert done.returncode == 2, done.stderr
+    assert "services.node.shm_size" in done.stderr and "not supported yet on a swarm" in \
+        done.stderr and "Traceback" not in done.stderr
+    path.write_text(FILE, encoding="utf-8")
+    fine = subprocess.run([sys.executable, "-m", "ollamatopo", "plan", "--backend", "swarm",
+                           "-f", str(path)], capture_output=True, text=True, check=False,
+                          env={**os.environ, "DOCKER_HOST": "unix:///nonexistent.sock"})
+    assert fine.returncode == 0, fine.stderr
+
+
 # --- compose's secrets and configs as swarm objects (engine/_swarm_objects.py) -------------
 
 PASSWORD, API_KEY = "pw-Secret-5b1e", "key-Secret-93ac"
@@ -422,3 +443,14 @@ def test_no_value_is_in_what_is_sent_shown_or_labelled(tmp_path: Path) -> None:
     assert PASSWORD not in shown and API_KEY not in shown
     assert labels[0].keys() == {"ollamatopo.project", "ollamatopo.run",
                                 "ollamatopo.content-digest"}
+
+
+def test_a_service_without_restart_gets_the_swarms_default_as_with_stack_deploy(
+        tmp_path: Path) -> None:
+    path = tmp_path / "compose.yaml"
+    path.write_text("services:\n  a: {image: x}\n  b: {image: x, restart: 'no'}\n",
+                    encoding="utf-8")
+    loaded = load_plan(path, environ={})
+    policies = {name: service_config(loaded.plan, name, tmp_path).create_kwargs[
+        "task_template"].get("RestartPolicy") for name in ("a", "b")}
+    assert policies == {"a": None, "b": {"Condition": "none"}}  # None: the swarm's `any`
