@@ -73,7 +73,7 @@ def _their_health(check: dict[str, Any] | None) -> dict[str, Any] | None:
     if check.get("disable") or check.get("test") == ["NONE"]:
         return {"test": ["NONE"]}  # the image's own switched off too
     kept: dict[str, Any] = {"test": list(check["test"])}
-    for key in ("interval", "timeout", "start_period"):
+    for key in ("interval", "timeout", "start_period", "start_interval"):
         if key in check:
             kept[key] = parse_duration(check[key])
     if "retries" in check:
