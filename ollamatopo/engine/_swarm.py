@@ -179,6 +179,14 @@ class Swarm:
         return await self.engine._call(f"read logs of service {service_id[:12]}", read,
                                        retry=True)
 
+    async def update_state(self, service_id: str) -> tuple[str, str]:
+        """The service's rolling update as the swarm reports it (`updating`, `completed`,
+        `paused`, `rollback_...`; "" before any update) and its message."""
+        raw = await self.engine._call(f"inspect service {service_id[:12]}",
+                                      self._client.inspect_service, service_id, retry=True)
+        status = raw.get("UpdateStatus") or {}
+        return str(status.get("State", "")), str(status.get("Message", ""))
+
     async def spec_of(self, service_id: str) -> dict[str, Any]:
         """The service's spec as the swarm holds it (to put back after a failed update)."""
         raw = await self.engine._call(f"inspect service {service_id[:12]}",

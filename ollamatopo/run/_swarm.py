@@ -262,8 +262,20 @@ class _SwarmRun:
         if job:
             await self._until(name, service_id, _job_completed, "ready", job=True)
             return
-        await self._until(name, service_id, functools.partial(self.readiness.holds, name),
-                          "ready")
+        check = functools.partial(self.readiness.holds, name)
+        if self.actions[name].verb is Verb.RECREATE:
+            check = functools.partial(self._updated_and_ready, name, service_id)
+        await self._until(name, service_id, check, "ready")
+
+    async def _updated_and_ready(self, name: str, service_id: str,
+                                 tasks: list[TaskState]) -> bool:
+        """An updated service is ready once the swarm finished its rolling update (until
+        then an old task still runs and would pass for the new one), and its tasks are."""
+        state, message = await self.swarm.update_state(service_id)
+        if state in ("paused", "rollback_started", "rollback_paused", "rollback_completed"):
+            raise ServiceFailed(name, f"the swarm's update of it is {state.replace('_', ' ')}"
+                                      f": {message}")
+        return state in ("completed", "") and await self.readiness.holds(name, tasks)
 
     async def _apply(self, name: str) -> str:
         action, config = self.actions[name], self.configs[name]
