@@ -108,6 +108,13 @@ class ExternalMissing(OllamatopoError):
     exit_code = EXIT_INVALID
 
 
+class ImageNotBuilt(OllamatopoError):
+    """`up --no-build`, and a service's `build:` image is not on the engine: nothing is
+    made."""
+
+    exit_code = EXIT_INVALID
+
+
 class ServiceFailed(OllamatopoError):
     """A service could not be brought up (crashed, never ready, refused by the engine)."""
 

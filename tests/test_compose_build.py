@@ -62,9 +62,9 @@ def file_in(project: Project, service: str, path: str) -> str:
     return str(output.decode()) if code == 0 else f"(exit {code})"
 
 
-def timed_up(project: Project) -> tuple[Any, float]:
+def timed_up(project: Project, *options: str) -> tuple[Any, float]:
     began = time.monotonic()
-    result = project.run("up")
+    result = project.run("up", *options)
     return result, time.monotonic() - began
 
 
@@ -108,6 +108,39 @@ def test_built_before_up_not_again_while_unchanged_and_again_after_a_change(
     print(f"\nbuild then up {first_s:.2f} s (run {total['first']} s); unchanged up "
           f"{second_s:.2f} s (run {total['second']} s); changed file {third_s:.2f} s "
           f"(run {total['third']} s)")
+
+
+def test_up_build_builds_again_keeps_an_unchanged_container_and_no_build_never_builds(
+        builds: Project) -> None:
+    context(builds, "app", "FROM ollamatopo-standin:latest\n"
+                           "COPY message.txt /www/message.txt\n", message_txt="hello\n")
+    builds.write(WEB)
+    image = f"{builds.name}-web"
+    assert builds.run("up").code == 0
+    container = builds.containers()["web"].id
+    built = builds.client.images.get(image).id
+
+    again = builds.run("up")
+    assert again.code == 0, again.stderr
+    assert not again.named("image build started")
+
+    forced, forced_s = timed_up(builds, "--build")
+    assert forced.code == 0, forced.stderr
+    assert [e["cause"] for e in forced.named("image build started")] == [
+        "--build asks for it"]
+    assert [e["image"] for e in forced.named("image ensured") if e.get("built")] == [image]
+    assert builds.client.images.get(image).id == built  # the layer cache's image
+    assert not forced.named("container created")
+    assert builds.containers()["web"].id == container
+
+    builds.client.images.remove(image, force=True)  # untagged; the container keeps it
+    refused = builds.run("up", "--no-build")
+    assert refused.code == 2, refused.stderr
+    assert "up --no-build: the image of web (build:) is not on the engine; run up without " \
+           "--no-build" in refused.stderr
+    assert "Traceback" not in refused.stderr and not refused.named("image build started")
+    print(f"\nup --build with unchanged inputs {forced_s:.2f} s "
+          f"(run {forced.named('run completed')[0]['total_s']} s)")
 
 
 FAILING = """

@@ -13,7 +13,7 @@ from typing import Any
 
 import structlog
 
-from ollamatopo._errors import RunFailed
+from ollamatopo._errors import RunFailed, UsageError
 from ollamatopo.app._backend import backend_for
 from ollamatopo.app._connect import connect_engine
 from ollamatopo.app._lock import ProjectLock
@@ -31,6 +31,7 @@ from ollamatopo.report._recorder import (
     store_report,
     write_report,
 )
+from ollamatopo.run._reconcile import BuildPolicy
 from ollamatopo.run._scheduler import UpOptions, new_run_id
 
 
@@ -41,6 +42,7 @@ class UpRequest:
     keep_on_failure: bool = False
     keep_orphans: bool = False
     clamp_resources: bool = False
+    build: BuildPolicy = "auto"  # up --build: always; up --no-build: never
 
 
 def read_plan(settings: Settings, replicas: Mapping[str, int] | None = None) -> LoadedPlan:
@@ -104,6 +106,9 @@ def new_recorder(loaded: LoadedPlan, command: str = "up",
 
 def up_options(settings: Settings, loaded: LoadedPlan, request: UpRequest) -> UpOptions:
     plan = loaded.plan
+    if request.build == "always" and settings.backend == "swarm":
+        raise UsageError("up --build: a swarm runs only images its nodes can pull, it builds "
+                         "none; build and push the images, then up without --build")
     return UpOptions(
         keep_on_failure=request.keep_on_failure,
         default_timeout_s=settings.probe_timeout,
@@ -113,6 +118,7 @@ def up_options(settings: Settings, loaded: LoadedPlan, request: UpRequest) -> Up
         start_concurrency=settings.start_concurrency,
         durations=latest_durations(settings.state_dir, plan.project, plan.services),
         probe_image=settings.swarm_probe_image,
+        build=request.build,
     )
 
 

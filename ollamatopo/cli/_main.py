@@ -101,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--clamp-resources", action="store_true",
                     help="scale CPU and memory limits and reservations down to fit this host "
                          "(each change is logged)")
+    building = up.add_mutually_exclusive_group()
+    building.add_argument("--build", dest="build", action="store_const", const="always",
+                          default="auto",
+                          help="build the images of services with build: before starting, "
+                               "even when present (a container is recreated only if its "
+                               "image changed); with --supervise, for the first run only")
+    building.add_argument("--no-build", dest="build", action="store_const", const="never",
+                          help="never build: a missing image of a service with build: is "
+                               "an error")
 
     scale = commands.add_parser(
         "scale", parents=[common], help="set the replica count of services (kept for later ups)",
@@ -334,7 +343,8 @@ def command_up(arguments: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("up --supervise takes no services: the daemon keeps the whole plan")
     request = UpRequest(keep_on_failure=arguments.keep_on_failure,
                         keep_orphans=arguments.keep_orphans,
-                        clamp_resources=arguments.clamp_resources)
+                        clamp_resources=arguments.clamp_resources,
+                        build=arguments.build)
     recorder = new_recorder(loaded)
     board: LiveBoard | None = arguments.board
     alongside: list[Callable[[], Coroutine[Any, Any, None]]] = []

@@ -246,7 +246,10 @@ class Daemon:
         options = up_options(self.settings, loaded, self.options.request)
         try:
             # A reload never removes what it created: the topology is live, keep what runs.
-            await self.backend.up(loaded, replace(options, keep_on_failure=True), recorder)
+            # up --build was for the first run: a reload builds what is missing or changed.
+            await self.backend.up(loaded, replace(
+                options, keep_on_failure=True,
+                build="auto" if options.build == "always" else options.build), recorder)
         except RunFailed as error:
             recorder.emit("reload failed", level="error", error=str(error))
         finally:

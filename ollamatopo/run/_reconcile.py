@@ -11,10 +11,17 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
+from ollamatopo._errors import ImageNotBuilt
 from ollamatopo.engine._build import BuildConfig
 from ollamatopo.engine._payloads import ContainerConfig, NetworkConfig
 from ollamatopo.engine._snapshot import ObservedContainer, ObservedNetwork, Snapshot
+
+# compose's `up --build` (always), `--no-build` (never), neither (auto: when missing or
+# its inputs changed).
+BuildPolicy = Literal["auto", "always", "never"]
+FORCED = "--build asks for it"
 
 
 class Verb(StrEnum):
@@ -82,14 +89,16 @@ class Reconciliation:
 def reconcile(containers: Mapping[str, ContainerConfig], networks: Sequence[NetworkConfig],
               snapshot: Snapshot,
               restarting: Collection[tuple[str, str]] = (),
-              builds: Mapping[str, BuildConfig] | None = None) -> Reconciliation:
+              builds: Mapping[str, BuildConfig] | None = None,
+              build_policy: BuildPolicy = "auto") -> Reconciliation:
     """One action per desired network and service, and a removal per container not in it.
     A running service is restarted when a dependency it has `restart: true` on is
     recreated (compose's rule), after that dependency holds again. Of `builds` (by image),
     the images that are missing or were built from other inputs are built, and the
-    containers made from them recreated."""
-    to_build = stale_builds(builds or {}, snapshot)
-    rebuilt = {action.config.image for action in to_build}
+    containers made from them recreated (see `decide_builds` for the policy; a build only
+    forced recreates nothing here: the run compares the image it makes)."""
+    to_build = decide_builds(builds or {}, snapshot, build_policy)
+    rebuilt = {action.config.image for action in to_build if action.cause != FORCED}
     network_actions = tuple(_network_action(config, snapshot) for config in networks)
     actions = {name: _service_action(config, snapshot, rebuilt)
                for name, config in containers.items()}
@@ -108,9 +117,20 @@ def reconcile(containers: Mapping[str, ContainerConfig], networks: Sequence[Netw
     return Reconciliation(network_actions, actions, orphans, to_build)
 
 
-def stale_builds(builds: Mapping[str, BuildConfig],
-                 snapshot: Snapshot) -> tuple[BuildAction, ...]:
-    """The builds whose image is missing or carries another digest than its inputs' now."""
+def decide_builds(builds: Mapping[str, BuildConfig], snapshot: Snapshot,
+                  policy: BuildPolicy = "auto") -> tuple[BuildAction, ...]:
+    """auto: the builds whose image is missing or carries another digest than its inputs'
+    now. always: every build, the up-to-date ones with the cause FORCED. never: none, and
+    ImageNotBuilt if an image is missing (one built from other inputs is used as it is,
+    as compose's --no-build does)."""
+    if policy == "never":
+        missing = sorted(config.service for image, config in builds.items()
+                         if image not in snapshot.image_ids)
+        if missing:
+            raise ImageNotBuilt(
+                f"up --no-build: the image of {', '.join(missing)} (build:) is not on the "
+                "engine; run up without --no-build (or with --build) to build it")
+        return ()
     actions = []
     for image, config in sorted(builds.items()):
         digest = config.digest(snapshot.image_ids)
@@ -120,6 +140,8 @@ def stale_builds(builds: Mapping[str, BuildConfig],
             actions.append(BuildAction(config, digest, "its build inputs changed"
                                        if image in snapshot.build_digests
                                        else "not built from these inputs"))
+        elif policy == "always":
+            actions.append(BuildAction(config, digest, FORCED))
     return tuple(actions)
 
 

@@ -64,7 +64,14 @@ from ollamatopo.run._admission import Capacity, admit, clamp
 from ollamatopo.run._balancers import BalancerSync
 from ollamatopo.run._image_policy import image_wants
 from ollamatopo.run._queue import EngineQueue
-from ollamatopo.run._reconcile import Reconciliation, ServiceAction, Verb, reconcile
+from ollamatopo.run._reconcile import (
+    FORCED,
+    BuildPolicy,
+    Reconciliation,
+    ServiceAction,
+    Verb,
+    reconcile,
+)
 from ollamatopo.run._supplies import ImageSupply, SharedObjects
 
 LOG_TAIL = 20
@@ -176,6 +183,7 @@ class UpOptions:
     # On a swarm: the image of the containers that probe the tasks on their overlay
     # (it needs busybox's `sh` and `nc`); None: the swarm's own verdict only.
     probe_image: str | None = None
+    build: BuildPolicy = "auto"  # compose's up --build (always) and --no-build (never)
 
 
 @dataclass(frozen=True)
@@ -187,7 +195,8 @@ class DesiredState:
     snapshot: Snapshot
 
 
-async def observe(engine: Engine, loaded: LoadedPlan) -> DesiredState:
+async def observe(engine: Engine, loaded: LoadedPlan,
+                  build_policy: BuildPolicy = "auto") -> DesiredState:
     plan = loaded.plan
     base = loaded.path.parent
     problems = list(file_objects.on_one_engine(plan))
@@ -204,7 +213,7 @@ async def observe(engine: Engine, loaded: LoadedPlan) -> DesiredState:
     await _externals_exist(engine, networks, [volume_config(plan.project, key, spec)
                                               for key, spec in plan.volumes.items()])
     reconciliation = reconcile(containers, networks, snapshot, loaded.graph.restarting,
-                               builds)
+                               builds, build_policy)
     return DesiredState(containers, reconciliation, snapshot)
 
 
@@ -315,7 +324,7 @@ class _Run:
 
     async def _bring_up(self, name: str, context: NodeContext, watch: ContainerWatch,
                         http: HttpClient) -> str:
-        action = self.desired.reconciliation.services[name]
+        action = await self._rebuilt_or(self.desired.reconciliation.services[name])
         timing = self.recorder.services[name]
         timing.action, timing.cause = action.verb.value, action.cause
         # The engine looks up the containers it uses by name at its create.
@@ -342,6 +351,21 @@ class _Run:
             raise
         await self.balancers.backend_changed(name, up=True)
         return container_id
+
+    async def _rebuilt_or(self, action: ServiceAction) -> ServiceAction:
+        """A container whose image `up --build` rebuilt with unchanged inputs is kept when
+        the build gave the same image (the layer cache's usual outcome), and recreated
+        otherwise: compose's rule, which only the finished build can tell."""
+        image = self.desired.containers[action.service].image
+        forced = any(build.cause == FORCED and build.config.image == image
+                     for build in self.desired.reconciliation.builds)
+        if not forced or action.existing is None or action.verb is Verb.RECREATE:
+            return action
+        await self.images.wait(action.service, image)
+        if await self.engine.image_id(image) in (None, action.existing.image_id):
+            return action
+        return ServiceAction(action.service, Verb.RECREATE, "its image was rebuilt",
+                             action.existing)
 
     async def until_completed(self, name: str, container_id: str,
                               watch: ContainerWatch) -> None:
@@ -426,7 +450,7 @@ class _Run:
                                error=error)
 
         # A container started now is expected to take as long as it did last time.
-        started_now = self.desired.reconciliation.services[name].verb is not Verb.KEEP
+        started_now = self.recorder.services[name].action != Verb.KEEP  # as carried out
         expected = self.options.durations.get(name) if started_now else None
         outcome = _ProbeOutcome()
         async with anyio.create_task_group() as race:
@@ -505,7 +529,7 @@ async def up(engine: Engine, loaded: LoadedPlan, options: UpOptions,
         for name, deps in loaded.graph.dependencies.items()}
     loaded = await admit_resources(engine, loaded, options, recorder)
     plan = loaded.plan
-    desired = await observe(engine, loaded)
+    desired = await observe(engine, loaded, options.build)
     run = _Run(engine, loaded, desired, options, recorder)
     recorder.emit("run started", plan=str(loaded.path), services=len(desired.containers),
                   actions=desired.reconciliation.lines())

@@ -14,7 +14,13 @@ from typing import Any
 import anyio
 import pytest
 
-from ollamatopo._errors import EngineError, PlanError, ServiceFailed
+from ollamatopo._errors import (
+    EngineError,
+    ImageNotBuilt,
+    PlanError,
+    ServiceFailed,
+    UsageError,
+)
 from ollamatopo.engine._build import (
     ARCHIVED_DOCKERFILE,
     LABEL_BUILD_DIGEST,
@@ -29,7 +35,7 @@ from ollamatopo.engine._snapshot import ObservedContainer, Snapshot
 from ollamatopo.plan._compose_out import to_compose
 from ollamatopo.plan._loading import LoadedPlan, load_plan
 from ollamatopo.report._recorder import RunRecorder
-from ollamatopo.run._reconcile import BuildAction, Verb, reconcile, stale_builds
+from ollamatopo.run._reconcile import FORCED, BuildAction, Verb, decide_builds, reconcile
 from ollamatopo.run._supplies import ImageSupply
 
 
@@ -277,8 +283,92 @@ def test_up_builds_a_missing_or_changed_image_and_recreates_its_container(
     rebased = Snapshot("shop", running, image_ids={"shop-web": "sha256:old",
                                                    "base:1": "sha256:2"},
                        build_digests={"shop-web": digest})
-    assert [a.config.image for a in stale_builds(build_configs(
+    assert [a.config.image for a in decide_builds(build_configs(
         plan, ["web"], loaded.path.parent), rebased)] == ["shop-web"]
+
+
+def test_up_build_forces_every_build_and_no_build_none(tmp_path: Path,
+                                                        context: Path) -> None:
+    loaded = load(tmp_path, "services:\n  web: {build: app}\n")
+    containers = {"web": container_config(loaded.plan, "web", tmp_path)}
+    builds = build_configs(loaded.plan, ["web"], loaded.path.parent)
+    digest = builds["shop-web"].digest({"base:1": "sha256:1"})
+    current = Snapshot("shop", (observed(tmp_path, "sha256:old"),),
+                       image_ids={"shop-web": "sha256:old", "base:1": "sha256:1"},
+                       build_digests={"shop-web": digest})
+
+    forced = reconcile(containers, [], current, builds=builds, build_policy="always")
+    assert [(a.config.image, a.digest, a.cause) for a in forced.builds] == [
+        ("shop-web", digest, FORCED)]
+    # Whether the container goes is the run's to say, once the build gave its image id.
+    assert forced.services["web"].verb is Verb.KEEP
+    stale = Snapshot("shop", current.containers, image_ids=current.image_ids,
+                     build_digests={"shop-web": "other"})
+    assert [a.cause for a in decide_builds(builds, stale, "always")] == [
+        "its build inputs changed"]
+    assert reconcile(containers, [], stale, builds=builds,
+                     build_policy="always").services["web"].verb is Verb.RECREATE
+
+    assert decide_builds(builds, stale, "never") == ()  # used as it is, as compose does
+    with pytest.raises(ImageNotBuilt, match=r"image of web \(build:\) is not on the engine"
+                                            r".*without --no-build") as refused:
+        decide_builds(builds, Snapshot("shop"), "never")
+    assert refused.value.exit_code == 2
+
+
+@pytest.mark.anyio
+async def test_a_forced_build_recreates_only_a_container_whose_image_it_changed(
+        tmp_path: Path, context: Path) -> None:
+    from types import SimpleNamespace
+
+    from ollamatopo.run._reconcile import ServiceAction
+    from ollamatopo.run._scheduler import _Run
+
+    loaded = load(tmp_path, "services:\n  web: {build: app}\n")
+    builds = build_configs(loaded.plan, ["web"], loaded.path.parent)
+    config = container_config(loaded.plan, "web", tmp_path)
+    kept = ServiceAction("web", Verb.KEEP, "running, up to date",
+                         observed(tmp_path, "sha256:old"))
+
+    class Built:
+        def __init__(self, image_id: str) -> None:
+            self.built = image_id
+
+        async def wait(self, service: str, image: str) -> None:
+            pass
+
+        async def image_id(self, image: str) -> str:  # the engine's, after the build
+            return self.built
+
+    def run(cause: str, image_id: str) -> Any:
+        build = BuildAction(builds["shop-web"], "d", cause)
+        desired = SimpleNamespace(containers={"web": config},
+                                  reconciliation=SimpleNamespace(builds=(build,)))
+        supply = Built(image_id)
+        return SimpleNamespace(desired=desired, images=supply, engine=supply)
+
+    same = await _Run._rebuilt_or(run(FORCED, "sha256:old"), kept)
+    assert same is kept
+    other = await _Run._rebuilt_or(run(FORCED, "sha256:new"), kept)
+    assert (other.verb, other.cause, other.existing) == (
+        Verb.RECREATE, "its image was rebuilt", kept.existing)
+    assert await _Run._rebuilt_or(run("missing", "sha256:new"), kept) is kept
+
+
+def test_up_build_is_refused_on_a_swarm_and_parsed_as_the_policy(tmp_path: Path) -> None:
+    from ollamatopo.app._settings import Settings
+    from ollamatopo.app._up import UpRequest, up_options
+    from ollamatopo.cli._main import build_parser
+
+    parse = build_parser().parse_args
+    assert [parse(["up", *flags]).build for flags in ([], ["--build"], ["--no-build"])] == [
+        "auto", "always", "never"]
+    loaded = load(tmp_path, "services:\n  web: {image: web}\n")
+    swarm = Settings(backend="swarm", state_dir=tmp_path / "state")
+    with pytest.raises(UsageError, match=r"up --build: a swarm .* builds none") as refused:
+        up_options(swarm, loaded, UpRequest(build="always"))
+    assert refused.value.exit_code == 2
+    assert up_options(swarm, loaded, UpRequest(build="never")).build == "never"
 
 
 # --- the image supply -------------------------------------------------------------------------
@@ -323,7 +413,7 @@ services:
     recorder = RunRecorder(run_id="run1", project="shop", plan_path="compose.yaml",
                            phases=dict.fromkeys(loaded.plan.services, "all"),
                            phase_order=["all"])
-    actions = stale_builds(builds, Snapshot("shop", image_ids=present))
+    actions = decide_builds(builds, Snapshot("shop", image_ids=present))
     images = [spec.image for spec in loaded.plan.services.values()]
     return ImageSupply(engine, recorder, images, present, actions)  # type: ignore[arg-type]
 
