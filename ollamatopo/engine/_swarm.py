@@ -125,6 +125,11 @@ class Swarm:
         self._client = engine._client  # the same connection: one engine, one pool
         self.local_node = ""  # the manager's own node id, once `nodes` has been asked
 
+    @property
+    def has_start_interval(self) -> bool:
+        """The engines take a healthcheck's StartInterval (Docker 25, API 1.44)."""
+        return self.engine.api_version >= (1, 44)
+
     async def nodes(self) -> list[SwarmNode]:
         """The swarm's nodes; NotAManager when the engine cannot say (not a manager)."""
         info = await self.engine._call("engine info", self._client.info, retry=True)

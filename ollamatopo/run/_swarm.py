@@ -73,7 +73,6 @@ from ollamatopo.run._supervisor import SuperviseOptions
 POLL_S = 0.1  # the services API has no task events on this engine: tasks are listed
 NETWORK_RELEASE_S = 60.0
 WATCH_S = 1.0  # how often `up --supervise` on a swarm reads the tasks
-START_INTERVAL_API = (1, 44)  # Docker 25: a healthcheck's start_interval
 MAX_REPLICAS = 500  # the plan model's own limit
 LABEL_PROBER = "ollamatopo.prober"  # a prober container (not a service's)
 
@@ -271,11 +270,13 @@ class _SwarmRun:
                                  tasks: list[TaskState]) -> bool:
         """An updated service is ready once the swarm finished its rolling update (until
         then an old task still runs and would pass for the new one), and its tasks are."""
+        if not await self.readiness.holds(name, tasks):
+            return False  # a failed task fails it in _until; no inspect per poll till then
         state, message = await self.swarm.update_state(service_id)
         if state in ("paused", "rollback_started", "rollback_paused", "rollback_completed"):
             raise ServiceFailed(name, f"the swarm's update of it is {state.replace('_', ' ')}"
                                       f": {message}")
-        return state in ("completed", "") and await self.readiness.holds(name, tasks)
+        return state in ("completed", "")
 
     async def _apply(self, name: str) -> str:
         action, config = self.actions[name], self.configs[name]
@@ -412,8 +413,7 @@ async def up_swarm(swarm: Swarm, loaded: LoadedPlan, options: UpOptions,
     loaded = plan_problems(loaded)
     plan = loaded.plan
     await swarm.nodes()  # a manager, or NotAManager before anything is made
-    has_start_interval = swarm.engine.api_version >= START_INTERVAL_API
-    configs = _configs(loaded, has_start_interval)
+    configs = _configs(swarm, loaded)
     objects = await _placed_objects(swarm, loaded)
     configs = {name: with_objects(config, plan, objects) for name, config in configs.items()}
     actions, orphans = reconcile_services(configs, await swarm.services(plan.project))
@@ -430,7 +430,7 @@ async def up_swarm(swarm: Swarm, loaded: LoadedPlan, options: UpOptions,
     recorder.emit("run started", backend="swarm", plan=str(loaded.path),
                   services=len(configs),
                   actions=[str(a) for a in (*actions.values(), *orphans)])
-    _tell_start_checks(plan, configs, has_start_interval, recorder)
+    _tell_start_checks(plan, configs, swarm.has_start_interval, recorder)
     def on_failure(name: str, failure: ServiceFailed) -> None:
         recorder.fail(name, failure.cause, optional=plan.services[name].optional)
 
@@ -536,10 +536,10 @@ async def _remove_objects(swarm: Swarm, objects: Sequence[ObservedObject],
             recorder.emit(f"{item.kind[:-1]} removed", name=item.name)
 
 
-def _configs(loaded: LoadedPlan, has_start_interval: bool) -> dict[str, ServiceConfig]:
+def _configs(swarm: Swarm, loaded: LoadedPlan) -> dict[str, ServiceConfig]:
     jobs = loaded.graph.jobs()
     return {name: service_config(loaded.plan, name, loaded.path.parent,
-                                 has_start_interval=has_start_interval, job=name in jobs)
+                                 has_start_interval=swarm.has_start_interval, job=name in jobs)
             for name in loaded.graph.nodes}
 
 
@@ -553,7 +553,7 @@ async def supervise_swarm(swarm: Swarm, loaded: LoadedPlan, options: SuperviseOp
     they fail their own checks). The task list is read every WATCH_S: this engine has no
     task events."""
     loaded = one_service_each(loaded)
-    configs = _configs(loaded, swarm.engine.api_version >= START_INTERVAL_API)
+    configs = _configs(swarm, loaded)
     await swarm.nodes()  # the manager's own node, for exec probes of its tasks
     probes = OverlayProbes(swarm, options.probe_image, {
         LABEL_PROJECT: loaded.plan.project, LABEL_RUN: recorder.run_id, LABEL_PROBER: "1"})
@@ -562,9 +562,11 @@ async def supervise_swarm(swarm: Swarm, loaded: LoadedPlan, options: SuperviseOp
     recorder.emit("supervising", backend="swarm", services=len(configs), every_s=WATCH_S)
     try:
         while True:
-            for service in await swarm.services(loaded.plan.project):
-                if service.service in configs:
-                    await watch.observe(service.service, await swarm.tasks(service.id))
+            watch.ids = {service.service: service.id
+                         for service in await swarm.services(loaded.plan.project)
+                         if service.service in configs}
+            for name, service_id in watch.ids.items():
+                await watch.observe(name, await swarm.tasks(service_id))
             await anyio.sleep(WATCH_S)
     finally:
         await probes.close()
@@ -578,6 +580,7 @@ class _TaskWatch:
     ready_timeout_s: float
     ready: dict[str, bool] = field(default_factory=dict)  # by the tasks' states
     told: set[str] = field(default_factory=set)  # failed tasks already told
+    ids: dict[str, str] = field(default_factory=dict)  # service -> swarm id, this tick's
 
     async def observe(self, name: str, tasks: list[TaskState]) -> None:
         for task in tasks:
@@ -618,9 +621,9 @@ class _TaskWatch:
         return False
 
     async def _holds_now(self, name: str) -> bool:
-        swarm = self.readiness.swarm
-        ids = [s.id for s in await swarm.services(self.loaded.plan.project) if s.service == name]
-        return bool(ids) and await self.readiness.holds(name, await swarm.tasks(ids[0]))
+        service_id = self.ids.get(name)
+        return service_id is not None and await self.readiness.holds(
+            name, await self.readiness.swarm.tasks(service_id))
 
 
 def _tell_start_checks(plan: Plan, configs: Mapping[str, ServiceConfig],
@@ -708,7 +711,7 @@ async def status_swarm(swarm: Swarm, loaded: LoadedPlan, *, probe_image: str | N
     loaded = one_service_each(loaded)
     project = loaded.plan.project
     nodes = {node.id: node.hostname for node in await swarm.nodes()}
-    configs = _configs(loaded, swarm.engine.api_version >= START_INTERVAL_API)
+    configs = _configs(swarm, loaded)
     probes = OverlayProbes(swarm, probe_image if probe else None,
                            {LABEL_PROJECT: project, LABEL_PROBER: "1"})
     readiness = SwarmReadiness(swarm, loaded.plan, configs, probes)
