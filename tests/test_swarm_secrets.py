@@ -47,6 +47,8 @@ services:
     healthcheck: {disable: true}
     x-ollamatopo: {ready: {exec: [test, -f, /tmp/ready], timeout: 3s}}
     secrets: [db_password]
+    deploy:  # the manager: an exec probe reaches only its tasks (elsewhere `running` counts)
+      placement: {constraints: [node.labels.role == data]}
 secrets:
   db_password: {file: ./db_password.txt}
 """

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import docker.errors
 import pytest
 
 from tests.conftest import ROOT, Result
@@ -113,8 +114,13 @@ def on_swarm(swarm_bed: SwarmBed, tmp_path: Path) -> Iterator[SwarmProject]:
             if not client.api.containers(all=True, filters={"name": f"{project.name}_"}):
                 break
             time.sleep(0.2)
-        for network in project.networks():
-            network.remove()
+        for _ in range(100):  # a task the swarm is still removing holds its network
+            try:
+                for network in project.networks():
+                    network.remove()
+                break
+            except docker.errors.APIError:
+                time.sleep(0.2)
 
 
 def roles_of(project: SwarmProject, service: str) -> list[str]:
