@@ -81,6 +81,8 @@ class Translation:
     tree: dict[str, Any]
     problems: list[PlanProblem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # True only on one engine (a swarm key it ignores): not said when the plan is for a swarm.
+    one_engine_warnings: list[str] = field(default_factory=list)
     sources: dict[str, str] = field(default_factory=dict)  # plan path -> compose path
 
 
@@ -454,9 +456,9 @@ def _swarm_only(out: Translation, where: str, value: object) -> None:
         _not_yet(out, where)
     elif not (where.endswith(".mode") and value == "replicated"):  # what one engine does
         one = " (one engine is one node: one container)" if value == "global" else ""
-        out.warnings.append(f"{where}: a swarm setting; docker compose ignores it on one "
-                            f"engine, and so does ollamatopo{one}; `--backend swarm` "
-                            "carries it out")
+        out.one_engine_warnings.append(
+            f"{where}: a swarm setting; docker compose ignores it on one engine, and so does "
+            f"ollamatopo{one}; `--backend swarm` carries it out")
 
 
 def _restart_policy(out: Translation, at: str, policy: object, service: dict[str, Any]) -> None:

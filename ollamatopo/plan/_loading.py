@@ -128,6 +128,8 @@ def _load_plan(path: Path, environ: Mapping[str, str] | None, project: str | Non
                                    profiles)
         tree, translated = translation.tree, translation.problems
         warnings.extend(translation.warnings)
+        if not on_swarm:
+            warnings.extend(translation.one_engine_warnings)
         lines.update(compose_lines(lines, translation.sources))
         origins.alias(translation.sources)
     else:

@@ -155,6 +155,9 @@ services:
         "services.a.deploy.restart_policy.delay", "services.a.deploy.placement",
         "services.a.deploy.labels", "services.b.deploy.mode"}
     assert any("one container" in warning for warning in swarm)
+    # For a swarm they are carried out: saying they are ignored would be false.
+    on_swarm = load_plan(tmp_path / "keys" / "compose.yaml", environ={}, on_swarm=True)
+    assert not [warning for warning in on_swarm.warnings if "a swarm setting" in warning]
 
 
 def test_label_files_under_labels(tmp_path: Path) -> None:
