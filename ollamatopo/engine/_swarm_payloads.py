@@ -51,7 +51,8 @@ CARRIED = frozenset({
     "dns_search", "dns_opt", "sysctls", "ulimits", "deploy", "swarm", "gpus", "ports",
     "expose", "networks", "replicas", "ready", "after", "dependency_options", "optional",
     "restart", "mem_limit", "mem_reservation", "cpus", "pids_limit", "tty", "stdin_open",
-    "group_add", "logging", "pull_policy", "label_file", "secret_files", "config_files"})
+    "group_add", "logging", "pull_policy", "label_file", "secret_files", "config_files",
+    "load_balance"})  # a config by then: plan/_swarm_balancers.py
 # compose's restart policies as the swarm's conditions (what `docker stack deploy` does).
 RESTART_CONDITIONS = {"no": "none", "always": "any", "unless-stopped": "any",
                       "on-failure": "on-failure"}
@@ -76,6 +77,12 @@ def swarm_problems(plan: Plan) -> list[PlanProblem]:
                                     "addresses") for key, attachment in spec.networks.items()
                         if attachment.ipv4_address)
         problems.extend(_port_problems(name, spec))
+        problems.extend(PlanProblem(f"services.{name}.volumes[{index}]", f"SELinux relabel "
+                                    f"{mount.selinux!r}: not supported on a swarm (the "
+                                    "services API's mounts have no relabel; docker stack "
+                                    "deploy drops it): remove it, or relabel the folder "
+                                    "on each node (chcon -Rt container_file_t)")
+                        for index, mount in enumerate(spec.volumes) if mount.selinux)
     return problems
 
 
@@ -184,7 +191,8 @@ def _container_spec(plan: Plan, spec: ServiceSpec, base_dir: Path,
 
 def _mounts(plan: Plan, spec: ServiceSpec, base_dir: Path) -> list[dict[str, Any]]:
     """Named volumes are each node's own volume of that name; a bind's source must exist
-    on the node the task lands on (as with `docker stack deploy`)."""
+    on the node the task lands on, whatever its create_host_path (as with `docker stack
+    deploy`: a swarm makes no missing folder)."""
     mounts = []
     for mount in spec.volumes:
         source = (plan_volume_name(plan, mount.source) if mount.named

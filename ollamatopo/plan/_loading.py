@@ -222,7 +222,7 @@ def _validated(tree: Any, path: Path, lines: dict[str, int], variables: _Variabl
     plan, more = expand_replicas(declared.model_copy(update={"phases": []}) if problems
                                  else declared, replicas, on_swarm=on_swarm)
     plan, environment_problems = _resolve_environments(plan, path.parent, variables, warnings)
-    templates, templates_problems = _read_templates(plan, path.parent)
+    templates, templates_problems = _read_templates(plan, path.parent, on_swarm)
     plan, objects_problems, hidden = _read_file_objects(plan, path.parent, variables, warnings)
     plan, label_problems = _read_label_files(plan, path.parent)
     problems += more + environment_problems + templates_problems + objects_problems \
@@ -860,9 +860,11 @@ def _read_label_files(plan: Plan, base: Path) -> tuple[Plan, list[PlanProblem]]:
 _LABELS: TypeAdapter[dict[str, str]] = TypeAdapter(Labels)
 
 
-def _read_templates(plan: Plan, base: Path) -> tuple[dict[str, str], list[PlanProblem]]:
+def _read_templates(plan: Plan, base: Path,
+                    on_swarm: bool) -> tuple[dict[str, str], list[PlanProblem]]:
     """Each load balancer's template, read now so a missing file or an unknown
-    placeholder is a plan error before anything starts."""
+    placeholder (or, on a swarm, one that cannot follow its tasks) is a plan error
+    before anything starts."""
 
     templates: dict[str, str] = {}
     problems: list[PlanProblem] = []
@@ -878,7 +880,7 @@ def _read_templates(plan: Plan, base: Path) -> tuple[dict[str, str], list[PlanPr
                                                f"{error.reason}"))
             continue
         problems.extend(PlanProblem(where, f"{file_path}: {problem}")
-                        for problem in template_problems(text))
+                        for problem in template_problems(text, on_swarm=on_swarm))
         templates[name] = text
     return templates, problems
 

@@ -18,17 +18,10 @@ import tenacity
 from ollamatopo._errors import EngineError
 from ollamatopo.engine._docker import Engine
 from ollamatopo.plan._model import LoadBalanceSpec, Plan
-from ollamatopo.plan._templates import render
+from ollamatopo.plan._templates import allowed_networks, render
 from ollamatopo.report._recorder import RunRecorder
 
 RELOAD_RETRY_S = 3.0
-
-
-def allowed_networks(plan: Plan, service: str) -> list[str]:
-    """Loopback and the subnets of the networks the load balancer is on."""
-    subnets = [plan.networks[key].subnet for key in plan.services[service].networks
-               if key in plan.networks and plan.networks[key].subnet]
-    return ["127.0.0.1", *(subnet for subnet in subnets if subnet)]
 
 
 @dataclass

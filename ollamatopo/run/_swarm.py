@@ -50,12 +50,18 @@ from ollamatopo.engine._swarm_objects import (
     with_ids,
     with_objects,
 )
-from ollamatopo.engine._swarm_payloads import overlay_networks, service_config, swarm_problems
+from ollamatopo.engine._swarm_payloads import (
+    overlay_networks,
+    service_config,
+    service_name,
+    swarm_problems,
+)
 from ollamatopo.plan._file_objects import KINDS
 from ollamatopo.plan._graph import DependencyGraph
 from ollamatopo.plan._loading import LoadedPlan
 from ollamatopo.plan._model import Condition, Plan, ProbeKind, ReadySpec
 from ollamatopo.plan._replicas import replica_names
+from ollamatopo.plan._swarm_balancers import with_balancer_configs
 from ollamatopo.report._recorder import RunRecorder
 from ollamatopo.run._queue import EngineQueue
 from ollamatopo.run._reconcile import Verb
@@ -390,7 +396,7 @@ def one_service_each(loaded: LoadedPlan) -> LoadedPlan:
         return loaded
     services = {name: loaded.plan.services[name].model_copy(update={
         "replicas": _replicas(loaded, name), "after": spec.after,
-        "dependency_options": spec.dependency_options})
+        "dependency_options": spec.dependency_options, "load_balance": spec.load_balance})
         for name, spec in declared.services.items() if name in loaded.plan.services}
     plan = loaded.plan.model_copy(update={"services": services, "phases": declared.phases})
     return dataclasses.replace(loaded, plan=plan, graph=DependencyGraph.from_plan(plan))
@@ -473,13 +479,18 @@ async def _ensure_networks(swarm: Swarm, loaded: LoadedPlan, run_id: str,
 
 
 def plan_problems(loaded: LoadedPlan) -> LoadedPlan:
-    """The plan as the swarm takes it (a service per declared service); PlanError naming
-    each key this backend does not carry out yet."""
+    """The plan as the swarm takes it (a service per declared service, each load
+    balancer's rendered configuration a config it gets: plan/_swarm_balancers.py);
+    PlanError naming each key this backend does not carry out yet."""
     loaded = one_service_each(loaded)
-    problems = swarm_problems(loaded.plan)
+    project = loaded.plan.project
+    plan, problems = with_balancer_configs(
+        loaded.plan, loaded.templates,
+        host=lambda backend: f"tasks.{service_name(project, backend)}")
+    problems += swarm_problems(plan)
     if problems:
         raise PlanError(str(loaded.path), problems)
-    return loaded
+    return dataclasses.replace(loaded, plan=plan)
 
 
 async def _placed_objects(swarm: Swarm, loaded: LoadedPlan) -> dict[ObjectKey, SwarmObject]:

@@ -9,8 +9,7 @@ import pytest
 
 from ollamatopo._errors import PlanError
 from ollamatopo.plan._loading import LoadedPlan
-from ollamatopo.plan._templates import render, template_problems
-from ollamatopo.run._balancers import allowed_networks
+from ollamatopo.plan._templates import allowed_networks, render, template_problems
 
 TEMPLATE = (Path(__file__).resolve().parents[2] / "nginx" / "nginx.conf.template").read_text()
 
