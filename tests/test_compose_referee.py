@@ -81,16 +81,36 @@ def _their_health(check: dict[str, Any] | None) -> dict[str, Any] | None:
     return kept
 
 
+def _their_tmpfs(mount: dict[str, Any]) -> str:
+    """A long-syntax tmpfs mount in the engine's form `target:size=N,mode=O` (compose's
+    mode is the number's bits)."""
+    options = mount.get("tmpfs") or {}
+    written = [f"size={parse_bytes(options['size'])}"] if "size" in options else []
+    written += [f"mode={int(options['mode']):o}"] if "mode" in options else []
+    return f"{mount['target']}:{','.join(written)}" if written else mount["target"]
+
+
+def _their_bind(bind: dict[str, Any] | None) -> tuple[bool, str | None, str | None]:
+    """Whether a missing folder is made, the propagation and the relabel, as compose v2
+    decides them from the model it printed: a bind without `bind:` goes through the
+    engine's legacy binds (pkg/compose create.go), as one with create_host_path does."""
+    if bind is None:
+        return True, None, None
+    return bool(bind.get("create_host_path")), bind.get("propagation"), bind.get("selinux")
+
+
 def their_model(document: dict[str, Any]) -> dict[str, Any]:
     services = {}
     for name, spec in document["services"].items():
-        mounts, tmpfs = set(), set(spec.get("tmpfs") or [])
+        mounts, tmpfs, binds = set(), set(spec.get("tmpfs") or []), {}
         for mount in spec.get("volumes") or []:
             if mount["type"] == "tmpfs":
-                tmpfs.add(mount["target"])
+                tmpfs.add(_their_tmpfs(mount))
             else:
                 mounts.add((mount["type"], mount["source"], mount["target"],
                             bool(mount.get("read_only"))))
+            if mount["type"] == "bind":
+                binds[mount["target"]] = _their_bind(mount.get("bind"))
         resources = (spec.get("deploy") or {}).get("resources") or {}
         services[name] = {
             "image": spec["image"],
@@ -103,7 +123,7 @@ def their_model(document: dict[str, Any]) -> dict[str, Any]:
             "ports": {(p.get("host_ip", ""), str(p.get("published") or ""), int(p["target"]),
                        p.get("protocol", "tcp"), p.get("mode", "ingress"))
                       for p in spec.get("ports") or []},
-            "mounts": mounts, "tmpfs": tmpfs,
+            "mounts": mounts, "tmpfs": tmpfs, "binds": binds,
             "networks": {key: sorted((value or {}).get("aliases") or [])
                          for key, value in (spec.get("networks") or {}).items()},
             "depends_on": {dep: ({"service_healthy": "healthy", "service_started": "started",
@@ -154,6 +174,8 @@ def our_model(path: Path, env: dict[str, str], overrides: tuple[str, ...] = (),
             "ports": {(p.host_ip, "" if p.host_port is None else str(p.host_port),
                        p.container_port, p.protocol, p.mode) for p in spec.ports},
             "mounts": mounts, "tmpfs": set(spec.tmpfs),
+            "binds": {m.target: (m.create_host_path, m.propagation, m.selinux)
+                      for m in spec.volumes if not m.named},
             # No network named: compose writes the project's default one, as it is.
             "networks": {key: sorted(value.aliases) for key, value in spec.networks.items()}
             or {"default": []},
@@ -281,6 +303,48 @@ services:
     assert their_model(theirs(compose_binary, converted, {}))["services"]["api"][
         "ports"] == written
     assert our_model(converted, {})["services"]["api"]["ports"] == written
+
+
+BINDS = """
+services:
+  app:
+    image: app:1
+    volumes:
+      - ./a:/a
+      - ./b:/b:z
+      - ./c:/c:ro,Z
+      - ./d:/d:ro,rslave
+      - {type: bind, source: ./e, target: /e}
+      - {type: bind, source: ./f, target: /f, bind: {create_host_path: true, selinux: Z}}
+      - {type: bind, source: ./g, target: /g, bind: {}}
+      - {type: bind, source: ./h, target: /h, read_only: true,
+         bind: {create_host_path: false, propagation: rshared}}
+"""
+
+
+@pytest.mark.parametrize("text", [BINDS], ids=["binds"])
+def test_config_writes_what_compose_reads_as_written(compose_binary: Path, tmp_path: Path,
+                                                     text: str) -> None:
+    """compose and ollamatopo read the same file alike (binds: whether a missing folder
+    is made, propagation, relabel), and what `ollamatopo config` prints means the same to
+    compose as the file did."""
+    path = tmp_path / "compose.yaml"
+    path.write_text(text, encoding="utf-8")
+    written = their_model(theirs(compose_binary, path, {}))["services"]["app"]
+    assert our_model(path, {})["services"]["app"] == written
+    environment = {**ENV, "PYTHONPATH": str(ROOT),
+                   "OLLAMATOPO_STATE_DIR": str(tmp_path / "state")}
+    done = subprocess.run([sys.executable, "-m", "ollamatopo", "config", "--plan", str(path)],
+                          capture_output=True, text=True, env=environment, check=False,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    converted = tmp_path / "printed" / "compose.yaml"
+    converted.parent.mkdir()
+    converted.write_text(done.stdout, encoding="utf-8")
+    printed = their_model(theirs(compose_binary, converted, {}))["services"]["app"]
+    for key in ("binds", "mounts", "ports"):
+        assert printed[key] == written[key], key
+    assert our_model(converted, {})["services"]["app"]["binds"] == written["binds"]
 
 
 @pytest.mark.parametrize("plan", [FIXTURES / "training" / "compose.yaml",

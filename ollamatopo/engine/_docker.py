@@ -60,6 +60,7 @@ from ollamatopo.engine._payloads import (
     FileCopy,
     NetworkConfig,
     VolumeConfig,
+    missing_folder,
 )
 from ollamatopo.engine._snapshot import ObservedContainer, ObservedNetwork, Snapshot
 
@@ -645,6 +646,11 @@ class Engine:
                                               self._client.inspect_container,
                                               config.labels[LABEL_PROJECT])
                             or str(error)) from None
+        except EngineError as error:
+            explained = missing_folder(config, str(error))
+            if explained is None:
+                raise
+            raise EngineError(explained) from None
         container_id = str(raw["Id"])
         for endpoint in others:
 

@@ -9,13 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ollamatopo.engine import _container_settings as settings
 from ollamatopo.plan import _file_objects as file_objects
-from ollamatopo.plan._model import HealthcheckSpec, NetworkSpec, Plan, ServiceSpec, VolumeSpec
+from ollamatopo.plan._model import (
+    HealthcheckSpec,
+    NetworkSpec,
+    Plan,
+    ServiceSpec,
+    VolumeMount,
+    VolumeSpec,
+)
 
 LABEL_PROJECT = "ollamatopo.project"
 LABEL_SERVICE = "ollamatopo.service"
@@ -81,6 +89,16 @@ class FileCopy:
 
 
 @dataclass(frozen=True)
+class UnmadeFolder:
+    """A bind made through the engine's mount API, which refuses a missing host folder
+    (compose v2 makes one only through the engine's binds): what to say when it does."""
+
+    source: str  # the engine's path
+    target: str
+    fix: str
+
+
+@dataclass(frozen=True)
 class ContainerConfig:
     """Everything needed to create one service's container."""
 
@@ -97,6 +115,7 @@ class ContainerConfig:
     joins: tuple[str, ...] = ()
     holds: tuple[str, ...] = ()
     pull_policy: str = "missing"  # compose's: missing, never, always, daily, every_12h...
+    unmade_folders: tuple[UnmadeFolder, ...] = field(default=(), repr=False)
 
     @property
     def networks(self) -> tuple[str, ...]:
@@ -232,7 +251,41 @@ def container_config(plan: Plan, service: str, base_dir: Path) -> ContainerConfi
     copies = tuple(_copy(item) for item in granted if not item.bound and item.spec.value)
     return ContainerConfig(service, container_of(service), spec.image, kwargs, endpoints,
                            labels, digest, copies, tuple(spec.service_references()),
-                           tuple(spec.held_services()), spec.pull_policy or "missing")
+                           tuple(spec.held_services()), spec.pull_policy or "missing",
+                           _unmade_folders(spec, base_dir))
+
+
+# The folder of a bind that has a propagation: compose asks the mount API to make it.
+PROPAGATED_FIX = ("the engine's mount API, which a bind with a propagation needs, makes a "
+                  "missing folder only from Engine API 1.42 (Docker 23), as compose asks "
+                  "it to: create the folder on the engine's host, or drop the propagation")
+UNMADE_FIX = ("a long-syntax bind whose `bind:` does not set create_host_path: true goes "
+              "through the engine's mount API, which makes no missing folder (as compose "
+              "v2's does): create the folder on the engine's host, or set "
+              "bind.create_host_path: true (the short syntax sets it)")
+
+
+def _unmade_folders(spec: ServiceSpec, base_dir: Path) -> tuple[UnmadeFolder, ...]:
+    return tuple(UnmadeFolder(str((base_dir / Path(mount.source).expanduser()).resolve()),
+                              mount.target,
+                              PROPAGATED_FIX if mount.create_host_path else UNMADE_FIX)
+                 for mount in spec.volumes if not mount.named and not mount.legacy_bind)
+
+
+_MISSING_SOURCE = re.compile(r"bind source path does not exist: (?P<path>\S+)")
+
+
+def missing_folder(config: ContainerConfig, refusal: str) -> str | None:
+    """The engine's refusal of a bind whose host folder is missing, said with the
+    service's mount, the key that decides it and the fix; None for any other refusal."""
+    match = _MISSING_SOURCE.search(refusal)
+    found = next((folder for folder in config.unmade_folders
+                  if match is not None and folder.source == match["path"]), None)
+    if found is None:
+        return None
+    return (f"service {config.service!r}: the host folder {found.source} of its bind "
+            f"mount at {found.target} (services.{config.service}.volumes) does not exist: "
+            f"{found.fix}")
 
 
 def _bound(item: file_objects.Granted, base_dir: Path) -> dict[str, Any]:
@@ -267,23 +320,31 @@ def _host_config(plan: Plan, spec: ServiceSpec, base_dir: Path) -> dict[str, Any
     for port in spec.ports:
         bindings.setdefault(port.container_key, []).append(
             {"HostIp": port.host_ip, "HostPort": str(port.host_port or "")})
-    mounts = []
+    mounts, binds = [], []
     for mount in spec.volumes:
         if mount.named:
             mounts.append({"Type": "volume", "Source": plan_volume_name(plan, mount.source),
                            "Target": mount.target, "ReadOnly": mount.read_only})
         else:
             source = (base_dir / Path(mount.source).expanduser()).resolve()
+            if mount.legacy_bind:
+                binds.append(_bind_string(str(source), mount))
+                continue
             mounts.append({"Type": "bind", "Source": str(source), "Target": mount.target,
                            "ReadOnly": mount.read_only})
         # only when set: an old container's hash stays
         if mount.propagation:
-            mounts[-1]["BindOptions"] = {"Propagation": mount.propagation}
+            # compose asks the mount API to make a missing folder (API 1.42); an older
+            # engine ignores the option and refuses the folder, as it does compose's
+            mounts[-1]["BindOptions"] = {"Propagation": mount.propagation,
+                                         **({"CreateMountpoint": True}
+                                            if mount.create_host_path else {})}
         if mount.nocopy:
             mounts[-1]["VolumeOptions"] = {"NoCopy": True}
     limits, reservations = spec.deploy.resources.limits, spec.deploy.resources.reservations
     config: dict[str, Any] = {
         "PortBindings": bindings,
+        "Binds": binds or None,  # only when used: an old container's hash stays
         "Mounts": mounts,
         "RestartPolicy": restart_policy(spec.restart),
         "CapAdd": list(spec.cap_add) or None,
@@ -304,6 +365,14 @@ def _host_config(plan: Plan, spec: ServiceSpec, base_dir: Path) -> dict[str, Any
         # One engine has no CPU reservation; the reservation becomes the CPU weight.
         config["CpuShares"] = max(2, int(reservations.cpus * CPU_SHARES_PER_CPU))
     return {key: value for key, value in config.items() if value is not None}
+
+
+def _bind_string(source: str, mount: VolumeMount) -> str:
+    """The engine's legacy bind `source:target:rw|ro[,z|Z]`, as compose v2 writes it: the
+    engine makes a missing source folder when the container starts (the mount API
+    refuses it) and relabels the content for SELinux (the mount API has no relabel)."""
+    options = ["ro" if mount.read_only else "rw", *([mount.selinux] if mount.selinux else [])]
+    return f"{source}:{mount.target}:{','.join(options)}"
 
 
 def _tmpfs(entry: str) -> tuple[str, str]:

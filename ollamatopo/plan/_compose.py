@@ -200,8 +200,7 @@ def _service(out: Translation, name: str, spec: object, phased: bool,
             out.problems.append(PlanProblem(f"{at}.{key}", "unknown key: the Compose "
                                             "Specification has no such service key"))
     _short_forms(out, at, "ports", _port_ranges(out, at, spec), service, _port)
-    _short_forms(out, at, "volumes", _selinux_relabels(out, at, spec), service,
-                 _mount(out, service))
+    _short_forms(out, at, "volumes", spec, service, _mount(out, service))
     _networks(out, at, spec, service)
     _simple_lists(at, spec, service)
     _deploy(out, at, spec.get("deploy"), service)
@@ -316,40 +315,26 @@ def _port(port: dict[str, Any], _: str) -> str | dict[str, Any] | None:
     return f"{text}/{port.get('protocol', 'tcp')}"
 
 
-def _selinux_relabels(out: Translation, at: str, spec: dict[str, Any]) -> dict[str, Any]:
-    """Short-syntax mounts with `:z`/`:Z` (SELinux relabelling, compose's `bind.selinux`)
-    are not carried out yet: the engine's mount API, which ollamatopo uses, has no such
-    option."""
-    volumes = spec.get("volumes")
-    if not isinstance(volumes, list):
-        return spec
-    kept: list[object] = []
-    for index, mount in enumerate(volumes):
-        options = str(mount).split(":")[2:3] if isinstance(mount, str) else []
-        if options and {"z", "Z"} & set(options[0].split(",")):
-            _not_yet(out, f"{at}.volumes[{index}].bind.selinux")
-        else:
-            kept.append(mount)
-    return {**spec, "volumes": kept}
-
-
 LONG_MOUNT_KEYS = {"type", "source", "target", "read_only", "consistency", "bind", "volume",
                    "tmpfs"}
 
 
-def _mount(out: Translation,
-           service: dict[str, Any]) -> Callable[[dict[str, Any], str], str | None]:
-    """A long-syntax mount in the short syntax (its options after the second colon); a
-    tmpfs one joins the service's `tmpfs` with its size and mode."""
-    def write(mount: dict[str, Any], at: str) -> str | None:
+def _mount(out: Translation, service: dict[str, Any]
+           ) -> Callable[[dict[str, Any], str], str | dict[str, Any] | None]:
+    """A long-syntax mount as the model reads it; a tmpfs one joins the service's `tmpfs`
+    with its size and mode. A bind creates its missing host folder as compose v2 decides
+    (compose-go 2.9's model, pkg/compose create.go): with `bind.create_host_path: true`,
+    or without any `bind:` (compose then uses the engine's binds, which make the folder);
+    `bind:` without create_host_path: true goes through the mount API, which refuses a
+    missing folder."""
+    def write(mount: dict[str, Any], at: str) -> str | dict[str, Any] | None:
         kind, target = mount.get("type", "volume"), mount.get("target")
         if set(mount) - LONG_MOUNT_KEYS or not target:
             return None
         options = {"bind": _mapping(mount.get("bind")), "volume": _mapping(mount.get("volume")),
                    "tmpfs": _mapping(mount.get("tmpfs"))}
-        taken = {"bind": {"propagation"}, "volume": {"nocopy"}, "tmpfs": {"size", "mode"}}
-        if options["bind"].get("create_host_path") is False:
-            taken["bind"].add("create_host_path")  # the engine's own behaviour: no folder made
+        taken = {"bind": {"propagation", "create_host_path", "selinux"}, "volume": {"nocopy"},
+                 "tmpfs": {"size", "mode"}}
         extra = [f"{group}.{key}" for group in options
                  for key in sorted(set(options[group]) - taken[group])]
         if extra:
@@ -363,10 +348,14 @@ def _mount(out: Translation,
             return ""
         if kind not in ("volume", "bind") or not mount.get("source"):
             return None
-        flags = [flag for flag, used in (
-            ("ro", mount.get("read_only")), (options["bind"].get("propagation"), True),
-            ("nocopy", options["volume"].get("nocopy"))) if used and flag]
-        return f"{mount['source']}:{target}" + (f":{','.join(map(str, flags))}" if flags else "")
+        bind = options["bind"]
+        written = {"source": mount["source"], "target": target, "named": kind == "volume",
+                   "read_only": mount.get("read_only", False),
+                   "propagation": bind.get("propagation"), "selinux": bind.get("selinux"),
+                   "nocopy": options["volume"].get("nocopy", False),
+                   "create_host_path": kind == "bind" and (
+                       mount.get("bind") is None or bind.get("create_host_path", False))}
+        return {key: value for key, value in written.items() if value is not None}
 
     return write
 

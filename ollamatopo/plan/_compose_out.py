@@ -77,8 +77,8 @@ def _service(plan: Plan, name: str, spec: ServiceSpec, base: Path) -> dict[str, 
         service["ports"] = [str(port) if port.mode == "ingress" else port.long_form()
                             for port in spec.ports]
     if spec.volumes:
-        service["volumes"] = [str(mount if mount.named else mount.model_copy(
-            update={"source": str((base / mount.source).resolve())}))
+        service["volumes"] = [(mount if mount.named else mount.model_copy(
+            update={"source": str((base / mount.source).resolve())})).compose_form()
             for mount in spec.volumes]
     if spec.networks:
         service["networks"] = {key: network.model_dump(exclude_defaults=True)

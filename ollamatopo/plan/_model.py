@@ -521,6 +521,7 @@ def _after(value: object) -> object:
 
 
 PROPAGATIONS = ("shared", "rshared", "slave", "rslave", "private", "rprivate")
+SELINUX = ("z", "Z")  # relabel the bind's content: shared by containers, private to one
 # Options compose takes that mean nothing on a Linux engine (Docker Desktop's file sharing).
 CONSISTENCY = ("cached", "delegated", "consistent")
 
@@ -533,18 +534,66 @@ class VolumeMount(_Model):
     propagation: Literal["shared", "rshared", "slave", "rslave", "private",
                          "rprivate"] | None = None  # a bind's
     nocopy: bool = False  # a volume's: the image's files are not copied into a new one
+    # A bind's: a missing host folder is made when the container starts (compose-go sets
+    # it for every short-syntax bind; the long syntax with `bind.create_host_path: true`,
+    # or with no `bind:` at all, which compose v2 makes the same way).
+    create_host_path: bool = False
+    selinux: Literal["z", "Z"] | None = None  # a bind's SELinux relabel: shared, private
+
+    @model_validator(mode="after")
+    def _options_of_its_kind(self) -> VolumeMount:
+        if not self.target.startswith("/"):
+            raise ValueError(f"mount target {self.target!r} must be an absolute path")
+        bind_only = [name for name, used in (
+            (self.propagation, self.propagation), (self.selinux, self.selinux),
+            ("create_host_path", self.create_host_path)) if used]
+        if self.named and bind_only:
+            raise ValueError(f"{bind_only[0]} is a bind mount's option: {self.source!r} is a "
+                             "volume")
+        if self.nocopy and not self.named:
+            raise ValueError(f"nocopy is a volume's option: {self.source!r} is a bind mount")
+        if self.selinux and (self.propagation or not self.create_host_path):
+            raise ValueError(
+                f"SELinux relabel {self.selinux!r}: compose v2 relabels only a bind it makes "
+                "through the engine's binds, one that creates its missing folder "
+                "(create_host_path) and has no propagation; the mount API it uses otherwise "
+                "has no relabel, and compose drops it: remove the propagation, set "
+                "bind.create_host_path: true, or remove the relabel")
+        return self
+
+    @property
+    def legacy_bind(self) -> bool:
+        """Made through the engine's `Binds` rather than its mount API, as compose v2
+        chooses (pkg/compose create.go): a bind that creates its missing host folder and
+        has no propagation. Only `Binds` make the folder, and carry a relabel."""
+        return not self.named and self.create_host_path and not self.propagation
 
     def __str__(self) -> str:
+        """The short syntax (which makes a bind create its missing folder:
+        `compose_form` writes one that does not in the long syntax)."""
         options = [option for option, used in (("ro", self.read_only), ("nocopy", self.nocopy),
-                                               (self.propagation or "", bool(self.propagation)))
+                                               (self.propagation or "", bool(self.propagation)),
+                                               (self.selinux or "", bool(self.selinux)))
                    if used]
         return f"{self.source}:{self.target}" + (f":{','.join(options)}" if options else "")
 
+    def compose_form(self) -> str | dict[str, object]:
+        """As `ollamatopo config` writes it: the short syntax, but for a bind that does not
+        create its missing folder, which only the long syntax says."""
+        if self.named or self.create_host_path:
+            return str(self)
+        bind: dict[str, object] = {"create_host_path": False}
+        if self.propagation:
+            bind["propagation"] = self.propagation
+        return {"type": "bind", "source": self.source, "target": self.target,
+                **({"read_only": True} if self.read_only else {}), "bind": bind}
+
 
 def _volume_mount(value: object) -> object:
-    """Compose's short form `source:target[:options]` (ro or rw, nocopy, a propagation, and
-    cached, delegated, consistent, which a Linux engine ignores); a source with `/`, `.` or
-    `~` is a bind."""
+    """Compose's short form `source:target[:options]` (ro or rw, nocopy, a propagation, the
+    SELinux relabel z or Z, and cached, delegated, consistent, which a Linux engine
+    ignores); a source with `/`, `.` or `~` is a bind, which creates its missing host
+    folder (compose-go sets create_host_path for the short syntax)."""
     if not isinstance(value, str):
         return value
     pieces = value.split(":")
@@ -553,20 +602,20 @@ def _volume_mount(value: object) -> object:
     source, target = pieces[0], pieces[1]
     options = pieces[2].split(",") if len(pieces) == 3 else []
     unknown = [o for o in options if o not in ("ro", "rw", "nocopy", *PROPAGATIONS,
-                                               *CONSISTENCY)]
+                                               *SELINUX, *CONSISTENCY)]
     if unknown:
         raise ValueError(f"mount option {unknown[0]!r} is not one compose takes: use ro, rw, "
-                         "nocopy, a propagation (rslave, rshared, ...) or cached/delegated")
-    propagation = next((o for o in options if o in PROPAGATIONS), None)
-    if not target.startswith("/"):
-        raise ValueError(f"mount target {target!r} must be an absolute path")
+                         "nocopy, a propagation (rslave, rshared, ...), z or Z (SELinux), or "
+                         "cached/delegated")
+    relabels = [o for o in options if o in SELINUX]
+    if len(set(relabels)) > 1:
+        raise ValueError(f"{value!r} asks for both SELinux relabels: z (shared) or Z "
+                         "(private), one of them")
     named = not source.startswith(("/", ".", "~"))
-    if propagation and named:
-        raise ValueError(f"{propagation} is a bind mount's option: {source!r} is a volume")
-    if "nocopy" in options and not named:
-        raise ValueError(f"nocopy is a volume's option: {source!r} is a bind mount")
     return {"source": source, "target": target, "read_only": "ro" in options, "named": named,
-            "propagation": propagation, "nocopy": "nocopy" in options}
+            "propagation": next((o for o in options if o in PROPAGATIONS), None),
+            "nocopy": "nocopy" in options, "create_host_path": not named,
+            "selinux": relabels[0] if relabels else None}
 
 
 class LoadBalanceSpec(_Model):

@@ -368,15 +368,73 @@ volumes:
     assert spec.tmpfs == [f"/scratch:size={64 * 2**20},mode=1777"]
     config = container_config(loaded.plan, "app", loaded.path.parent)
     mounts = config.create_kwargs["host_config"]["Mounts"]
-    assert mounts[0]["BindOptions"] == {"Propagation": "rslave"}
+    # compose-go gives a short-syntax bind create_host_path; with a propagation compose
+    # uses the mount API and asks it to make the folder
+    assert mounts[0]["BindOptions"] == {"Propagation": "rslave", "CreateMountpoint": True}
     assert mounts[1]["VolumeOptions"] == {"NoCopy": True}
     problems = refused(tmp_path, """
 services:
   app:
     image: a:1
-    ports: ["7000-7002:7000"]
-    volumes: ["./src:/src:z", "./x:/x:bogus"]
+    volumes: ["./x:/x:bogus"]
 """)
-    assert problems[0].startswith("services.app.ports[0] (line 5): not supported yet")
-    assert problems[1].startswith("services.app.volumes[0].bind.selinux (line 6): not supported")
-    assert "mount option 'bogus' is not one compose takes" in problems[2]
+    assert "mount option 'bogus' is not one compose takes" in problems[0]
+
+
+def test_binds_create_their_folder_and_relabel_as_compose_v2_decides(tmp_path: Path) -> None:
+    """compose-go 2.9 (compose v2.40): the short syntax gives every bind create_host_path,
+    and its :z/:Z are bind.selinux; the long syntax creates the folder without `bind:`
+    (compose then uses the engine's binds) or with bind.create_host_path: true."""
+    loaded = load(tmp_path, """
+services:
+  app:
+    image: a:1
+    volumes:
+      - ./a:/a
+      - ./b:/b:z
+      - ./c:/c:ro,Z
+      - ./d:/d:rslave
+      - {type: bind, source: ./e, target: /e}
+      - {type: bind, source: ./f, target: /f, bind: {create_host_path: true, selinux: z}}
+      - {type: bind, source: ./g, target: /g, bind: {}}
+      - {type: bind, source: ./h, target: /h, bind: {create_host_path: false}}
+      - {type: bind, source: ./i, target: /i, bind: {propagation: rshared}}
+      - {type: bind, source: ./j, target: /j, bind: {create_host_path: "true"}}
+""")
+    volumes = loaded.plan.services["app"].volumes
+    assert [(m.target, m.create_host_path, m.selinux, m.legacy_bind) for m in volumes] == [
+        ("/a", True, None, True), ("/b", True, "z", True), ("/c", True, "Z", True),
+        ("/d", True, None, False), ("/e", True, None, True), ("/f", True, "z", True),
+        ("/g", False, None, False), ("/h", False, None, False), ("/i", False, None, False),
+        ("/j", True, None, True)]
+    assert [str(m) for m in volumes[:3]] == ["./a:/a", "./b:/b:z", "./c:/c:ro,Z"]
+    # `config` writes a bind that makes no folder in the long syntax, the rest short
+    assert volumes[7].compose_form() == {"type": "bind", "source": "./h", "target": "/h",
+                                         "bind": {"create_host_path": False}}
+    assert volumes[8].compose_form() == {"type": "bind", "source": "./i", "target": "/i",
+                                         "bind": {"create_host_path": False,
+                                                  "propagation": "rshared"}}
+    assert volumes[5].compose_form() == "./f:/f:z"
+
+
+@pytest.mark.parametrize(("mount", "words"), [
+    # compose drops a relabel it cannot carry through the mount API: ollamatopo refuses it
+    ('"./a:/a:z,rslave"', "SELinux relabel 'z': compose v2 relabels only a bind"),
+    ("{type: bind, source: ./a, target: /a, bind: {selinux: Z}}", "set bind.create_host_path"),
+    ('"data:/data:z"', "z is a bind mount's option: 'data' is a volume"),
+    ('"./a:/a:z,Z"', "asks for both SELinux relabels"),
+    ("{type: bind, source: ./a, target: /a, bind: {selinux: q, create_host_path: true}}",
+     "selinux"),
+])
+def test_a_relabel_compose_would_not_carry_out_is_refused(tmp_path: Path, mount: str,
+                                                          words: str) -> None:
+    problems = refused(tmp_path, f"""
+services:
+  app:
+    image: a:1
+    volumes: [{mount}]
+volumes:
+  data: {{}}
+""")
+    assert len(problems) == 1 and problems[0].startswith("services.app.volumes[0]"), problems
+    assert words in problems[0], problems

@@ -17,6 +17,7 @@ from ollamatopo.engine._payloads import (
     LABEL_SERVICE,
     ContainerConfig,
     container_config,
+    missing_folder,
     network_config,
     plan_networks,
     volume_config,
@@ -148,16 +149,61 @@ def test_no_resources_means_no_limits(build_plan: Build) -> None:
 
 
 def test_named_volume_and_bind_mount(build_plan: Build) -> None:
+    """A short-syntax bind goes through the engine's legacy binds, as compose v2 makes it
+    (the engine makes a missing host folder at the start; the mount API refuses one)."""
     config = config_of(build_plan, {"image": "x", "volumes": [
         "pgdata:/var/lib/postgresql/data", "./init:/init:ro", "/etc/hosts:/hosts"]},
         volumes={"pgdata": {}})
-    assert config.create_kwargs["host_config"]["Mounts"] == [
+    host = config.create_kwargs["host_config"]
+    assert host["Mounts"] == [
         {"Type": "volume", "Source": "shop_pgdata", "Target": "/var/lib/postgresql/data",
-         "ReadOnly": False},
-        {"Type": "bind", "Source": str((BASE / "init").resolve()), "Target": "/init",
-         "ReadOnly": True},
-        {"Type": "bind", "Source": "/etc/hosts", "Target": "/hosts", "ReadOnly": False},
-    ]
+         "ReadOnly": False}]
+    assert host["Binds"] == [f"{(BASE / 'init').resolve()}:/init:ro", "/etc/hosts:/hosts:rw"]
+    assert config.unmade_folders == ()
+
+
+@pytest.mark.parametrize(("mount", "bind", "options"), [
+    # compose v2 (pkg/compose create.go): the legacy binds for a bind that creates its
+    # folder and has no propagation; the mount API, which makes none, otherwise.
+    ({"source": "./d", "target": "/d", "named": False}, None, None),
+    ({"source": "./d", "target": "/d", "named": False, "create_host_path": True},
+     "/srv/plans/d:/d:rw", None),
+    ({"source": "./d", "target": "/d", "named": False, "create_host_path": True,
+      "selinux": "Z", "read_only": True}, "/srv/plans/d:/d:ro,Z", None),
+    ({"source": "./d", "target": "/d", "named": False, "propagation": "rslave"}, None,
+     {"Propagation": "rslave"}),
+    ({"source": "./d", "target": "/d", "named": False, "propagation": "rslave",
+      "create_host_path": True}, None, {"Propagation": "rslave", "CreateMountpoint": True}),
+])
+def test_a_bind_goes_where_compose_sends_it(build_plan: Build, mount: dict[str, Any],
+                                            bind: str | None,
+                                            options: dict[str, Any] | None) -> None:
+    config = config_of(build_plan, {"image": "x", "volumes": [mount]})
+    host = config.create_kwargs["host_config"]
+    assert host.get("Binds") == ([bind] if bind else None)
+    mounts = host["Mounts"]
+    assert mounts == ([] if bind else [{"Type": "bind", "Source": "/srv/plans/d",
+                                        "Target": "/d", "ReadOnly": False,
+                                        **({"BindOptions": options} if options else {})}])
+    assert [folder.source for folder in config.unmade_folders] == (
+        [] if bind else ["/srv/plans/d"])
+
+
+def test_a_missing_folder_the_engine_refuses_is_said_with_its_fix(build_plan: Build) -> None:
+    config = config_of(build_plan, {"image": "x", "volumes": [
+        {"source": "./d", "target": "/d", "named": False},
+        {"source": "./p", "target": "/p", "named": False, "propagation": "rslave",
+         "create_host_path": True}]})
+    refusal = ('create container shop-app: invalid mount config for type "bind": bind '
+               "source path does not exist: {}")
+    said = missing_folder(config, refusal.format("/srv/plans/d"))
+    assert said is not None
+    assert "/srv/plans/d" in said and "at /d" in said and "services.app.volumes" in said
+    assert "set bind.create_host_path: true" in said
+    propagated = missing_folder(config, refusal.format("/srv/plans/p"))
+    assert propagated is not None and "drop the propagation" in propagated
+    assert missing_folder(config, refusal.format("/elsewhere")) is None
+    assert missing_folder(config, "create container shop-app: no such image") is None
 
 
 def test_restart_policy(build_plan: Build) -> None:

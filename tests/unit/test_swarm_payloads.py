@@ -203,6 +203,22 @@ def test_a_port_on_one_address_is_refused_on_a_swarm(tmp_path: Path) -> None:
     assert "not on 127.0.0.1 alone" in problem.message
 
 
+def test_a_relabelled_bind_is_refused_on_a_swarm_and_binds_make_no_folder(
+        tmp_path: Path) -> None:
+    """A swarm service's mounts have no relabel (stack deploy drops it) and make no
+    missing folder: the relabel is refused by name; a bind is a mount of an existing
+    path, whatever its create_host_path."""
+    loaded = swarm_plan(tmp_path, "services:\n  a: {image: a:1, volumes: "
+                                  "[\"./data:/data:z\", \"./logs:/logs\"]}\n")
+    (problem,) = swarm_problems(loaded.plan)
+    assert problem.path == "services.a.volumes[0]"
+    assert "SELinux relabel 'z': not supported on a swarm" in problem.message
+    mounts = service_config(loaded.plan, "a", tmp_path).create_kwargs["task_template"][
+        "ContainerSpec"]["Mounts"]
+    assert mounts[1] == {"Type": "bind", "Source": str(tmp_path / "logs"),
+                         "Target": "/logs", "ReadOnly": False}
+
+
 def test_scales_counts_are_the_swarms_replicas(tmp_path: Path) -> None:
     path = tmp_path / "compose.yaml"
     path.write_text(FILE, encoding="utf-8")
