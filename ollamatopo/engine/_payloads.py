@@ -259,9 +259,9 @@ def container_config(plan: Plan, service: str, base_dir: Path) -> ContainerConfi
 PROPAGATED_FIX = ("the engine's mount API, which a bind with a propagation needs, makes a "
                   "missing folder only from Engine API 1.42 (Docker 23), as compose asks "
                   "it to: create the folder on the engine's host, or drop the propagation")
-UNMADE_FIX = ("a long-syntax bind whose `bind:` does not set create_host_path: true goes "
-              "through the engine's mount API, which makes no missing folder (as compose "
-              "v2's does): create the folder on the engine's host, or set "
+UNMADE_FIX = ("a long-syntax bind with `bind:` but without create_host_path: true goes "
+              "through the engine's mount API, which makes no missing folder (compose v2 "
+              "does the same): create the folder on the engine's host, or set "
               "bind.create_host_path: true (the short syntax sets it)")
 
 
@@ -283,9 +283,8 @@ def missing_folder(config: ContainerConfig, refusal: str) -> str | None:
                   if match is not None and folder.source == match["path"]), None)
     if found is None:
         return None
-    return (f"service {config.service!r}: the host folder {found.source} of its bind "
-            f"mount at {found.target} (services.{config.service}.volumes) does not exist: "
-            f"{found.fix}")
+    return (f"the host folder {found.source} of its bind mount at {found.target} "
+            f"(services.{config.service}.volumes) does not exist: {found.fix}")
 
 
 def _bound(item: file_objects.Granted, base_dir: Path) -> dict[str, Any]:

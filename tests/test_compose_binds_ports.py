@@ -1,0 +1,84 @@
+"""Binds and host port ranges on the real engine (issue 12), as compose v2 makes them: a
+missing host folder made where compose makes it (the engine's legacy binds) and refused
+with its fix where compose's mount API refuses it; SELinux relabels accepted by this engine
+(it has no SELinux: it keeps the option and mounts as usual); and `docker compose create`
+from the same file gives its container the same binds."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from tests.conftest import Project
+from tests.test_compose_referee import ENV, compose_binary
+from tests.test_compose_service_keys import compose_project
+
+__all__ = ["compose_binary", "compose_project"]  # the fixtures, used by name
+
+BINDS = """
+services:
+  app:
+    image: ollamatopo-standin:latest
+    volumes:
+      - ./made:/made
+      - ./shared:/shared:z
+      - ./private:/private:ro,Z
+      - {type: bind, source: ./long, target: /long}
+"""
+REFUSED = """
+services:
+  base: {image: ollamatopo-standin:latest}
+  app:
+    image: ollamatopo-standin:latest
+    depends_on: [base]
+    volumes:
+      - {type: bind, source: ./absent, target: /absent, bind: {}}
+"""
+
+
+def test_missing_folders_are_made_and_relabelled_as_compose_makes_them(
+        project: Project, compose_binary: Path, compose_project: str) -> None:
+    path = project.write(BINDS, "compose.yaml")
+    result = project.run("up", "--plan", str(path), "--project", project.name)
+    assert result.code == 0, result.stderr
+    folder = project.folder
+    assert all((folder / name).is_dir() for name in ("made", "shared", "private", "long"))
+    app = project.containers()["app"]
+    assert app.status == "running"
+    binds = sorted(app.attrs["HostConfig"]["Binds"])
+    assert binds == sorted([f"{folder}/made:/made:rw", f"{folder}/shared:/shared:rw,z",
+                            f"{folder}/private:/private:ro,Z", f"{folder}/long:/long:rw"])
+    modes = {mount["Destination"]: (mount["Mode"], mount["RW"])
+             for mount in app.attrs["Mounts"]}
+    assert modes["/shared"] == ("rw,z", True) and modes["/private"] == ("ro,Z", False)
+    # The container writes into the folder the engine made.
+    written = app.exec_run(["sh", "-c", "echo hi > /made/file"])
+    assert written.exit_code == 0 and (folder / "made" / "file").read_text() == "hi\n"
+
+    created = subprocess.run([str(compose_binary), "-f", str(path), "-p", compose_project,
+                              "create"], capture_output=True, text=True, env=ENV,
+                             cwd=folder, check=False, timeout=120)
+    assert created.returncode == 0, created.stderr
+    (theirs,) = project.client.containers.list(
+        all=True, filters={"label": f"com.docker.compose.project={compose_project}"})
+    assert sorted(theirs.attrs["HostConfig"]["Binds"]) == binds
+
+
+def test_a_missing_folder_compose_would_not_make_is_refused_with_its_fix(
+        project: Project, compose_binary: Path, compose_project: str) -> None:
+    path = project.write(REFUSED, "compose.yaml")
+    result = project.run("up", "--plan", str(path), "--project", project.name)
+    assert result.code == 1, result.stderr
+    absent = project.folder / "absent"
+    assert (f"the host folder {absent} of its bind mount at /absent "
+            "(services.app.volumes) does not exist") in result.stderr, result.stderr
+    assert "set bind.create_host_path: true" in result.stderr
+    assert not absent.exists()
+    assert project.containers() == {}  # rolled back, base too
+
+    created = subprocess.run([str(compose_binary), "-f", str(path), "-p", compose_project,
+                              "create"], capture_output=True, text=True, env=ENV,
+                             cwd=project.folder, check=False, timeout=120)
+    assert created.returncode != 0
+    assert "bind source path does not exist" in created.stderr, created.stderr
+    assert not absent.exists()
