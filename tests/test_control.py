@@ -122,6 +122,53 @@ def test_scale_and_reconcile_answer_with_the_run_and_stream_its_events(
     assert daemon.stop() == 0
 
 
+SELECTABLE = """
+name: PROJECT
+services:
+  db:
+    image: ollamatopo-standin:latest
+    restart: unless-stopped
+    x-ollamatopo: {ready: {tcp: {port: 8080}, timeout: 20s}}
+  api:
+    image: ollamatopo-standin:latest
+    depends_on: {db: {condition: service_healthy}}
+    x-ollamatopo: {ready: {tcp: {port: 8080}, timeout: 20s}}
+  web:
+    image: ollamatopo-standin:latest
+    x-ollamatopo: {ready: {tcp: {port: 8080}, timeout: 20s}}
+"""
+
+
+def test_up_services_through_the_daemon_brings_up_and_supervises_only_those(
+        project: Project, daemons: list[Daemon]) -> None:
+    project.write(SELECTABLE)
+    daemon = start(daemons, project)
+    daemon.supervising()
+    assert project.run("down").code == 0
+    unknown = project.run("up", "ghost")
+    assert unknown.code == 2 and "ghost" in unknown.stderr
+    assert project.containers() == {}  # refused before anything was made
+
+    up = project.run("up", "api")
+    assert up.code == 0, up.stderr
+    assert up.named("run completed")  # the daemon's run, streamed back
+    assert running(project) == {"db", "api"}  # api and what it waits for, not web
+    status = json.loads(project.run("status", "--json").stdout)
+    assert status["daemon"] == "supervising"
+    assert {row["service"] for row in status["services"]} == {"db", "api"}
+    # What was brought up is supervised: a killed db comes back through the daemon.
+    project.containers()["db"].kill()
+    daemon.wait_for(lambda ev: any(e.get("restarts") for e in named(ev, "service healthy", "db")),
+                    what="db restarted after up SERVICE through the socket")
+
+    more = project.run("up", "web")
+    assert more.code == 0, more.stderr
+    assert running(project) == {"db", "api", "web"}
+    status = json.loads(project.run("status", "--json").stdout)
+    assert {row["service"] for row in status["services"]} == {"db", "api", "web"}
+    assert daemon.stop() == 0
+
+
 def test_the_event_stream_shows_a_restart_as_it_happens(
         project: Project, daemons: list[Daemon]) -> None:
     project.write(PLAN)

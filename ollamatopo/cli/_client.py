@@ -133,7 +133,7 @@ def _status(path: Path, arguments: argparse.Namespace) -> int:
 
 
 def _up(path: Path, arguments: argparse.Namespace) -> int:
-    answer, code = _follow(path, Op.UP, arguments)
+    answer, code = _follow(path, Op.UP, arguments, services=list(arguments.services or ()))
     if answer is None:
         return code
     if arguments.report is not None:

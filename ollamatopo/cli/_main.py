@@ -207,8 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(arguments: argparse.Namespace) -> int:
-    if arguments.command in THROUGH_DAEMON and not getattr(arguments, "supervise", False) \
-            and not getattr(arguments, "services", None):  # `up SERVICE...`: not the daemon's
+    if arguments.command in THROUGH_DAEMON and not getattr(arguments, "supervise", False):
         from ollamatopo.cli._client import run_through_daemon
 
         answered = run_through_daemon(arguments)

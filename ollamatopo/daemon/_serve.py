@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from ollamatopo.app._up import (
     load,
     new_recorder,
     read_plan,
+    select,
     up_options,
 )
 from ollamatopo.daemon._control import ControlRequest, ControlServer
@@ -130,6 +132,7 @@ class Daemon:
         self.engine: Engine | None = None
         self.backend: Backend | None = None
         self.up = True  # what the project should be: up (supervised) or down (idle)
+        self.selection: list[str] | None = None  # up SERVICE... after a down: only those
         self.requests, self._next = anyio.create_memory_object_stream[ControlRequest](16)
 
     # --- the main loop ----------------------------------------------------------------------
@@ -220,7 +223,10 @@ class Daemon:
                 await request.reply({"done": await self._down(request)})
             elif request.op is Op.SCALE:
                 await request.reply({"done": await self._scale(request)})
-            elif request.op is Op.UP or (request.op is Op.RECONCILE and self.up):
+            elif request.op is Op.UP:
+                services = _service_names(request.arguments.get("services", []))
+                await request.reply({"done": _run_answer(await self._reconcile(services))})
+            elif request.op is Op.RECONCILE and self.up:
                 await request.reply({"done": _run_answer(await self._reconcile())})
             else:
                 await request.reply({"done": {"state": "idle", "note": "the project is down: "
@@ -230,34 +236,44 @@ class Daemon:
                                            "exit_code": error.exit_code}})
         return self._recorder("supervise")
 
-    async def _reconcile(self) -> RunRecorder:
-        """Read the plan again and bring it up; an invalid plan is refused (raised) and
+    async def _reconcile(self, services: Sequence[str] = ()) -> RunRecorder:
+        """Read the plan again and bring it up (`services`: those and what they wait for,
+        as `up SERVICE...`); an invalid plan or an unknown name is refused (raised) and
         nothing changes."""
         assert self.backend is not None
         try:
             loaded = load(self.settings)
+            selected = select(loaded, services)
         except OllamatopoError as error:
             self._recorder("supervise").emit("reload refused", level="error", error=str(error),
                                              note="the running topology is left as it was")
             raise
         self.view.state = "reconciling"
         self.notifier.reloading()
-        recorder = self._recorder("reload", loaded)
-        options = up_options(self.settings, loaded, self.options.request)
+        recorder = self._recorder("reload", selected)
+        options = up_options(self.settings, selected, self.options.request)
         try:
             # A reload never removes what it created: the topology is live, keep what runs.
             # up --build was for the first run: a reload builds what is missing or changed.
-            await self.backend.up(loaded, replace(
+            await self.backend.up(selected, replace(
                 options, keep_on_failure=True,
                 build="auto" if options.build == "always" else options.build), recorder)
         except RunFailed as error:
             recorder.emit("reload failed", level="error", error=str(error))
         finally:
             finish_run(self.settings, recorder)
-        self.loaded, self.up = loaded, True
-        self.view.follow(self._phases(loaded))
+        # What is up is what is supervised: the whole plan, or (`up SERVICE...` on a project
+        # that was down) the services asked for so far and what they wait for.
+        if not services:
+            self.selection = None
+        elif not self.up:
+            self.selection = list(services)
+        elif self.selection is not None:
+            self.selection = [*self.selection, *services]
+        self.loaded, self.up = select(loaded, self.selection or ()), True
+        self.view.follow(self._phases(self.loaded))
         await self._learn_containers()
-        self.notifier.ready(f"reloaded; supervising {len(loaded.plan.services)} services")
+        self.notifier.ready(f"reloaded; supervising {len(self.loaded.plan.services)} services")
         return recorder
 
     async def _scale(self, request: ControlRequest) -> dict[str, Any]:
@@ -321,6 +337,13 @@ class Daemon:
                              "choose another --metrics-port or OLLAMATOPO_METRICS_ADDRESS"
                              ) from None
         recorder.emit("metrics served", url=f"http://{host}:{bound}/metrics")
+
+
+def _service_names(value: object) -> list[str]:
+    """`up SERVICE...`'s names from a request, which the client sends as a list."""
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise UsageError("up: services must be a list of service names")
+    return value
 
 
 def _run_answer(recorder: RunRecorder) -> dict[str, Any]:
