@@ -698,6 +698,16 @@ class HealthcheckSpec(_Model):
     # when a task runs and gets its name (engine/_swarm_payloads.swarm_healthcheck).
     start_interval: Duration | None = None
 
+    @property
+    def command(self) -> list[str] | None:
+        """The argv the engine runs for a check (CMD-SHELL through /bin/sh -c, as the
+        engine does); None for NONE."""
+        if self.test[:1] == ["CMD"]:
+            return list(self.test[1:])
+        if self.test[:1] == ["CMD-SHELL"]:
+            return ["/bin/sh", "-c", *self.test[1:]]
+        return None
+
 
 # A context given as a URL (compose-go's test: a scheme, or git's own forms).
 REMOTE_CONTEXT_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|git@|github\.com/)")
