@@ -1,12 +1,17 @@
 """Binds and host port ranges on the real engine (issue 12), as compose v2 makes them: a
 missing host folder made where compose makes it (the engine's legacy binds) and refused
 with its fix where compose's mount API refuses it; SELinux relabels accepted by this engine
-(it has no SELinux: it keeps the option and mounts as usual); and `docker compose create`
-from the same file gives its container the same binds."""
+(it has no SELinux: it keeps the option and mounts as usual); a range of host ports for one
+container port, of which the engine binds a free one for each replica, shown by `status`;
+and `docker compose create` from the same file gives its containers the same binds and
+port bindings."""
 
 from __future__ import annotations
 
+import json
+import socket
 import subprocess
+import urllib.request
 from pathlib import Path
 
 from tests.conftest import Project
@@ -82,3 +87,64 @@ def test_a_missing_folder_compose_would_not_make_is_refused_with_its_fix(
     assert created.returncode != 0
     assert "bind source path does not exist" in created.stderr, created.stderr
     assert not absent.exists()
+
+
+PORTS = """
+services:
+  api:
+    image: ollamatopo-standin:latest
+    deploy: {replicas: 2}
+    ports: ["127.0.0.1:FIRST-LAST:8080"]
+    x-ollamatopo:
+      ready: {http: {port: 8080, path: /health}}
+"""
+
+
+def free_range(count: int) -> int:
+    """The first of `count` consecutive ports free on 127.0.0.1 now."""
+    for first in range(31000, 32000, count):
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as held:
+                    held.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise AssertionError("no free range of ports between 31000 and 32000")
+
+
+def test_each_replica_gets_a_free_port_of_the_range_and_status_shows_it(
+        project: Project, compose_binary: Path, compose_project: str) -> None:
+    first = free_range(3)
+    published = f"{first}-{first + 2}"
+    path = project.write(PORTS.replace("FIRST-LAST", published), "compose.yaml")
+    result = project.run("up", "--plan", str(path), "--project", project.name)
+    assert result.code == 0, result.stderr
+    containers = project.containers()
+    assert set(containers) == {"api", "api-2"}
+    bound = {}
+    for name, container in containers.items():
+        assert container.attrs["HostConfig"]["PortBindings"] == {
+            "8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": published}]}
+        (binding,) = container.attrs["NetworkSettings"]["Ports"]["8080/tcp"]
+        bound[name] = int(binding["HostPort"])
+    assert len(set(bound.values())) == 2 and set(bound.values()) <= {first, first + 1,
+                                                                     first + 2}
+    for port in bound.values():  # each replica answers at the port the engine chose
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
+            assert answer.status == 200
+    status = project.run("status", "--json", "--plan", str(path), "--project", project.name)
+    assert status.code == 0, status.stderr
+    rows = {row["service"]: row for row in json.loads(status.stdout)["services"]}
+    for name, port in bound.items():
+        assert rows[name]["ports"] == [f"127.0.0.1:{port}->8080/tcp"], rows[name]
+
+    created = subprocess.run([str(compose_binary), "-f", str(path), "-p", compose_project,
+                              "create"], capture_output=True, text=True, env=ENV,
+                             cwd=project.folder, check=False, timeout=120)
+    assert created.returncode == 0, created.stderr
+    theirs = project.client.containers.list(
+        all=True, filters={"label": f"com.docker.compose.project={compose_project}"})
+    assert len(theirs) == 2
+    assert all(c.attrs["HostConfig"]["PortBindings"] == {
+        "8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": published}]} for c in theirs)

@@ -171,8 +171,8 @@ def our_model(path: Path, env: dict[str, str], overrides: tuple[str, ...] = (),
             "image": spec.image, "command": argv(spec.command),
             "entrypoint": argv(spec.entrypoint),
             "environment": {k: v for k, v in spec.environment.items() if v is not None},
-            "ports": {(p.host_ip, "" if p.host_port is None else str(p.host_port),
-                       p.container_port, p.protocol, p.mode) for p in spec.ports},
+            "ports": {(p.host_ip, p.published, p.container_port, p.protocol, p.mode)
+                      for p in spec.ports},
             "mounts": mounts, "tmpfs": set(spec.tmpfs),
             "binds": {m.target: (m.create_host_path, m.propagation, m.selinux)
                       for m in spec.volumes if not m.named},
@@ -322,12 +322,25 @@ services:
 """
 
 
-@pytest.mark.parametrize("text", [BINDS], ids=["binds"])
+PORT_RANGES = """
+services:
+  app:
+    image: app:1
+    ports:
+      - "7000-7002:7000"
+      - "127.0.0.1:7100-7101:71/udp"
+      - "7200-7200:72"
+      - {target: 80, published: "8000-8002"}
+      - {target: 81, published: "8100-8101", host_ip: 127.0.0.1, mode: host}
+"""
+
+
+@pytest.mark.parametrize("text", [BINDS, PORT_RANGES], ids=["binds", "port-ranges"])
 def test_config_writes_what_compose_reads_as_written(compose_binary: Path, tmp_path: Path,
                                                      text: str) -> None:
     """compose and ollamatopo read the same file alike (binds: whether a missing folder
-    is made, propagation, relabel), and what `ollamatopo config` prints means the same to
-    compose as the file did."""
+    is made, propagation, relabel; a range of host ports as `published`), and what
+    `ollamatopo config` prints means the same to compose as the file did."""
     path = tmp_path / "compose.yaml"
     path.write_text(text, encoding="utf-8")
     written = their_model(theirs(compose_binary, path, {}))["services"]["app"]
@@ -344,7 +357,7 @@ def test_config_writes_what_compose_reads_as_written(compose_binary: Path, tmp_p
     printed = their_model(theirs(compose_binary, converted, {}))["services"]["app"]
     for key in ("binds", "mounts", "ports"):
         assert printed[key] == written[key], key
-    assert our_model(converted, {})["services"]["app"]["binds"] == written["binds"]
+    assert our_model(converted, {})["services"]["app"] == written
 
 
 @pytest.mark.parametrize("plan", [FIXTURES / "training" / "compose.yaml",

@@ -318,7 +318,7 @@ def _host_config(plan: Plan, spec: ServiceSpec, base_dir: Path) -> dict[str, Any
     bindings: dict[str, list[dict[str, str]]] = {}
     for port in spec.ports:
         bindings.setdefault(port.container_key, []).append(
-            {"HostIp": port.host_ip, "HostPort": str(port.host_port or "")})
+            {"HostIp": port.host_ip, "HostPort": port.published})  # a range as written
     mounts, binds = [], []
     for mount in spec.volumes:
         if mount.named:

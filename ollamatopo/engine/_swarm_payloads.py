@@ -100,7 +100,12 @@ def _port_problems(name: str, spec: ServiceSpec) -> list[PlanProblem]:
             problems.append(PlanProblem(at, f"a swarm publishes on every address of its "
                                         f"nodes, not on {port.host_ip} alone: leave host_ip "
                                         "out"))
-        if port.mode == "host" and port.host_port is not None and not one_per_node:
+        if port.host_port_last is not None:
+            problems.append(PlanProblem(at, f"a range of host ports ({port.published}) for "
+                                        "one container port: not supported on a swarm, "
+                                        "which publishes one port per target: choose one "
+                                        "host port"))
+        elif port.mode == "host" and port.host_port is not None and not one_per_node:
             problems.append(PlanProblem(at, f"host-mode port {port.host_port} binds on the "
                                         f"node of each task: {spec.replicas} replicas could "
                                         "put two on one node; set deploy.placement."

@@ -199,7 +199,7 @@ def _service(out: Translation, name: str, spec: object, phased: bool,
         else:
             out.problems.append(PlanProblem(f"{at}.{key}", "unknown key: the Compose "
                                             "Specification has no such service key"))
-    _short_forms(out, at, "ports", _port_ranges(out, at, spec), service, _port)
+    _short_forms(out, at, "ports", _port_ranges(spec), service, _port)
     _short_forms(out, at, "volumes", spec, service, _mount(out, service))
     _networks(out, at, spec, service)
     _simple_lists(at, spec, service)
@@ -254,22 +254,18 @@ def _short_forms(out: Translation, at: str, key: str, spec: dict[str, Any],
 
 
 _RANGE = re.compile(r"(\d+)-(\d+)")
-_HOST_RANGE_FOR_ONE = re.compile(r"(?:.*:)?\d+-\d+:\d+")
 
 
-def _port_ranges(out: Translation, at: str, spec: dict[str, Any]) -> dict[str, Any]:
+def _port_ranges(spec: dict[str, Any]) -> dict[str, Any]:
     """Short-syntax port ranges written out one port each, as compose expands them:
     `"30000-30009:30000-30009"` is ten mappings, `"9000-9002"` three container ports. A
-    range of host ports for one container port (the engine picks one of them) is not
-    carried out yet."""
+    range of host ports for one container port (`"7000-7002:7000"`) stays one mapping:
+    the engine binds a free one of them."""
     ports = spec.get("ports")
     if not isinstance(ports, list):
         return spec
     expanded: list[object] = []
-    for index, port in enumerate(ports):
-        if isinstance(port, str) and _HOST_RANGE_FOR_ONE.fullmatch(port.partition("/")[0]):
-            _not_yet(out, f"{at}.ports[{index}]")
-            continue
+    for port in ports:
         expanded.extend(_expanded_port(port) if isinstance(port, str) else [port])
     return {**spec, "ports": expanded}
 
@@ -305,8 +301,6 @@ def _port(port: dict[str, Any], _: str) -> str | dict[str, Any] | None:
     """A long-syntax port in the short syntax, but for a `mode` other than the default
     ingress (which the short syntax cannot say): that one as the mapping the model reads
     (parse_port), without compose's descriptive `name` and `app_protocol`."""
-    if "-" in str(port.get("published", "")):
-        return None
     if port.get("mode", "ingress") != "ingress":
         return {key: port[key] for key in LONG_PORT_KEYS if key in port}
     target, published, address = port.get("target"), port.get("published"), port.get("host_ip")

@@ -846,9 +846,9 @@ class ServiceSpec(_Model, ContainerSettings):  # compose's keys for the engine: 
     @field_validator("ports")
     @classmethod
     def _distinct_container_ports(cls, value: list[PortBinding]) -> list[PortBinding]:
-        seen: set[tuple[str, int | None, str]] = set()
+        seen: set[tuple[str, str, str]] = set()
         for port in value:
-            key = (port.container_key, port.host_port, port.host_ip)
+            key = (port.container_key, port.published, port.host_ip)
             if key in seen:
                 raise ValueError(f"port {port} is listed twice")
             seen.add(key)
@@ -1051,13 +1051,14 @@ WILDCARDS = ("", "0.0.0.0", "::")
 
 
 def _host_port_conflicts(plan: Plan) -> Iterator[PlanProblem]:
-    """Two bindings of one host port clash when either is on all addresses or both on one."""
+    """Two bindings of one host port clash when either is on all addresses or both on one.
+    A range of host ports clashes with none: the engine binds a free one of them."""
     owners: dict[tuple[int, str], list[tuple[str, str]]] = {}
     for name, spec in plan.services.items():
         for index, port in enumerate(spec.ports):
-            if port.host_port is None:
+            if port.fixed_host_port is None:
                 continue
-            bound = owners.setdefault((port.host_port, port.protocol), [])
+            bound = owners.setdefault((port.fixed_host_port, port.protocol), [])
             clash = next((owner for owner, ip in bound
                           if ip in WILDCARDS or port.host_ip in WILDCARDS or ip == port.host_ip),
                          None)

@@ -119,16 +119,39 @@ class PortBinding:
     # compose's `mode`: on a swarm, "ingress" publishes the port once for the service (the
     # routing mesh), "host" on the node of each task; one engine publishes either as usual.
     mode: PublishMode = "ingress"
+    # A range of host ports for this one container port (`"7000-7002:7000"`), host_port
+    # its first: the engine binds the first free one of them when the container starts.
+    host_port_last: int | None = None
 
     @property
     def container_key(self) -> str:
         return f"{self.container_port}/{self.protocol}"
 
+    @property
+    def published(self) -> str:
+        """The host port as compose writes it: `"8080"`, a range `"7000-7002"`, or ""."""
+        if self.host_port is None:
+            return ""
+        last = f"-{self.host_port_last}" if self.host_port_last is not None else ""
+        return f"{self.host_port}{last}"
+
+    @property
+    def fixed_host_port(self) -> int | None:
+        """The one host port it binds, if the file chose it (not the engine)."""
+        return self.host_port if self.host_port_last is None else None
+
+    @property
+    def host_port_count(self) -> int:
+        """How many host ports it may bind (0: any the engine gives)."""
+        if self.host_port is None:
+            return 0
+        return (self.host_port_last or self.host_port) - self.host_port + 1
+
     def __str__(self) -> str:
         """The short form (which has no mode: `long_form` keeps it)."""
         ip = f"[{self.host_ip}]" if ":" in self.host_ip else self.host_ip
         host = f"{ip}:" if ip else ""
-        published = f"{host}{self.host_port or ''}:" if self.host_port or self.host_ip else ""
+        published = f"{host}{self.published}:" if self.host_port or self.host_ip else ""
         return f"{published}{self.container_port}/{self.protocol}"
 
     def long_form(self) -> dict[str, object]:
@@ -137,7 +160,7 @@ class PortBinding:
         if self.host_ip:
             written["host_ip"] = self.host_ip
         if self.host_port is not None:
-            written["published"] = str(self.host_port)
+            written["published"] = self.published
         return {**written, "protocol": self.protocol}
 
 
@@ -166,9 +189,9 @@ def parse_port(value: object) -> PortBinding:
     pieces = text.split(":")
     if len(pieces) > 2:
         raise ValueError(f"{value!r} is not a port mapping: use [ip:]host:container[/proto]")
-    host = _port_number(pieces[0]) if len(pieces) == 2 and pieces[0] else None
+    first, last = _host_ports(pieces[0]) if len(pieces) == 2 and pieces[0] else (None, None)
     container = _port_number(pieces[-1])
-    return PortBinding(container, protocol, host, host_ip)
+    return PortBinding(container, protocol, first, host_ip, host_port_last=last)
 
 
 LONG_PORT_KEYS = ("target", "published", "host_ip", "protocol", "mode")
@@ -185,11 +208,27 @@ def _parse_long_port(value: Mapping[object, object]) -> PortBinding:
     mode = value.get("mode", "ingress")
     if mode not in ("ingress", "host"):
         raise ValueError(f"unknown port mode {mode!r}: use ingress or host")
+    first, last = (None, None) if published in (None, "") else _host_ports(_text(published))
     return PortBinding(_port_number(_text(value["target"])),
-                       _protocol(_text(value.get("protocol", "tcp"))),
-                       None if published in (None, "") else _port_number(_text(published)),
+                       _protocol(_text(value.get("protocol", "tcp"))), first,
                        _address(_text(value.get("host_ip", ""))),
-                       "host" if mode == "host" else "ingress")
+                       "host" if mode == "host" else "ingress", last)
+
+
+def _host_ports(text: str) -> tuple[int, int | None]:
+    """A host port, or a range of them for one container port (`7000-7002`: the engine
+    picks a free one); a range of one port is that port, as compose reads it."""
+    first, dash, last = text.partition("-")
+    if not dash:
+        return _port_number(text), None
+    try:
+        low, high = _port_number(first), _port_number(last)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a range of host ports: use 7000-7002") from None
+    if high < low:
+        raise ValueError(f"{text!r} is not a range of host ports: its first port is above "
+                         "its last")
+    return low, (high if high > low else None)
 
 
 def _text(value: object) -> str:

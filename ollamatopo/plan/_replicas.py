@@ -87,12 +87,20 @@ def expand_replicas(plan: Plan, overrides: Mapping[str, int] | None = None, *,
 
 
 def _fixed_host_ports(name: str, spec: ServiceSpec, count: int) -> list[PlanProblem]:
+    """Replicas on one engine each bind their own host port: a fixed one only once, a
+    range as many times as it has ports (the engine gives each container a free one, as
+    it does compose's replicas; the one too many would fail at its start)."""
     if count < 2:
         return []
     return [PlanProblem(f"services.{name}.ports[{index}]",
                         f"{count} replicas cannot all publish host port {port.host_port}: "
-                        "leave the host port out (for example 127.0.0.1::8080)")
-            for index, port in enumerate(spec.ports) if port.host_port is not None]
+                        "leave the host port out (for example 127.0.0.1::8080)"
+                        if port.fixed_host_port is not None else
+                        f"{count} replicas cannot each get a host port of {port.published} "
+                        f"({port.host_port_count} ports): widen the range, use fewer "
+                        "replicas, or leave the host port out")
+            for index, port in enumerate(spec.ports)
+            if port.host_port is not None and port.host_port_count < count]
 
 
 def _replica(spec: ServiceSpec, replica: str, names: Mapping[str, list[str]],

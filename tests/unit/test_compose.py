@@ -381,6 +381,37 @@ services:
     assert "mount option 'bogus' is not one compose takes" in problems[0]
 
 
+def test_a_range_of_host_ports_for_one_container_port_stays_one_mapping(
+        tmp_path: Path) -> None:
+    """compose-go reads `"7000-7002:7000"` as one port whose published is the range (its
+    long form too); a range onto a range of the same length is written out one port each."""
+    loaded = load(tmp_path, """
+services:
+  app:
+    image: a:1
+    ports:
+      - "7000-7002:7000"
+      - "127.0.0.1:7100-7101:71/udp"
+      - {target: 80, published: "8000-8002"}
+      - {target: 81, published: "8100-8101", mode: host}
+      - "9000-9001:9000-9001"
+""")
+    ports = loaded.plan.services["app"].ports
+    assert [(p.published, p.container_port, p.host_ip, p.mode) for p in ports] == [
+        ("7000-7002", 7000, "", "ingress"), ("7100-7101", 71, "127.0.0.1", "ingress"),
+        ("8000-8002", 80, "", "ingress"), ("8100-8101", 81, "", "host"),
+        ("9000", 9000, "", "ingress"), ("9001", 9001, "", "ingress")]
+    problems = refused(tmp_path, """
+services:
+  app:
+    image: a:1
+    ports: ["7002-7000:80", {target: 80, published: "80-"}]
+""")
+    assert problems[0].startswith("services.app.ports[0] (line 5)")
+    assert "its first port is above its last" in problems[0]
+    assert "'80-' is not a range of host ports" in problems[1]
+
+
 def test_binds_create_their_folder_and_relabel_as_compose_v2_decides(tmp_path: Path) -> None:
     """compose-go 2.9 (compose v2.40): the short syntax gives every bind create_host_path,
     and its :z/:Z are bind.selinux; the long syntax creates the folder without `bind:`

@@ -125,6 +125,16 @@ def test_ports_become_port_bindings(build_plan: Build) -> None:
     }
 
 
+def test_a_range_of_host_ports_is_the_engines_to_choose_from(build_plan: Build) -> None:
+    """compose v2 passes the range as written (PortBindings HostPort "7000-7002"): the
+    engine binds the first free port of it when the container starts."""
+    config = config_of(build_plan, {"image": "x", "ports": [
+        "7000-7002:7000", "127.0.0.1:7100-7101:71/udp"]})
+    assert config.create_kwargs["host_config"]["PortBindings"] == {
+        "7000/tcp": [{"HostIp": "", "HostPort": "7000-7002"}],
+        "71/udp": [{"HostIp": "127.0.0.1", "HostPort": "7100-7101"}]}
+
+
 def test_resources(build_plan: Build) -> None:
     config = config_of(build_plan, {"image": "x", "deploy": {"resources": {
         "limits": {"cpus": "1.5", "memory": "1G"},

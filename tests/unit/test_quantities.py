@@ -157,7 +157,9 @@ def test_ephemeral_host_port_is_none_and_keeps_the_address() -> None:
         ("localhost:80:80", "not an IP address"),
         ("999.1.1.1:80:80", "not an IP address"),
         ("1:2:3:4", "not a port mapping"),
-        ("8000-8010:8000-8010", "not a port number"),
+        ("8000-8010:8000-8010", "not a port number"),  # compose's expansion writes them out
+        ("7002-7000:80", "its first port is above its last"),
+        ("-7000:80", "not a range of host ports"),
         (True, "expected a port"),
         (80.5, "expected a port"),
         (None, "expected a port"),
@@ -203,7 +205,8 @@ def test_parse_port_takes_composes_long_form_with_its_mode(value: object,
         ({"published": 80, "mode": "host"}, "needs `target`"),
         ({"target": 80, "mode": "bridge"}, "unknown port mode 'bridge'"),
         ({"target": 80, "name": "web"}, "unknown key 'name'"),
-        ({"target": 80, "published": "8000-8010"}, "not a port number"),
+        ({"target": 80, "published": "8010-8000"}, "its first port is above its last"),
+        ({"target": 80, "published": "8000-"}, "not a range of host ports: use 7000-7002"),
         ({"target": 80, "protocol": "icmp"}, "unknown protocol"),
         ({"target": 80, "host_ip": "localhost"}, "not an IP address"),
         ({"target": True}, "not a port"),
@@ -212,6 +215,30 @@ def test_parse_port_takes_composes_long_form_with_its_mode(value: object,
 def test_parse_port_refuses_a_long_form(value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_port(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "published", "fixed", "count"),
+    [
+        ("7000-7002:7000", "7000-7002", None, 3),
+        ("127.0.0.1:7100-7101:71/udp", "7100-7101", None, 2),
+        ({"target": 80, "published": "8000-8002", "mode": "host"}, "8000-8002", None, 3),
+        ("7000-7000:80", "7000", 7000, 1),  # a range of one port is that port, as compose
+        ("8080:80", "8080", 8080, 1),
+        ("80", "", None, 0),
+    ],
+)
+def test_a_range_of_host_ports_for_one_container_port(value: object, published: str,
+                                                      fixed: int | None, count: int) -> None:
+    """The engine binds a free one of the range (`HostPort: "7000-7002"`); compose's
+    config writes the range as `published`, and it reads back from both forms."""
+    binding = parse_port(value)
+    assert (binding.published, binding.fixed_host_port, binding.host_port_count) == (
+        published, fixed, count)
+    assert parse_port(binding.long_form()) == binding
+    if binding.mode == "ingress":
+        assert parse_port(str(binding)) == binding
+    assert str(parse_port("[::1]:7000-7001:80")) == "[::1]:7000-7001:80/tcp"
 
 
 def test_a_host_mode_port_reads_back_from_its_long_form() -> None:

@@ -108,3 +108,23 @@ def test_replicas_cannot_share_a_fixed_host_port(load: Callable[..., LoadedPlan]
     assert "services.api.ports[0]" in str(error) and "127.0.0.1::8080" in str(error)
     assert list(load(text.replace("127.0.0.1:8080:8080", "127.0.0.1::8080")).plan.services) \
         == ["api", "api-2"]
+
+
+def test_replicas_share_a_range_of_host_ports_while_it_has_one_for_each(
+        load: Callable[..., LoadedPlan], plan_error: Callable[..., PlanError]) -> None:
+    """Each replica gets the same range and the engine binds a free port of it for each
+    (as for compose's replicas): three replicas fit 7000-7002, four do not."""
+    text = """
+    project: shop
+    services:
+      api: {image: api, replicas: 3, ports: ["7000-7002:80"]}
+      web: {image: web, ports: ["7001:80"]}
+    phases: [{name: all, services: [api, web]}]
+    """
+    plan = load(text).plan
+    assert {name: [p.published for p in spec.ports] for name, spec in plan.services.items()} \
+        == {"api": ["7000-7002"], "api-2": ["7000-7002"], "api-3": ["7000-7002"],
+            "web": ["7001"]}  # a fixed port within a range is no clash: the engine skips it
+    error = str(plan_error(text.replace("replicas: 3", "replicas: 4")))
+    assert "services.api.ports[0]" in error
+    assert "4 replicas cannot each get a host port of 7000-7002 (3 ports)" in error

@@ -219,6 +219,15 @@ def test_a_relabelled_bind_is_refused_on_a_swarm_and_binds_make_no_folder(
                          "Target": "/logs", "ReadOnly": False}
 
 
+def test_a_range_of_host_ports_is_refused_on_a_swarm(tmp_path: Path) -> None:
+    loaded = swarm_plan(tmp_path, "services:\n  a: {image: a:1, ports: "
+                                  "[\"7000-7002:80\", \"9000:9000\"]}\n")
+    (problem,) = swarm_problems(loaded.plan)
+    assert problem.path == "services.a.ports[0]"
+    assert "a range of host ports (7000-7002) for one container port: not supported on a " \
+           "swarm" in problem.message
+
+
 def test_scales_counts_are_the_swarms_replicas(tmp_path: Path) -> None:
     path = tmp_path / "compose.yaml"
     path.write_text(FILE, encoding="utf-8")
