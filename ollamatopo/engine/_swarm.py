@@ -67,6 +67,7 @@ class TaskState:
     container_id: str | None
     exit_code: int | None
     addresses: Mapping[str, str] = field(default_factory=dict)  # network name -> its IP
+    service_id: str = ""
 
     @property
     def current(self) -> bool:
@@ -170,8 +171,12 @@ class Swarm:
                                 self._client.remove_service, service_id, retry=True)
 
     async def tasks(self, service_id: str) -> list[TaskState]:
+        return await self.tasks_of([service_id])
+
+    async def tasks_of(self, service_ids: Sequence[str]) -> list[TaskState]:
+        """The tasks of several services in one call (the filter's values are or-ed)."""
         raw = await self.engine._call("list tasks", self._client.tasks,
-                                      filters={"service": service_id}, retry=True)
+                                      filters={"service": list(service_ids)}, retry=True)
         return [_task(task) for task in raw]
 
     async def service_logs(self, service_id: str, tail: int) -> str:
@@ -295,4 +300,4 @@ def _task(raw: dict[str, Any]) -> TaskState:
                      message=str(status.get("Message", "")), error=str(status.get("Err", "")),
                      container_id=container.get("ContainerID") or None,
                      exit_code=int(code) if code is not None else None,
-                     addresses=addresses)
+                     addresses=addresses, service_id=str(raw.get("ServiceID", "")))

@@ -17,7 +17,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import math
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +77,11 @@ from ollamatopo.run._scheduler import (
 )
 from ollamatopo.run._supervisor import SuperviseOptions
 
-POLL_S = 0.1  # the services API has no task events on this engine: tasks are listed
+# The services API has no task events on this engine: tasks are listed, for every waiting
+# service in one call (TaskBoard), so a short poll costs the manager little.
+POLL_S = 0.05
+RECHECK_S = 0.5  # a dependent's re-probe, a network still held: slower than a task's start
+NETWORK_GONE_POLL_S = 0.2
 NETWORK_RELEASE_S = 60.0
 WATCH_S = 1.0  # how often `up --supervise` on a swarm reads the tasks
 MAX_REPLICAS = 500  # the plan model's own limit
@@ -231,6 +236,42 @@ class SwarmReadiness:
         return False
 
 
+class TaskBoard:
+    """The tasks of the services a run waits for, from one listing that every waiter
+    shares: a listing younger than `fresh_s` answers, else one call lists them all. A
+    listing per service per poll would load the manager with N calls where one serves."""
+
+    def __init__(self, swarm: Swarm, fresh_s: float) -> None:
+        self._swarm, self._fresh_s = swarm, fresh_s
+        self._waiting: dict[str, int] = {}  # service id -> how many wait for it
+        self._tasks: dict[str, list[TaskState]] = {}
+        self._listed: frozenset[str] = frozenset()
+        self._listed_at = -math.inf
+        self._lock = anyio.Lock()
+
+    @contextlib.contextmanager
+    def watching(self, service_id: str) -> Iterator[None]:
+        self._waiting[service_id] = self._waiting.get(service_id, 0) + 1
+        try:
+            yield
+        finally:
+            self._waiting[service_id] -= 1
+            if not self._waiting[service_id]:
+                del self._waiting[service_id]
+
+    async def tasks(self, service_id: str) -> list[TaskState]:
+        async with self._lock:  # who comes during a listing takes its result
+            if service_id not in self._listed \
+                    or anyio.current_time() - self._listed_at > self._fresh_s:
+                wanted = frozenset({*self._waiting, service_id})
+                listed = await self._swarm.tasks_of(sorted(wanted))
+                self._tasks = {key: [] for key in wanted}
+                for task in listed:
+                    self._tasks.setdefault(task.service_id, []).append(task)
+                self._listed, self._listed_at = wanted, anyio.current_time()
+            return list(self._tasks.get(service_id, ()))
+
+
 @dataclass
 class _SwarmRun:
     swarm: Swarm
@@ -241,6 +282,7 @@ class _SwarmRun:
     actions: dict[str, SwarmAction]
     readiness: SwarmReadiness
     queue: EngineQueue
+    board: TaskBoard
     ids: dict[str, str] = field(default_factory=dict)  # service -> swarm service id
     created: list[str] = field(default_factory=list)  # swarm ids this run made
     updated: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> spec before
@@ -320,9 +362,9 @@ class _SwarmRun:
         spec = self.loaded.plan.services[name]
         deadline = spec.ready.timeout or self.options.default_timeout_s
         last: list[TaskState] = []
-        with anyio.move_on_after(deadline) as scope:
+        with anyio.move_on_after(deadline) as scope, self.board.watching(service_id):
             while True:
-                last = await self.swarm.tasks(service_id)
+                last = await self.board.tasks(service_id)
                 failed = [task for task in last if task.failed and (task.current or job)]
                 if failed:
                     task = failed[-1]
@@ -400,12 +442,14 @@ def _exit(task: TaskState) -> str:
 
 def one_service_each(loaded: LoadedPlan) -> LoadedPlan:
     """The plan with a swarm service per declared service: its replicas the swarm's own
-    (`deploy.replicas`), not the one-container-each services of one engine."""
+    (`deploy.replicas`), not the one-container-each services of one engine. The hostname
+    is the declared one: one engine names each replica's host after it, which on a swarm
+    would give every task the service's name and make `scale` change the spec."""
     declared = loaded.declared
     if declared is None:
         return loaded
     services = {name: loaded.plan.services[name].model_copy(update={
-        "replicas": _replicas(loaded, name), "after": spec.after,
+        "replicas": _replicas(loaded, name), "after": spec.after, "hostname": spec.hostname,
         "dependency_options": spec.dependency_options, "load_balance": spec.load_balance})
         for name, spec in declared.services.items() if name in loaded.plan.services}
     plan = loaded.plan.model_copy(update={"services": services, "phases": declared.phases})
@@ -442,7 +486,8 @@ async def up_swarm(swarm: Swarm, loaded: LoadedPlan, options: UpOptions,
                                   and not loaded.graph.dependencies[name]],
                         tie_s=DEADLINE_TIE_S)
     run = _SwarmRun(swarm, loaded, options, recorder, configs, actions,
-                    SwarmReadiness(swarm, plan, configs, probes), queue)
+                    SwarmReadiness(swarm, plan, configs, probes), queue,
+                    TaskBoard(swarm, fresh_s=POLL_S * 0.9))
     recorder.emit("run started", backend="swarm", plan=str(loaded.path),
                   services=len(configs),
                   actions=[str(a) for a in (*actions.values(), *orphans)])
@@ -637,7 +682,7 @@ class _TaskWatch:
     async def _holds_within(self, name: str, timeout_s: float) -> bool:
         with anyio.move_on_after(timeout_s):
             while not await self._holds_now(name):
-                await anyio.sleep(POLL_S * 5)
+                await anyio.sleep(RECHECK_S)
             return True
         return False
 
@@ -702,13 +747,13 @@ async def down_swarm(swarm: Swarm, project: str, recorder: RunRecorder) -> Swarm
                     await swarm.engine.remove_network(network)
                     pending.remove(network)
             if pending:
-                await anyio.sleep(POLL_S * 5)
+                await anyio.sleep(RECHECK_S)
     kept = await remove_networks(swarm.engine, pending, recorder)  # says why, if still held
     # The swarm takes a network's removal at once and drops it from this node once the
     # last task on it stopped: `down` returns when it is gone here too.
     with anyio.move_on_after(NETWORK_RELEASE_S):
         while any(n.id not in kept for n in (await swarm.engine.snapshot(project)).networks):
-            await anyio.sleep(POLL_S * 2)
+            await anyio.sleep(NETWORK_GONE_POLL_S)
     return SwarmDown(removed, [n.id for n in snapshot.networks
                                if n.id not in pending or n.id in kept])
 

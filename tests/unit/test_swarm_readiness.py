@@ -13,7 +13,7 @@ import pytest
 from ollamatopo.engine._swarm import Swarm, TaskState
 from ollamatopo.plan._loading import load_plan
 from ollamatopo.plan._model import HealthcheckSpec
-from ollamatopo.run._swarm import OverlayProbes, SwarmReadiness
+from ollamatopo.run._swarm import OverlayProbes, SwarmReadiness, TaskBoard
 
 PLAN = """
 services:
@@ -82,3 +82,56 @@ def test_running_is_the_verdict_of_a_healthcheck_that_is_the_readiness(tmp_path:
     # A probe of its own is run in the container after `running`.
     assert anyio.run(holds, "probed", "running")
     assert swarm.engine.execs == [["check-more"]]
+
+
+class _Listing:
+    """Lists tasks as the swarm facade does, counting the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    async def tasks_of(self, service_ids: list[str]) -> list[TaskState]:
+        self.calls.append(list(service_ids))
+        await anyio.sleep(0.01)  # a call takes time: waiters arriving meanwhile share it
+        return [TaskState(id=f"t-{sid}", slot=1, node="n", state="running", desired="running",
+                          message="", error="", container_id=None, exit_code=None,
+                          service_id=sid) for sid in service_ids]
+
+
+def test_the_task_board_serves_every_waiter_from_one_listing() -> None:
+    listing = _Listing()
+    board = TaskBoard(cast(Swarm, listing), fresh_s=60)
+    seen: dict[str, list[str]] = {}
+
+    async def wait_for(service_id: str) -> None:
+        with board.watching(service_id):
+            seen[service_id] = [task.id for task in await board.tasks(service_id)]
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            for service_id in ("a", "b", "c"):
+                group.start_soon(wait_for, service_id)
+
+    anyio.run(main)
+    assert seen == {"a": ["t-a"], "b": ["t-b"], "c": ["t-c"]}  # each its own tasks
+    assert len(listing.calls) == 1 and sorted(listing.calls[0]) == ["a", "b", "c"]
+
+
+def test_the_task_board_lists_again_when_stale_or_asked_for_another() -> None:
+    listing = _Listing()
+    board = TaskBoard(cast(Swarm, listing), fresh_s=0.05)
+
+    async def main() -> None:
+        with board.watching("a"):
+            await board.tasks("a")
+            await board.tasks("a")  # fresh: no call
+            assert len(listing.calls) == 1
+            await board.tasks("b")  # not in the listing: listed with a
+            assert sorted(listing.calls[-1]) == ["a", "b"]
+            await anyio.sleep(0.06)
+            await board.tasks("a")  # stale
+        assert len(listing.calls) == 3
+        await board.tasks("c")  # nobody waits for a any more: c alone
+        assert listing.calls[-1] == ["c"]
+
+    anyio.run(main)
