@@ -32,12 +32,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from ollamatopo._errors import PlanError, PlanProblem
 from ollamatopo.plan._compose import EXTENSION, TOP_LEVEL, merge_compose
+from ollamatopo.plan._compose_canonical import Folders, canonical
+from ollamatopo.plan._compose_tags import KeyPath, under, without
 from ollamatopo.plan._interpolate import escaped
 
 RESOURCES = ("services", "volumes", "networks", "secrets", "configs")  # what include brings
@@ -117,12 +119,22 @@ class Origins:
         return PlanProblem(problem.path, f"{problem.message} (written in {where})")
 
 
+@dataclass(frozen=True)
+class Written:
+    """A compose file as read: its tree, the line of each of its paths, and the places whose
+    value in the files before it this file removes or replaces whole (its `!reset` and
+    `!override` values, _compose_tags)."""
+
+    tree: dict[str, Any]
+    lines: dict[str, int]
+    overridden: frozenset[KeyPath] = frozenset()
+
+
 class Files(Protocol):
     """What resolving needs read; the loader gives it (this module reads nothing itself)."""
 
-    def read(self, path: Path) -> tuple[dict[str, Any], Mapping[str, int]] | None:
-        """The compose file at `path` and the line of each of its paths; None when there is
-        no such file."""
+    def read(self, path: Path) -> Written | None:
+        """The compose file at `path`; None when there is no such file."""
 
     def exists(self, path: Path) -> bool:
         """Whether `path` is a file."""
@@ -154,22 +166,24 @@ class _Doc:
     lines: Mapping[str, int]
     part: Part
     origins: dict[str, Origin]
+    overridden: frozenset[KeyPath] = frozenset()  # its `!reset` and `!override` places
+    # Each definition an include brought, as compose compares it with a later one (its
+    # canonical form): `services.db` -> definition.
+    compared: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve(files: Files, origins: Origins, tree: dict[str, Any], lines: Mapping[str, int],
-            overrides: Sequence[tuple[Path, dict[str, Any], Mapping[str, int]]],
+def resolve(files: Files, origins: Origins, main: Written,
+            overrides: Sequence[tuple[Path, Written]],
             variables: Mapping[str, str]) -> dict[str, Any]:
-    """The compose tree of the plan file (`origins.main`: `tree`, `lines`), with the
+    """The compose tree of the plan file (`origins.main`, read: `main`), with the
     `overrides` (-f files, read) merged over it, each file's `extends` and `include` resolved
     first. Relative paths of the plan's own files still count from its folder; `origins` gets
     where every path was written."""
     part = Part(origins.main.parent, variables)
     resolver = _Resolver(files, origins.main)
-    done = resolver.file(_Doc(origins.main, tree, lines, part, _written(origins.main, lines)),
-                         top=True)
-    for path, over, over_lines in overrides:
-        extra = resolver.file(_Doc(path, over, over_lines, part, _written(path, over_lines)))
-        done = _merged(done, extra)
+    done = resolver.file(_doc(origins.main, main, part), top=True)
+    for path, over in overrides:
+        done = _merged(done, resolver.file(_doc(path, over, part)))
     origins.paths = done.origins
     return done.tree
 
@@ -184,6 +198,7 @@ class _Resolver:
         """`doc` with its services' extends resolved, then its includes brought in. `chain`:
         the files that include it; `top`: it is the plan file (its include lines are shown)."""
         doc.tree = dict(doc.tree)  # aliases share what they repeat: change copies only
+        doc.compared = {}
         services = doc.tree.get("services")
         if isinstance(services, dict):
             doc.tree["services"] = dict(services)
@@ -213,6 +228,7 @@ class _Resolver:
             raise _problem(doc, f"{at}.extends", f"the service {ref!r} it extends is not a "
                                                  "mapping")
         own = {key: value for key, value in service.items() if key != "extends"}
+        base = without(base, under(doc.overridden, ("services", str(name))))
         merged = merge_compose({"services": {name: base}}, {"services": {name: own}})
         service = merged["services"][name]
         doc.tree["services"][name] = service
@@ -306,8 +322,10 @@ class _Resolver:
 
     def _import(self, doc: _Doc, where: str, part_doc: _Doc, top: bool) -> None:
         """The resources of an included part, into `doc`; a name `doc` has otherwise is
-        refused, as compose refuses it (the same definition twice is one)."""
+        refused, as compose refuses it (_compose_canonical: the same definition twice is
+        one)."""
         via = nearest(where, doc.lines) if top else None
+        folders = Folders(part_doc.part.base, doc.part.base)
         for key in RESOURCES:
             section = part_doc.tree.get(key)
             if section is None:
@@ -319,7 +337,8 @@ class _Resolver:
             mine = dict(mine or {})
             for name, value in section.items():
                 at = f"{key}.{name}"
-                if name in mine and mine[name] != value:
+                theirs = canonical(key, value, folders)
+                if name in mine and self._compared(doc, key, name, mine[name]) != theirs:
                     there = part_doc.origins.get(at)
                     other = _shown(there.file if there else part_doc.path, self.main)
                     raise _problem(doc, at, f"defined here and again in {other}, which {where} "
@@ -327,10 +346,22 @@ class _Resolver:
                                             "rename one, or remove one of them")
                 if name not in mine:
                     mine[name] = value
+                    doc.compared[at] = theirs
                     doc.origins.update({path: replace(origin, via=via[1] if via else None)
                                         for path, origin in part_doc.origins.items()
                                         if _within(path, at)})
             doc.tree[key] = mine
+
+    def _compared(self, doc: _Doc, key: str, name: Any, value: Any) -> Any:
+        """`doc`'s definition of `name`, as compose compares an included one with it: as an
+        earlier include brought it, else as written, interpolated (and its `$` written `$$`
+        as the part's are). A file from elsewhere that includes has its relative paths
+        absolute already, where compose has them as written: a path is all that may
+        compare otherwise there."""
+        at = f"{key}.{name}"
+        if at in doc.compared:
+            return doc.compared[at]
+        return escaped(self._value(doc, value, key, name))
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -343,10 +374,9 @@ class _Resolver:
             read = self.files.read(path)
             if read is None:
                 raise _problem(doc, where, f"no such file: {path}")
-            tree, lines = read
-            value = self.files.interpolated(tree, lines, path, part.variables)
-            self._read[key] = _Doc(path, escaped(_absolute(value, part.base)), lines, part,
-                                   _written(path, lines))
+            value = self.files.interpolated(read.tree, read.lines, path, part.variables)
+            self._read[key] = replace(_doc(path, read, part),
+                                      tree=escaped(_absolute(value, part.base)))
         return self._read[key]
 
     def _value(self, doc: _Doc, value: Any, *keys: Any) -> Any:
@@ -365,9 +395,11 @@ class _Resolver:
 
 
 def _merged(base: _Doc, over: _Doc) -> _Doc:
-    """`over` merged over `base` by compose's rules, and where each value now comes from."""
-    tree = merge_compose(base.tree, over.tree)
-    return replace(base, tree=tree, origins=_traced(tree, "", [(base.tree, "", base.origins),
+    """`over` merged over `base` by compose's rules (what `over` tags `!reset` or
+    `!override` taken out of `base` first), and where each value now comes from."""
+    kept = without(base.tree, over.overridden)
+    tree = merge_compose(kept, over.tree)
+    return replace(base, tree=tree, origins=_traced(tree, "", [(kept, "", base.origins),
                                                                (over.tree, "", over.origins)]))
 
 
@@ -411,6 +443,10 @@ def _key(at: str, key: Any) -> str:
 
 def _within(path: str, at: str) -> bool:
     return path == at or path.startswith((f"{at}.", f"{at}["))
+
+
+def _doc(path: Path, read: Written, part: Part) -> _Doc:
+    return _Doc(path, read.tree, read.lines, part, _written(path, read.lines), read.overridden)
 
 
 def _written(path: Path, lines: Mapping[str, int]) -> dict[str, Origin]:

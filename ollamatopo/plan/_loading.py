@@ -30,8 +30,9 @@ from ollamatopo.plan._compose import (
     is_compose,
     normalize_project_name,
 )
-from ollamatopo.plan._compose_files import Origins, nearest
+from ollamatopo.plan._compose_files import Origins, Written, nearest
 from ollamatopo.plan._compose_files import resolve as resolve_files
+from ollamatopo.plan._compose_tags import TagError, read_tags
 from ollamatopo.plan._dialect import dialect_warnings
 from ollamatopo.plan._graph import DependencyGraph
 from ollamatopo.plan._interpolate import Interpolation, interpolate, parse_dotenv
@@ -109,12 +110,13 @@ def _load_plan(path: Path, environ: Mapping[str, str] | None, project: str | Non
                profiles: Collection[str], env_file: Path | None,
                origins: Origins, on_swarm: bool) -> LoadedPlan:
     source = str(path)
-    tree, lines = _read_yaml(path)
+    written = _read_yaml(path)
+    lines = written.lines
     warnings: list[str] = []
     variables = _environment(path, os.environ if environ is None else environ, warnings,
                              env_file)
     files = _ComposeFiles(warnings)
-    tree = _merged(path, tree, lines, overrides, variables, files, origins)
+    tree = _merged(path, written, overrides, variables, files, origins)
 
     compose = is_compose(tree)
     tree = _strip_extensions(tree, keep=EXTENSION if compose else None)
@@ -345,7 +347,7 @@ def read_project_name(path: Path) -> str | None:
     """The plan's project as written, without interpolation or validation (for `down`):
     `project:`, or for a compose file its name by compose's rules."""
     try:
-        tree, _ = _read_yaml(path)
+        tree = _read_yaml(path).tree
     except PlanError:
         return None
     if is_compose(tree):
@@ -451,7 +453,9 @@ _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _c
 _StrictLoader.add_constructor("tag:yaml.org,2002:int", _StrictLoader.construct_yaml_int)
 
 
-def _read_yaml(path: Path) -> tuple[Any, dict[str, int]]:
+def _read_yaml(path: Path) -> Written:
+    """The YAML file at `path`, with the line of each of its paths and its compose tags
+    (`!reset`, `!override`: _compose_tags) read off its nodes before it is built."""
     source = str(path)
     try:
         text = read_text_file(path, MAX_FILE_BYTES, regular_only=False)
@@ -467,7 +471,11 @@ def _read_yaml(path: Path) -> tuple[Any, dict[str, int]]:
     try:
         loader = _StrictLoader(text)  # the reader checks every character here, at once
         node = loader.get_single_node()
-        lines = _line_index(node, source, positions)
+        lines = _line_index(node, source, positions)  # first: it refuses what aliases blow up
+        overridden = read_tags(node)
+        if "!" in text:  # a tag was written: a `!reset` may have taken values out
+            positions.clear()
+            lines = _line_index(node, source, positions)
         tree = loader.construct_document(node) if node is not None else None
     except RecursionError:  # nesting through aliases while constructing, past MAX_DEPTH
         line = loader.line + 1 if loader is not None else None
@@ -483,7 +491,7 @@ def _read_yaml(path: Path) -> tuple[Any, dict[str, int]]:
         mark = getattr(error, "problem_mark", None)
         line = int(mark.line) + 1 if mark is not None else None
         problem = getattr(error, "problem", None) or str(error)
-        if not isinstance(error, _Oversized):
+        if not isinstance(error, _Oversized | TagError):
             problem = f"not valid YAML: {problem}"
         where = positions.get((mark.line, mark.column), "") if mark is not None else ""
         raise PlanError(source, [PlanProblem(where, problem, line)]) from None
@@ -493,7 +501,7 @@ def _read_yaml(path: Path) -> tuple[Any, dict[str, int]]:
     if not isinstance(tree, dict):
         raise PlanError(source, [PlanProblem("", "a plan is a mapping with project, networks, "
                                                  "volumes, services and phases")])
-    return tree, lines
+    return Written(tree, lines, overridden)
 
 
 def _line_index(root: yaml.Node | None, source: str,
@@ -689,23 +697,18 @@ def _bad_line(text: str) -> str:
     return repr(text)
 
 
-def _merged(path: Path, tree: Any, lines: dict[str, int], overrides: Sequence[Path],
-            variables: _Variables, files: _ComposeFiles, origins: Origins) -> Any:
+def _merged(path: Path, main: Written, overrides: Sequence[Path], variables: _Variables,
+            files: _ComposeFiles, origins: Origins) -> Any:
     """The compose files of `overrides` merged over the plan's tree, in order, each with its
     `extends` and `include` resolved first, as compose does; their relative paths count from
     the first file's folder, as compose's do."""
-    if overrides and not is_compose(tree):
+    if overrides and not is_compose(main.tree):
         raise PlanError(str(path), [PlanProblem("", "only a compose file takes more files "
                                                     "merged over it: name one plan file")])
-    if not is_compose(tree):
-        return tree
-    read = []
-    for extra in overrides:
-        over, over_lines = _read_yaml(extra)
-        if not isinstance(over, dict):
-            raise PlanError(str(extra), [PlanProblem("", "a compose file is a mapping")])
-        read.append((extra, over, over_lines))
-    return resolve_files(files, origins, tree, lines, read, variables)
+    if not is_compose(main.tree):
+        return main.tree
+    read = [(extra, _read_yaml(extra)) for extra in overrides]
+    return resolve_files(files, origins, main, read, variables)
 
 
 class _ComposeFiles:
@@ -717,7 +720,7 @@ class _ComposeFiles:
         self.warnings = warnings
         self.used: set[str] = set()
 
-    def read(self, path: Path) -> tuple[dict[str, Any], Mapping[str, int]] | None:
+    def read(self, path: Path) -> Written | None:
         return _read_yaml(path) if path.is_file() else None
 
     def exists(self, path: Path) -> bool:
