@@ -5,7 +5,9 @@ part with its own .env and folder, a nested include, a part of two files with it
 project_directory and env_file), `docker compose config` and ollamatopo resolve the same
 model, with the environment each file is interpolated with; what `ollamatopo config` prints
 means the same to compose; and what compose refuses (cycles, a missing file, a name defined
-twice), ollamatopo refuses too. No engine is needed: `config` only reads files.
+twice, the same short form in a file and its include), ollamatopo refuses too; and the
+tags `!reset` and `!override` (tests/fixtures/compose/tags/) mean the same to both. No engine
+is needed: `config` only reads files.
 """
 
 from __future__ import annotations
@@ -82,6 +84,37 @@ def test_ollamatopo_config_means_to_compose_what_the_files_mean(
         compose_model(theirs(compose_binary, path, env))
 
 
+TAGS = [(), ("compose.override.yaml",)]
+
+
+@pytest.mark.parametrize("overrides", TAGS, ids=["tags", "tags-override"])
+def test_compose_and_ollamatopo_read_reset_and_override_alike(
+        compose_binary: Path, overrides: tuple[str, ...]) -> None:
+    """tests/fixtures/compose/tags/: `!reset` and `!override` in an -f file, under extends,
+    in an include's path list, in list items and through a merge key; and a definition the
+    include brings repeated in canonical form, one definition to both tools."""
+    path = FIXTURES / "tags" / "compose.yaml"
+    assert our_model(path, {}, overrides) == \
+        compose_model(theirs(compose_binary, path, {}, overrides))
+
+
+@pytest.mark.parametrize("overrides", TAGS, ids=["tags", "tags-override"])
+def test_ollamatopo_config_of_tagged_files_means_to_compose_what_they_mean(
+        compose_binary: Path, overrides: tuple[str, ...], tmp_path: Path) -> None:
+    path = FIXTURES / "tags" / "compose.yaml"
+    files = [arg for name in (path.name, *overrides) for arg in ("-f", str(path.parent / name))]
+    environment = {**ENV, "PYTHONPATH": str(ROOT), "OLLAMATOPO_STATE_DIR": str(tmp_path / "s")}
+    done = subprocess.run([sys.executable, "-m", "ollamatopo", "config", *files],
+                          capture_output=True, text=True, env=environment, check=False,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    printed = tmp_path / "tags" / "compose.yaml"  # the same folder name: the same project
+    printed.parent.mkdir()
+    printed.write_text(done.stdout, encoding="utf-8")
+    assert compose_model(theirs(compose_binary, printed, {})) == \
+        compose_model(theirs(compose_binary, path, {}, overrides))
+
+
 A_EXTENDS_B = "services:\n  a: {extends: {service: b, file: sub/b.yaml}}\n"
 REFUSED = {
     "extends-cycle": {
@@ -100,6 +133,12 @@ REFUSED = {
     "include-conflict": {
         "compose.yaml": "include: [inc.yaml]\nservices:\n  db: {image: db:1}\n",
         "inc.yaml": "services:\n  db: {image: db:2}\n"},
+    "include-short-forms-twice": {  # compose has made the included one canonical
+        "compose.yaml": "include: [inc.yaml]\nservices:\n  db: {image: d, depends_on: [c]}\n",
+        "inc.yaml": "services:\n  db: {image: d, depends_on: [c]}\n  c: {image: c}\n"},
+    "include-short-port-twice": {
+        "compose.yaml": "include: [inc.yaml]\nservices:\n  db: {image: d, ports: ['1:1']}\n",
+        "inc.yaml": "services:\n  db: {image: d, ports: ['1:1']}\n"},
     "include-missing-env-file": {
         "compose.yaml": "include:\n  - {path: inc.yaml, env_file: x.env}\n",
         "inc.yaml": "services:\n  db: {image: db:1}\n"},
