@@ -20,6 +20,9 @@ is interpolated and translated.
 - File by file, in compose's order: extends, then include; then the `-f` files are merged.
   Extends sees the services of its own file only (not those of an include or of another `-f`
   file), as in compose.
+- A file's `!reset` and `!override` values (_compose_tags) take their places out of what it
+  is merged over: an `-f` file's out of the files before it, a later file's of an include's
+  path list out of the earlier ones, a service's own out of the base it extends.
 
 A file from elsewhere is interpolated on its own, with its part's variables, and its `$`
 written `$$` again: the plan's own interpolation, which comes after, gives back exactly that
