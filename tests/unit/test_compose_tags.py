@@ -13,7 +13,7 @@ import yaml
 
 from ollamatopo._errors import PlanError
 from ollamatopo.plan._compose_tags import TagError, read_tags, under, without
-from ollamatopo.plan._loading import LoadedPlan, load_plan
+from tests.unit.test_compose_extends import load
 
 
 def tagged(text: str) -> tuple[frozenset[tuple[str, ...]], Any]:
@@ -88,19 +88,6 @@ def test_under_gives_the_places_below_a_prefix() -> None:
 
 
 # --- in the loader ------------------------------------------------------------------------------
-
-
-def write(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    return root / "compose.yaml"
-
-
-def load(root: Path, files: dict[str, str], overrides: tuple[str, ...] = ()) -> LoadedPlan:
-    return load_plan(write(root, files), environ={},
-                     overrides=[root / name for name in overrides])
 
 
 BASE = """
