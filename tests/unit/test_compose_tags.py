@@ -73,7 +73,7 @@ def test_other_tags_are_refused_at_their_node(text: str, what: str, line: int) -
 
 
 def test_without_removes_places_and_copies_what_it_changes() -> None:
-    tree = {"services": {"web": {"ports": [1], "image": "a"}, "db": {"image": "d"}}}
+    tree: dict[str, Any] = {"services": {"web": {"ports": [1], "image": "a"}, "db": {"image": "d"}}}
     out = without(tree, [("services", "web", "ports"), ("services", "gone", "x"), ("nope",)])
     assert out == {"services": {"web": {"image": "a"}, "db": {"image": "d"}}}
     assert tree["services"]["web"]["ports"] == [1]  # the tree given is shared: unchanged
