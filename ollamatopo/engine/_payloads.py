@@ -116,16 +116,13 @@ class ContainerConfig:
     holds: tuple[str, ...] = ()
     pull_policy: str = "missing"  # compose's: missing, never, always, daily, every_12h...
     unmade_folders: tuple[UnmadeFolder, ...] = field(default=(), repr=False)
+    # Engine names of the named volumes it mounts (through the mount API or, relabelled,
+    # through the engine's binds): each is made before the container.
+    volumes: tuple[str, ...] = ()
 
     @property
     def networks(self) -> tuple[str, ...]:
         return tuple(endpoint.network for endpoint in self.endpoints)
-
-    @property
-    def volumes(self) -> tuple[str, ...]:
-        """Engine names of the named volumes it mounts."""
-        mounts = self.create_kwargs.get("host_config", {}).get("Mounts") or []
-        return tuple(mount["Source"] for mount in mounts if mount.get("Type") == "volume")
 
 
 @dataclass(frozen=True)
@@ -252,7 +249,9 @@ def container_config(plan: Plan, service: str, base_dir: Path) -> ContainerConfi
     return ContainerConfig(service, container_of(service), spec.image, kwargs, endpoints,
                            labels, digest, copies, tuple(spec.service_references()),
                            tuple(spec.held_services()), spec.pull_policy or "missing",
-                           _unmade_folders(spec, base_dir))
+                           _unmade_folders(spec, base_dir),
+                           tuple(dict.fromkeys(plan_volume_name(plan, mount.source)
+                                               for mount in spec.volumes if mount.named)))
 
 
 # The folder of a bind that has a propagation: compose asks the mount API to make it.
@@ -319,18 +318,17 @@ def _host_config(plan: Plan, spec: ServiceSpec, base_dir: Path) -> dict[str, Any
     for port in spec.ports:
         bindings.setdefault(port.container_key, []).append(
             {"HostIp": port.host_ip, "HostPort": port.published})  # a range as written
-    mounts, binds = [], []
+    mounts: list[dict[str, Any]] = []
+    binds: list[str] = []
     for mount in spec.volumes:
-        if mount.named:
-            mounts.append({"Type": "volume", "Source": plan_volume_name(plan, mount.source),
-                           "Target": mount.target, "ReadOnly": mount.read_only})
-        else:
-            source = (base_dir / Path(mount.source).expanduser()).resolve()
-            if mount.legacy_bind:
-                binds.append(_bind_string(str(source), mount))
-                continue
-            mounts.append({"Type": "bind", "Source": str(source), "Target": mount.target,
-                           "ReadOnly": mount.read_only})
+        # a named volume by its engine name (the project's, or the external one)
+        source = (plan_volume_name(plan, mount.source) if mount.named
+                  else str((base_dir / Path(mount.source).expanduser()).resolve()))
+        if mount.legacy_bind:
+            binds.append(_bind_string(source, mount))
+            continue
+        mounts.append({"Type": "volume" if mount.named else "bind", "Source": source,
+                       "Target": mount.target, "ReadOnly": mount.read_only})
         # only when set: an old container's hash stays
         if mount.propagation:
             # compose asks the mount API to make a missing folder (API 1.42); an older
@@ -367,9 +365,10 @@ def _host_config(plan: Plan, spec: ServiceSpec, base_dir: Path) -> dict[str, Any
 
 
 def _bind_string(source: str, mount: VolumeMount) -> str:
-    """The engine's legacy bind `source:target:rw|ro[,z|Z]`, as compose v2 writes it: the
-    engine makes a missing source folder when the container starts (the mount API
-    refuses it) and relabels the content for SELinux (the mount API has no relabel)."""
+    """The engine's legacy bind `source:target:rw|ro[,z|Z]`, as compose v2 writes it (a
+    named volume's source is its engine name): the engine makes a bind's missing source
+    folder when the container starts (the mount API refuses it) and relabels the content
+    for SELinux (the mount API has no relabel)."""
     options = ["ro" if mount.read_only else "rw", *([mount.selinux] if mount.selinux else [])]
     return f"{source}:{mount.target}:{','.join(options)}"
 

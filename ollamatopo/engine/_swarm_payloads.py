@@ -38,6 +38,7 @@ from ollamatopo.plan._model import (
     Plan,
     ServiceSpec,
     UpdateConfig,
+    VolumeMount,
 )
 
 NS = 1_000_000_000
@@ -77,13 +78,19 @@ def swarm_problems(plan: Plan) -> list[PlanProblem]:
                                     "addresses") for key, attachment in spec.networks.items()
                         if attachment.ipv4_address)
         problems.extend(_port_problems(name, spec))
-        problems.extend(PlanProblem(f"services.{name}.volumes[{index}]", f"SELinux relabel "
-                                    f"{mount.selinux!r}: not supported on a swarm (the "
-                                    "services API's mounts have no relabel; docker stack "
-                                    "deploy drops it): remove it, or relabel the folder "
-                                    "on each node (chcon -Rt container_file_t)")
+        problems.extend(PlanProblem(f"services.{name}.volumes[{index}]", _relabel_refused(mount))
                         for index, mount in enumerate(spec.volumes) if mount.selinux)
     return problems
+
+
+def _relabel_refused(mount: VolumeMount) -> str:
+    """A swarm service's mounts have no relabel, of a bind or of a named volume (docker
+    stack deploy drops it): what to do instead, for its kind."""
+    where = ("the volume's folder on each node (under the engine's volumes directory)"
+             if mount.named else "the folder on each node")
+    return (f"SELinux relabel {mount.selinux!r}: not supported on a swarm (the services "
+            "API's mounts have no relabel; docker stack deploy drops it): remove it, or "
+            f"relabel {where} (chcon -Rt container_file_t)")
 
 
 def _port_problems(name: str, spec: ServiceSpec) -> list[PlanProblem]:

@@ -521,7 +521,7 @@ def _after(value: object) -> object:
 
 
 PROPAGATIONS = ("shared", "rshared", "slave", "rslave", "private", "rprivate")
-SELINUX = ("z", "Z")  # relabel the bind's content: shared by containers, private to one
+SELINUX = ("z", "Z")  # relabel the content: shared by containers, private to one
 # Options compose takes that mean nothing on a Linux engine (Docker Desktop's file sharing).
 CONSISTENCY = ("cached", "delegated", "consistent")
 
@@ -538,20 +538,24 @@ class VolumeMount(_Model):
     # it for every short-syntax bind; the long syntax with `bind.create_host_path: true`,
     # or with no `bind:` at all, which compose v2 makes the same way).
     create_host_path: bool = False
-    selinux: Literal["z", "Z"] | None = None  # a bind's SELinux relabel: shared, private
+    # SELinux relabel, shared or private: a bind's, or a named volume's (compose-go reads
+    # `data:/x:z` as bind.selinux on a volume mount, and compose v2 carries it out)
+    selinux: Literal["z", "Z"] | None = None
 
     @model_validator(mode="after")
     def _options_of_its_kind(self) -> VolumeMount:
         if not self.target.startswith("/"):
             raise ValueError(f"mount target {self.target!r} must be an absolute path")
         bind_only = [name for name, used in (
-            (self.propagation, self.propagation), (self.selinux, self.selinux),
+            (self.propagation, self.propagation),
             ("create_host_path", self.create_host_path)) if used]
         if self.named and bind_only:
             raise ValueError(f"{bind_only[0]} is a bind mount's option: {self.source!r} is a "
                              "volume")
         if self.nocopy and not self.named:
             raise ValueError(f"nocopy is a volume's option: {self.source!r} is a bind mount")
+        if self.named:
+            return self._relabel_of_a_volume()
         if self.selinux and (self.propagation or not self.create_host_path):
             raise ValueError(
                 f"SELinux relabel {self.selinux!r}: compose v2 relabels only a bind it makes "
@@ -561,12 +565,28 @@ class VolumeMount(_Model):
                 "bind.create_host_path: true, or remove the relabel")
         return self
 
+    def _relabel_of_a_volume(self) -> VolumeMount:
+        """compose v2 relabels a named volume through the engine's `Binds`, which it uses
+        for a volume mount without nocopy (pkg/compose create.go); with nocopy it takes
+        the mount API, which has no relabel, and drops it."""
+        if self.selinux and self.nocopy:
+            raise ValueError(
+                f"SELinux relabel {self.selinux!r} with nocopy: compose v2 makes a volume "
+                "with nocopy through the engine's mount API, which has no relabel, and "
+                "drops the relabel: remove nocopy or the relabel")
+        return self
+
     @property
     def legacy_bind(self) -> bool:
         """Made through the engine's `Binds` rather than its mount API, as compose v2
         chooses (pkg/compose create.go): a bind that creates its missing host folder and
-        has no propagation. Only `Binds` make the folder, and carry a relabel."""
-        return not self.named and self.create_host_path and not self.propagation
+        has no propagation (only `Binds` make the folder, and carry a relabel), or a
+        named volume with a relabel. compose sends a named volume without nocopy there
+        too; ollamatopo keeps one without a relabel on the mount API, which mounts it
+        alike, so that its containers' payloads (and hashes) stay."""
+        if self.named:
+            return self.selinux is not None
+        return self.create_host_path and not self.propagation
 
     def __str__(self) -> str:
         """The short syntax (which makes a bind create its missing folder:

@@ -448,11 +448,45 @@ services:
     assert volumes[5].compose_form() == "./f:/f:z"
 
 
+def test_a_named_volume_keeps_its_relabel_as_compose_v2_reads_it(tmp_path: Path) -> None:
+    """compose-go 2.9 reads `data:/x:z` as a volume mount with bind.selinux (the long
+    syntax may say it so too, on type: volume), and compose v2 relabels the volume: the
+    plan keeps it, `config` writes it back in the short syntax, and only a relabelled
+    volume goes through the engine's binds, under the project's name of the volume."""
+    loaded = load(tmp_path, """
+services:
+  app:
+    image: a:1
+    volumes:
+      - data:/a:z
+      - data:/b:ro,Z
+      - {type: volume, source: data, target: /c, bind: {selinux: z}}
+      - {type: volume, source: data, target: /d, read_only: true, bind: {selinux: Z},
+         volume: {}}
+      - data:/e
+volumes:
+  data: {}
+""")
+    volumes = loaded.plan.services["app"].volumes
+    assert [(m.named, m.selinux, m.legacy_bind) for m in volumes] == [
+        (True, "z", True), (True, "Z", True), (True, "z", True), (True, "Z", True),
+        (True, None, False)]
+    assert [m.compose_form() for m in volumes] == [
+        "data:/a:z", "data:/b:ro,Z", "data:/c:z", "data:/d:ro,Z", "data:/e"]
+    service = to_compose(loaded.plan, loaded.path.parent)["services"]["app"]
+    assert service["volumes"] == ["data:/a:z", "data:/b:ro,Z", "data:/c:z", "data:/d:ro,Z",
+                                  "data:/e"]
+
+
 @pytest.mark.parametrize(("mount", "words"), [
     # compose drops a relabel it cannot carry through the mount API: ollamatopo refuses it
     ('"./a:/a:z,rslave"', "SELinux relabel 'z': compose v2 relabels only a bind"),
     ("{type: bind, source: ./a, target: /a, bind: {selinux: Z}}", "set bind.create_host_path"),
-    ('"data:/data:z"', "z is a bind mount's option: 'data' is a volume"),
+    # a named volume with nocopy goes through the mount API, and compose drops its relabel
+    ('"data:/data:nocopy,z"', "SELinux relabel 'z' with nocopy: compose v2 makes a volume"),
+    ("{type: volume, source: data, target: /data, bind: {selinux: Z}, volume: {nocopy: true}}",
+     "remove nocopy or the relabel"),
+    ('"data:/data:z,rslave"', "rslave is a bind mount's option: 'data' is a volume"),
     ('"./a:/a:z,Z"', "asks for both SELinux relabels"),
     ("{type: bind, source: ./a, target: /a, bind: {selinux: q, create_host_path: true}}",
      "selinux"),

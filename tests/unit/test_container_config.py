@@ -172,6 +172,24 @@ def test_named_volume_and_bind_mount(build_plan: Build) -> None:
     assert config.unmade_folders == ()
 
 
+def test_a_relabelled_named_volume_goes_through_the_binds(build_plan: Build) -> None:
+    """compose v2 (pkg/compose create.go) relabels a named volume through the engine's
+    binds, under the volume's engine name (the mount API has no relabel); one without a
+    relabel stays on the mount API. Either is made before the container."""
+    config = config_of(build_plan, {"image": "x", "volumes": [
+        {"source": "data", "target": "/a", "named": True, "selinux": "z"},
+        {"source": "data", "target": "/b", "named": True, "selinux": "Z", "read_only": True},
+        {"source": "outside", "target": "/c", "named": True, "selinux": "z"},
+        {"source": "data", "target": "/d", "named": True}]},
+        volumes={"data": {}, "outside": {"external": True, "name": "theirs"}})
+    host = config.create_kwargs["host_config"]
+    assert host["Binds"] == ["shop_data:/a:rw,z", "shop_data:/b:ro,Z", "theirs:/c:rw,z"]
+    assert host["Mounts"] == [{"Type": "volume", "Source": "shop_data", "Target": "/d",
+                               "ReadOnly": False}]
+    assert config.volumes == ("shop_data", "theirs")
+    assert config.unmade_folders == ()
+
+
 @pytest.mark.parametrize(("mount", "bind", "options"), [
     # compose v2 (pkg/compose create.go): the legacy binds for a bind that creates its
     # folder and has no propagation; the mount API, which makes none, otherwise.

@@ -219,6 +219,19 @@ def test_a_relabelled_bind_is_refused_on_a_swarm_and_binds_make_no_folder(
                          "Target": "/logs", "ReadOnly": False}
 
 
+def test_a_relabelled_named_volume_is_refused_on_a_swarm(tmp_path: Path) -> None:
+    """One engine relabels a named volume through its binds, as compose v2 does; a
+    swarm service's volume mounts have no relabel either: refused by name, with what to
+    relabel instead."""
+    loaded = swarm_plan(tmp_path, "services:\n  a: {image: a:1, volumes: [\"logs:/logs\", "
+                                  "{type: volume, source: data, target: /data, "
+                                  "bind: {selinux: Z}}]}\nvolumes: {data: {}, logs: {}}\n")
+    (problem,) = swarm_problems(loaded.plan)
+    assert problem.path == "services.a.volumes[1]"
+    assert "SELinux relabel 'Z': not supported on a swarm" in problem.message
+    assert "the volume's folder on each node" in problem.message
+
+
 def test_a_range_of_host_ports_is_refused_on_a_swarm(tmp_path: Path) -> None:
     loaded = swarm_plan(tmp_path, "services:\n  a: {image: a:1, ports: "
                                   "[\"7000-7002:80\", \"9000:9000\"]}\n")
