@@ -103,6 +103,7 @@ def their_model(document: dict[str, Any]) -> dict[str, Any]:
     services = {}
     for name, spec in document["services"].items():
         mounts, tmpfs, binds = set(), set(spec.get("tmpfs") or []), {}
+        relabels = {}  # of named volumes: compose-go keeps `:z` as bind.selinux there
         for mount in spec.get("volumes") or []:
             if mount["type"] == "tmpfs":
                 tmpfs.add(_their_tmpfs(mount))
@@ -111,6 +112,8 @@ def their_model(document: dict[str, Any]) -> dict[str, Any]:
                             bool(mount.get("read_only"))))
             if mount["type"] == "bind":
                 binds[mount["target"]] = _their_bind(mount.get("bind"))
+            if mount["type"] == "volume":
+                relabels[mount["target"]] = (mount.get("bind") or {}).get("selinux")
         resources = (spec.get("deploy") or {}).get("resources") or {}
         services[name] = {
             "image": spec["image"],
@@ -123,7 +126,7 @@ def their_model(document: dict[str, Any]) -> dict[str, Any]:
             "ports": {(p.get("host_ip", ""), str(p.get("published") or ""), int(p["target"]),
                        p.get("protocol", "tcp"), p.get("mode", "ingress"))
                       for p in spec.get("ports") or []},
-            "mounts": mounts, "tmpfs": tmpfs, "binds": binds,
+            "mounts": mounts, "tmpfs": tmpfs, "binds": binds, "volume_relabels": relabels,
             "networks": {key: sorted((value or {}).get("aliases") or [])
                          for key, value in (spec.get("networks") or {}).items()},
             "depends_on": {dep: ({"service_healthy": "healthy", "service_started": "started",
@@ -176,6 +179,7 @@ def our_model(path: Path, env: dict[str, str], overrides: tuple[str, ...] = (),
             "mounts": mounts, "tmpfs": set(spec.tmpfs),
             "binds": {m.target: (m.create_host_path, m.propagation, m.selinux)
                       for m in spec.volumes if not m.named},
+            "volume_relabels": {m.target: m.selinux for m in spec.volumes if m.named},
             # No network named: compose writes the project's default one, as it is.
             "networks": {key: sorted(value.aliases) for key, value in spec.networks.items()}
             or {"default": []},
@@ -322,6 +326,24 @@ services:
 """
 
 
+VOLUME_RELABELS = """
+services:
+  app:
+    image: app:1
+    volumes:
+      - data:/a:z
+      - data:/b:ro,Z
+      - {type: volume, source: data, target: /c, bind: {selinux: z}}
+      - {type: volume, source: data, target: /d, read_only: true, bind: {selinux: Z},
+         volume: {}}
+      - data:/e
+      - logs:/f:z
+volumes:
+  data: {}
+  logs: {external: true, name: shared-logs}
+"""
+
+
 PORT_RANGES = """
 services:
   app:
@@ -335,11 +357,13 @@ services:
 """
 
 
-@pytest.mark.parametrize("text", [BINDS, PORT_RANGES], ids=["binds", "port-ranges"])
+@pytest.mark.parametrize("text", [BINDS, VOLUME_RELABELS, PORT_RANGES],
+                         ids=["binds", "volume-relabels", "port-ranges"])
 def test_config_writes_what_compose_reads_as_written(compose_binary: Path, tmp_path: Path,
                                                      text: str) -> None:
     """compose and ollamatopo read the same file alike (binds: whether a missing folder
-    is made, propagation, relabel; a range of host ports as `published`), and what
+    is made, propagation, relabel; a named volume's relabel; a range of host ports as
+    `published`), and what
     `ollamatopo config` prints means the same to compose as the file did."""
     path = tmp_path / "compose.yaml"
     path.write_text(text, encoding="utf-8")
@@ -355,7 +379,7 @@ def test_config_writes_what_compose_reads_as_written(compose_binary: Path, tmp_p
     converted.parent.mkdir()
     converted.write_text(done.stdout, encoding="utf-8")
     printed = their_model(theirs(compose_binary, converted, {}))["services"]["app"]
-    for key in ("binds", "mounts", "ports"):
+    for key in ("binds", "volume_relabels", "mounts", "ports"):
         assert printed[key] == written[key], key
     assert our_model(converted, {})["services"]["app"] == written
 
