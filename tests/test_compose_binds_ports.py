@@ -3,6 +3,7 @@ missing host folder made where compose makes it (the engine's legacy binds) and 
 with its fix where compose's mount API refuses it; SELinux relabels accepted by this engine
 (it has no SELinux: it keeps the option and mounts as usual); a range of host ports for one
 container port, of which the engine binds a free one for each replica, shown by `status`;
+a named volume relabelled through the binds under its engine name, as compose does it;
 and `docker compose create` from the same file gives its containers the same binds and
 port bindings."""
 
@@ -87,6 +88,55 @@ def test_a_missing_folder_compose_would_not_make_is_refused_with_its_fix(
     assert created.returncode != 0
     assert "bind source path does not exist" in created.stderr, created.stderr
     assert not absent.exists()
+
+
+VOLUME_RELABELS = """
+services:
+  app:
+    image: ollamatopo-standin:latest
+    volumes:
+      - data:/shared:z
+      - {type: volume, source: cache, target: /private, read_only: true, bind: {selinux: Z}}
+      - data:/plain
+volumes:
+  data: {}
+  cache: {}
+"""
+
+
+def test_a_named_volume_is_relabelled_through_the_binds_as_compose_does(
+        project: Project, compose_binary: Path, compose_project: str) -> None:
+    """compose v2 relabels a named volume through the engine's binds, under the volume's
+    engine name; this engine (no SELinux) takes the option and mounts the volume."""
+    path = project.write(VOLUME_RELABELS, "compose.yaml")
+    result = project.run("up", "--plan", str(path), "--project", project.name)
+    assert result.code == 0, result.stderr
+    app = project.containers()["app"]
+    assert app.status == "running"
+    host = app.attrs["HostConfig"]
+    binds = [f"{project.name}_data:/shared:rw,z", f"{project.name}_cache:/private:ro,Z"]
+    assert sorted(host["Binds"]) == sorted(binds)
+    assert [(m["Type"], m["Source"], m["Target"]) for m in host["Mounts"]] == [
+        ("volume", f"{project.name}_data", "/plain")]
+    names = {m["Destination"]: (m["Type"], m["Name"], m["RW"]) for m in app.attrs["Mounts"]}
+    assert names["/shared"] == ("volume", f"{project.name}_data", True)
+    assert names["/private"] == ("volume", f"{project.name}_cache", False)
+    # the relabelled mount is the project's volume: what is written there shows at /plain
+    written = app.exec_run(["sh", "-c", "echo hi > /shared/file && read line < /plain/file"
+                                        " && echo $line"])
+    assert (written.exit_code, written.output) == (0, b"hi\n")
+
+    created = subprocess.run([str(compose_binary), "-f", str(path), "-p", compose_project,
+                              "create"], capture_output=True, text=True, env=ENV,
+                             cwd=project.folder, check=False, timeout=120)
+    assert created.returncode == 0, created.stderr
+    (theirs,) = project.client.containers.list(
+        all=True, filters={"label": f"com.docker.compose.project={compose_project}"})
+    # compose sends the unrelabelled volume through the binds too; ollamatopo through
+    # the mount API (docs/compose.md)
+    assert sorted(theirs.attrs["HostConfig"]["Binds"]) == sorted(
+        [bind.replace(project.name, compose_project, 1) for bind in binds]
+        + [f"{compose_project}_data:/plain:rw"])
 
 
 PORTS = """

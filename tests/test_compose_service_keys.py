@@ -83,15 +83,16 @@ def _settings(attrs: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture
 def compose_project(project: Project) -> Iterator[str]:
     """A compose project beside the test's (its own name: networks are named by project),
-    removed by compose's label afterwards."""
+    removed by compose's label afterwards (its volumes once no container holds them)."""
     name = f"{project.name}c"
     yield name
-    for container in project.client.containers.list(
-            all=True, filters={"label": f"com.docker.compose.project={name}"}):
+    label = {"label": f"com.docker.compose.project={name}"}
+    for container in project.client.containers.list(all=True, filters=label):
         container.remove(force=True)
-    for network in project.client.networks.list(
-            filters={"label": f"com.docker.compose.project={name}"}):
+    for network in project.client.networks.list(filters=label):
         network.remove()
+    for volume in project.client.volumes.list(filters=label):
+        volume.remove(force=True)
 
 
 def test_up_gives_the_containers_the_settings_compose_gives_them(
