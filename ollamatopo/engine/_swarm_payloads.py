@@ -40,6 +40,7 @@ from ollamatopo.plan._model import (
     UpdateConfig,
     VolumeMount,
 )
+from ollamatopo.plan._replicas import REPLICA_TOKEN
 
 NS = 1_000_000_000
 # How often a start is checked on a swarm when the file gives no start_interval.
@@ -78,9 +79,19 @@ def swarm_problems(plan: Plan) -> list[PlanProblem]:
                                     "addresses") for key, attachment in spec.networks.items()
                         if attachment.ipv4_address)
         problems.extend(_port_problems(name, spec))
+        problems.extend(PlanProblem(f"services.{name}.environment.{key}", _REPLICA_REFUSED)
+                        for key, value in spec.environment.items()
+                        if value is not None and REPLICA_TOKEN in value)
         problems.extend(PlanProblem(f"services.{name}.volumes[{index}]", _relabel_refused(mount))
                         for index, mount in enumerate(spec.volumes) if mount.selinux)
     return problems
+
+
+# The swarm reads `{{...}}` in an environment value as its own Go template, where
+# `{{replica}}` is no function: the task would be rejected at every start.
+_REPLICA_REFUSED = (f"{REPLICA_TOKEN} names one engine's replica containers: a swarm's tasks "
+                    "take the swarm's own templates instead, for example {{.Task.Slot}} (the "
+                    "task's number, 1 to replicas) or {{.Task.Name}}")
 
 
 def _relabel_refused(mount: VolumeMount) -> str:

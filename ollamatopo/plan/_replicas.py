@@ -6,7 +6,9 @@ its own for the first replica and adds -2, -3, ...), so scaling up or down never
 renames a replica that stays. Everything that names the declared service (phases,
 `after:`, load balancer backends) then names all its replicas. Each replica's
 hostname is its own name unless the plan sets one, and `{{replica}}` in an
-environment value becomes that name (for example `NODE_ID: "{{replica}}"`).
+environment value becomes that name (for example `NODE_ID: "{{replica}}"`). Not on a
+swarm: its tasks are one service's, with the swarm's hostnames and templates (a
+`{{replica}}` there is refused: engine/_swarm_payloads.swarm_problems).
 
 Pure: a validated plan and the replica counts in, the expanded plan and any problems out.
 """
@@ -79,7 +81,8 @@ def expand_replicas(plan: Plan, overrides: Mapping[str, int] | None = None, *,
     for declared, spec in plan.services.items():
         for replica in names[declared]:
             services[replica] = _replica(spec, replica, names,
-                                         is_replicated(plan, declared, overrides))
+                                         is_replicated(plan, declared, overrides)
+                                         and not on_swarm)
     phases = [PhaseSpec(name=phase.name,
                         services=[r for name in phase.services for r in names[name]])
               for phase in plan.phases]

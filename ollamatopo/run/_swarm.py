@@ -442,14 +442,12 @@ def _exit(task: TaskState) -> str:
 
 def one_service_each(loaded: LoadedPlan) -> LoadedPlan:
     """The plan with a swarm service per declared service: its replicas the swarm's own
-    (`deploy.replicas`), not the one-container-each services of one engine. The hostname
-    is the declared one: one engine names each replica's host after it, which on a swarm
-    would give every task the service's name and make `scale` change the spec."""
+    (`deploy.replicas`), not the one-container-each services of one engine."""
     declared = loaded.declared
     if declared is None:
         return loaded
     services = {name: loaded.plan.services[name].model_copy(update={
-        "replicas": _replicas(loaded, name), "after": spec.after, "hostname": spec.hostname,
+        "replicas": _replicas(loaded, name), "after": spec.after,
         "dependency_options": spec.dependency_options, "load_balance": spec.load_balance})
         for name, spec in declared.services.items() if name in loaded.plan.services}
     plan = loaded.plan.model_copy(update={"services": services, "phases": declared.phases})

@@ -492,3 +492,34 @@ def test_a_service_without_restart_gets_the_swarms_default_as_with_stack_deploy(
     policies = {name: service_config(loaded.plan, name, tmp_path).create_kwargs[
         "task_template"].get("RestartPolicy") for name in ("a", "b")}
     assert policies == {"a": None, "b": {"Condition": "none"}}  # None: the swarm's `any`
+
+
+def test_scale_changes_only_the_replicas_of_a_swarm_service(tmp_path: Path) -> None:
+    """One engine names each replica's host after it; on a swarm the tasks keep the
+    swarm's hostnames, so `scale` changes no more than the replica count (a changed task
+    template would roll the running tasks)."""
+    path = tmp_path / "compose.yaml"
+    path.write_text("name: shop\nservices:\n  api: {image: api:1}\n", encoding="utf-8")
+
+    def config(replicas: dict[str, int]) -> ServiceConfig:
+        plan = one_service_each(load_plan(path, environ={}, replicas=replicas,
+                                          on_swarm=True)).plan
+        return service_config(plan, "api", tmp_path)
+
+    one, three = config({}), config({"api": 3})
+    assert (one.replicas, three.replicas) == (1, 3)
+    assert three.create_kwargs["task_template"]["ContainerSpec"].get("Hostname") is None
+    # the swarm rolls the tasks when the task template changes, not for the count alone
+    assert one.create_kwargs["task_template"] == three.create_kwargs["task_template"]
+
+
+def test_the_replica_token_is_refused_on_a_swarm(tmp_path: Path) -> None:
+    path = tmp_path / "compose.yaml"
+    path.write_text("name: shop\nservices:\n  api:\n    image: api:1\n"
+                    "    deploy: {replicas: 2}\n"
+                    "    environment: {NODE_ID: 'node-{{replica}}', SLOT: '{{.Task.Slot}}'}\n",
+                    encoding="utf-8")
+    plan = one_service_each(load_plan(path, environ={}, on_swarm=True)).plan
+    problems = swarm_problems(plan)
+    assert [p.path for p in problems] == ["services.api.environment.NODE_ID"]
+    assert "{{.Task.Slot}}" in problems[0].message
