@@ -15,10 +15,12 @@ does with them, and so what ollamatopo does:
   created and before it starts (a tar put at /), with `mode` (default 0444) and, when
   `uid` or `gid` is given, that owner (else root); an empty value makes no file (compose
   skips it too), and a `read_only` container cannot take one (compose refuses it too);
-- `name` and `external` name swarm objects: `--backend swarm` makes each one a swarm
-  secret or config (engine/_swarm_objects.py); one engine has no use for a name, and
-  refuses an external one, as compose does (`on_one_engine`). The other swarm keys
-  (`labels`, `driver`, `driver_opts`, `template_driver`) are not supported yet.
+- `name`, `external`, `labels` and `template_driver` shape swarm objects: `--backend swarm`
+  makes each one a swarm secret or config (engine/_swarm_objects.py) with those labels and
+  that templating. One engine has no use for a name, ignores labels with a warning (compose
+  ignores them silently), and refuses an external one or a template driver, as compose
+  does (`on_one_engine`). A secret's `driver` and `driver_opts` (a secrets driver plugin
+  on the swarm gives the value) are refused: ollamatopo does not carry them out.
 
 Beyond compose: the container's config hash takes a digest of each one's content, so a
 changed secret recreates the container at the next `up` (compose's hash has only the
@@ -37,14 +39,20 @@ from pathlib import Path
 from typing import Any
 
 from ollamatopo._errors import PlanProblem
-from ollamatopo.plan._compose import Translation, _mapping, _not_yet
+from ollamatopo.plan._compose import Translation, _mapping, _swarm_only
 from ollamatopo.plan._model import FileGrant, FileObjectSpec, Plan, ServiceSpec
 
 KINDS = ("secrets", "configs")
 BASE = {"secrets": "/run/secrets", "configs": ""}  # where a relative target goes
 SOURCES = {"secrets": ("file", "environment"), "configs": ("file", "environment", "content")}
-NOT_YET = ("labels", "driver", "driver_opts", "template_driver")
-SWARM_KEYS = ("name", "external")  # the swarm's object: engine/_swarm_objects.py
+PLUGIN_KEYS = {"secrets": ("driver", "driver_opts"), "configs": ()}  # refused: PLUGIN
+SWARM_KEYS = ("name", "external", "labels", "template_driver")  # engine/_swarm_objects.py
+TEMPLATE_DRIVERS = ("golang",)  # the engine's only one (swarmkit's Go templates)
+PLUGIN = ("not supported yet: a secrets driver plugin installed on the swarm gives this "
+          "secret its value (docker stack deploy asks the one named), and ollamatopo does "
+          "not ask one (no such plugin to test it with; compose refuses it on one engine): "
+          "give the value with file: or environment:, or make the secret beforehand and "
+          "use external: true")
 GRANT_KEYS = ("source", "target", "uid", "gid", "mode")
 FIELD = {"secrets": "secret_files", "configs": "config_files"}  # the service's, in the plan
 DEFAULT_MODE = 0o444  # of a copied file (compose's createTar)
@@ -78,16 +86,17 @@ def _object(out: Translation, kind: str, name: str, spec: object) -> dict[str, A
         out.problems.append(PlanProblem(at, f"expected a mapping with one of "
                                             f"{', '.join(sources)}"))
         return None
-    swarm = [key for key in spec if key in NOT_YET]
-    for key in swarm:
-        _not_yet(out, f"{at}.{key}")
+    plugin = [key for key in spec if key in PLUGIN_KEYS[kind]]
+    for key in plugin:
+        out.problems.append(PlanProblem(f"{at}.{key}", PLUGIN))
     for key in spec:
-        if key not in (*sources, *NOT_YET, *SWARM_KEYS) and not str(key).startswith("x-"):
+        if key not in (*sources, *PLUGIN_KEYS[kind], *SWARM_KEYS) and not str(
+                key).startswith("x-"):
             out.problems.append(PlanProblem(f"{at}.{key}", f"unknown key: a {kind[:-1]} "
                                             f"takes {', '.join((*sources, *SWARM_KEYS))}"))
     given = [key for key in sources if spec.get(key) is not None]
     named = _swarm_keys(out, at, spec, given)
-    if swarm or named is None:
+    if plugin or named is None:
         return None
     if named.get("external"):
         return named
@@ -106,9 +115,11 @@ def _object(out: Translation, kind: str, name: str, spec: object) -> dict[str, A
 
 def _swarm_keys(out: Translation, at: str, spec: dict[Any, Any],
                 given: list[str]) -> dict[str, Any] | None:
-    """`name` and `external`, as written (None, and a problem, when they cannot be)."""
+    """`name`, `external`, `labels` and `template_driver`, as written (None, and a
+    problem, when they cannot be)."""
     problems = len(out.problems)
     name, external = spec.get("name"), spec.get("external", False)
+    shaped = _shaping_keys(out, at, spec, external is True)
     if name is not None and not (isinstance(name, str) and name):
         out.problems.append(PlanProblem(f"{at}.name", "expected a name"))
     if not isinstance(external, bool):
@@ -119,7 +130,30 @@ def _swarm_keys(out: Translation, at: str, spec: dict[Any, Any],
                                             "holds its content (compose refuses both too)"))
     if len(out.problems) > problems:
         return None
-    return {key: value for key, value in (("name", name), ("external", external)) if value}
+    named = {key: value for key, value in (("name", name), ("external", external)) if value}
+    return {**named, **shaped}
+
+
+def _shaping_keys(out: Translation, at: str, spec: dict[Any, Any],
+                  external: bool) -> dict[str, Any]:
+    """`labels` (the model reads their two forms) and `template_driver`: what the swarm's
+    object is made with besides its content. Labels are a swarm setting one engine ignores,
+    and says so; a template driver one engine refuses (`on_one_engine`). An external one's
+    are ignored, and said: it is only looked up."""
+    shaped = {key: spec[key] for key in ("labels", "template_driver") if spec.get(key)}
+    if external and shaped:
+        out.warnings.append(f"{at}: {' and '.join(shaped)} of an external one are ignored: "
+                            "it is only looked up, as the swarm holds it (docker stack deploy "
+                            "ignores them too)")
+        return {}
+    if "labels" in shaped:
+        _swarm_only(out, f"{at}.labels", shaped["labels"])
+    driver = shaped.get("template_driver")
+    if driver is not None and driver not in TEMPLATE_DRIVERS:
+        out.problems.append(PlanProblem(f"{at}.template_driver", f"{driver!r} is no template "
+                                        "driver of the swarm: golang is its only one (Go "
+                                        "templates, {{ .Service.Name }} and the like)"))
+    return shaped
 
 
 def _grants(out: Translation, kind: str, at: str, spec: dict[str, Any],
@@ -256,16 +290,23 @@ def undeclared(plan: Plan) -> Iterator[PlanProblem]:
 
 
 def on_one_engine(plan: Plan) -> Iterator[PlanProblem]:
-    """A service getting an external one: a swarm's, which one engine cannot read."""
+    """A service getting an external one (a swarm's, which one engine cannot read) or a
+    templated one (the swarm renders it per task; one engine has no renderer)."""
     for name, spec in plan.services.items():
         for kind in KINDS:
             for index, grant in enumerate(getattr(spec, FIELD[kind])):
                 found = getattr(plan, kind).get(grant.source)
+                at, what = f"services.{name}.{kind}[{index}]", f"{kind[:-1]} {grant.source!r}"
                 if found is not None and found.external:
-                    yield PlanProblem(f"services.{name}.{kind}[{index}]",
-                                      f"{kind[:-1]} {grant.source!r} is external: a swarm's "
-                                      "(--backend swarm looks it up); one engine has none "
-                                      "(compose refuses it too)")
+                    yield PlanProblem(at, f"{what} is external: a swarm's (--backend swarm "
+                                          "looks it up); one engine has none (compose "
+                                          "refuses it too)")
+                elif found is not None and found.template_driver:
+                    yield PlanProblem(at, f"{what} has template_driver: "
+                                          f"{found.template_driver}: the swarm renders it "
+                                          "in each task (--backend swarm); one engine "
+                                          "cannot (compose refuses it too): drop "
+                                          "template_driver to get the text as written")
 
 
 def used(plan: Plan) -> set[tuple[str, str]]:
@@ -292,9 +333,13 @@ def source_path(spec: FileObjectSpec, base: Path) -> Path:
 def definition(spec: FileObjectSpec, base: Path) -> dict[str, Any]:
     """A top-level secret or config as compose's `config` prints it: its source (a file's
     path absolute), never a value."""
-    named = {"name": spec.name} if spec.name else {}
+    named: dict[str, Any] = {"name": spec.name} if spec.name else {}
     if spec.external:
         return {**named, "external": True}
+    if spec.labels:
+        named["labels"] = dict(spec.labels)
+    if spec.template_driver:
+        named["template_driver"] = spec.template_driver
     if spec.file is not None:
         return {"file": str(source_path(spec, base)), **named}
     if spec.environment is not None:

@@ -188,6 +188,8 @@ def _labels(value: dict[str, str]) -> dict[str, str]:
 
 Labels = Annotated[dict[str, Annotated[str, BeforeValidator(_scalar_text)]],
                    AfterValidator(_labels)]
+# compose's list-or-map form: a service's labels, a secret's or config's
+KeyValueLabels = Annotated[dict[str, str], BeforeValidator(_key_values), AfterValidator(_labels)]
 
 
 def _dns_name(value: str, what: str, limit: int) -> str:
@@ -662,7 +664,8 @@ class FileObjectSpec(_Model):
     carried out): its content from a `file` (bind-mounted), a variable of the project's
     `environment` or, for a config, inline `content` (both copied in before the start);
     or, on a swarm, `external`: one the swarm has already, under `name` or its key. `name`
-    is the swarm's name of it (else `<project>_<key>`); one engine has no use for it.
+    is the swarm's name of it (else `<project>_<key>`), `labels` the object's and
+    `template_driver` its templating; one engine has no use for them.
     The loader fills `digest` and `value`; a file never holds them."""
 
     file: Annotated[str, Field(min_length=1)] | None = None
@@ -670,6 +673,10 @@ class FileObjectSpec(_Model):
     content: str | None = None
     name: Annotated[str, Field(min_length=1)] | None = None
     external: bool = False
+    # the swarm object's (engine/_swarm_objects.py); one engine ignores them, as compose does
+    labels: KeyValueLabels = {}
+    # the swarm's Go templates, rendered per task; one engine refuses it, as compose does
+    template_driver: Literal["golang"] | None = None
     digest: str | None = None  # of the content: the container's config hash takes it
     value: str | None = Field(default=None, repr=False)  # what is copied in
 
@@ -808,8 +815,7 @@ class ServiceSpec(_Model, ContainerSettings):  # compose's keys for the engine: 
     hostname: Annotated[str, AfterValidator(_hostname)] | None = None
     user: str | None = None
     working_dir: str | None = None
-    labels: Annotated[dict[str, str], BeforeValidator(_key_values),
-                      AfterValidator(_labels)] = {}
+    labels: KeyValueLabels = {}
     restart: str = "no"
     cap_add: list[str] = []
     cap_drop: list[str] = []

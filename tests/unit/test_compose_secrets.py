@@ -235,7 +235,14 @@ services:
     ("{external: true, file: ./pw.txt}", "secrets.s (line 4): an external one has no file"),
     ("{name: 3, file: ./pw.txt}", "secrets.s.name (line 4): expected a name"),
     ("{external: yes please}", "secrets.s.external (line 4): expected true or false"),
-    ("{file: ./pw.txt, driver: vault}", "secrets.s.driver (line 4): not supported yet"),
+    ("{file: ./pw.txt, driver: vault}", "secrets.s.driver (line 4): not supported yet: a "
+                                        "secrets driver plugin installed on the swarm"),
+    ("{file: ./pw.txt, driver_opts: {a: b}}", "secrets.s.driver_opts (line 4): not supported "
+                                              "yet: a secrets driver plugin"),
+    ("{file: ./pw.txt, template_driver: jinja}", "secrets.s.template_driver (line 4): 'jinja' "
+                                                 "is no template driver of the swarm: golang"),
+    ("{file: ./pw.txt, labels: {ollamatopo.run: x}}", "secrets.s.labels (line 4): label "
+                                                      "'ollamatopo.run': labels starting with"),
     ("{file: ./pw.txt, environment: X}", "secrets.s (line 4): give exactly one of file, "
                                          "environment (found: file, environment)"),
     ("{content: inline}", "secrets.s.content (line 4): unknown key: a secret takes file, "
@@ -273,6 +280,67 @@ configs:
     assert to_compose(loaded.plan, tmp_path)["secrets"] == {
         "db_pw": {"file": str(tmp_path / "pw.txt"), "name": "shop_db_password"},
         "shared": {"name": "vault_token", "external": True}}
+
+
+def test_a_config_has_no_driver_as_compose_has_none(tmp_path: Path) -> None:
+    found = problems(tmp_path, """\
+services:
+  app: {image: app:1, configs: [c]}
+configs:
+  c: {content: x, driver: vault}
+""")
+    assert found[0] == ("configs.c.driver (line 4): unknown key: a config takes file, "
+                        "environment, content, name, external, labels, template_driver")
+
+
+SHAPED = """\
+services:
+  app: {image: app:1, secrets: [db_pw], configs: [site]}
+secrets:
+  db_pw: {file: ./pw.txt, labels: [team=db, "tier=gold"]}
+  shared: {external: true, labels: {a: b}, template_driver: golang}
+configs:
+  site:
+    content: "name={{ .Service.Name }}"
+    template_driver: golang
+    labels: {team: web, replicas: 3}
+"""
+
+
+def test_labels_and_template_driver_load_warn_and_one_engine_refuses_a_template(
+        tmp_path: Path) -> None:
+    """Both label forms read as compose reads them; on one engine labels are ignored with
+    a warning (compose ignores them) and a templated one is refused (compose refuses
+    it); an external one's are ignored, as docker stack deploy ignores them."""
+    loaded = load(tmp_path, SHAPED)
+    secret, config = loaded.plan.secrets["db_pw"], loaded.plan.configs["site"]
+    assert (secret.labels, secret.template_driver) == ({"team": "db", "tier": "gold"}, None)
+    assert (config.labels, config.template_driver) == ({"team": "web", "replicas": "3"},
+                                                       "golang")
+    assert loaded.plan.secrets["shared"].labels == {}
+    one_engine = "a swarm setting; docker compose ignores it on one engine, and so does ollamatopo"
+    assert [w for w in loaded.warnings if one_engine in w] == [
+        f"secrets.db_pw.labels: {one_engine}; `--backend swarm` carries it out",
+        f"configs.site.labels: {one_engine}; `--backend swarm` carries it out"]
+    assert ("secrets.shared: labels and template_driver of an external one are ignored: it is "
+            "only looked up, as the swarm holds it (docker stack deploy ignores them too)"
+            ) in loaded.warnings
+    assert [str(p) for p in file_objects.on_one_engine(loaded.plan)] == [
+        "services.app.configs[0]: config 'site' has template_driver: golang: the swarm "
+        "renders it in each task (--backend swarm); one engine cannot (compose refuses it "
+        "too): drop template_driver to get the text as written"]
+    assert config_of(loaded).config_hash == config_of(load(tmp_path, SHAPED.replace(
+        "team: web", "team: ops"))).config_hash  # one engine's container: labels play no part
+    printed = to_compose(loaded.plan, tmp_path)
+    assert printed["secrets"]["db_pw"]["labels"] == {"team": "db", "tier": "gold"}
+    assert printed["configs"]["site"] == {"content": "name={{ .Service.Name }}",
+                                          "labels": {"team": "web", "replicas": "3"},
+                                          "template_driver": "golang"}
+
+
+def test_labels_and_template_driver_are_not_warned_about_for_a_swarm(tmp_path: Path) -> None:
+    loaded = load_plan(write(tmp_path, SHAPED), environ={}, on_swarm=True)
+    assert not [w for w in loaded.warnings if "labels: a swarm setting" in w]
 
 
 @pytest.mark.parametrize(("entry", "expected"), [
