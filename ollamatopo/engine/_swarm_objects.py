@@ -5,17 +5,25 @@ in its log and gives it only to the nodes that run a task of a service that gets
 
 - **Names**: `<project>_<key>`, or `name:` as written. An `external` one is only looked
   up, by `name:` or its key; never made, never removed.
-- **Labels**: the project's, the run that made it, and LABEL_DIGEST: the SHA-256 of the
-  content. The swarm never gives a content back, so the digest is how ollamatopo knows
-  whether the one the swarm has is the plan's. (Whoever can read the label can run a
-  service that reads the secret itself: the manager's API is the boundary, not the label.)
-- **A changed content**: a swarm's secrets and configs cannot change (only their
-  labels can), and `docker stack deploy` fails on one whose content changed. So the new
-  content is made beside the old one, as `<name>-<8 hex of its digest>`, and the
-  services get that one: their spec changes, so their hash does, and they are updated
-  (with their update_config). The old one is removed once no service refers to it (the
-  swarm refuses to remove one in use). A later change takes the plain name again if it
-  is free.
+- **Labels**: the plan's `labels:` of it, then the project's, the run that made it, and
+  LABEL_DIGEST (ours win; the model refuses a plan label under `ollamatopo.` anyway). The
+  digest is the SHA-256 of the content, or, when the plan gives it labels or a
+  `template_driver`, of the content's digest with those (`identity`). The swarm never
+  gives a content back, so the digest is how ollamatopo knows whether the one the swarm
+  has is the plan's. (Whoever can read the label can run a service that reads the secret
+  itself: the manager's API is the boundary, not the label.)
+- **Templating**: `template_driver: golang` makes the object with the engine's
+  `Templating`; the swarm renders it in each task ({{ .Service.Name }}, ...).
+- **A changed content, labels or template driver**: a swarm's secrets and configs cannot
+  change their content or templating (only their labels can), and `docker stack deploy`
+  fails on one whose content changed. So the new one is made beside the old one, as
+  `<name>-<8 hex of its digest>`, and the services get that one: their spec changes, so
+  their hash does, and they are updated (with their update_config). A labels change is
+  made the same way, though the engine could update labels in place (stack deploy does):
+  one rule for every change, and a failed run's rollback gives the services back the old
+  object with its old labels (an update in place would outlive the rollback; the SDK has
+  no update call either). The old one is removed once no service refers to it (the swarm
+  refuses to remove one in use). A later change takes the plain name again if it is free.
 - **References**: the file at the plan's target (`/run/secrets/<source>`, `/<source>`
   or the long form's), with `uid`/`gid` (default "0") and `mode` (0444), as the services
   API's SecretReferences/ConfigReferences. The service's config hash takes them (by
@@ -28,6 +36,7 @@ Pure, but `contents` (reads the plan's files on the host that runs ollamatopo).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,9 +66,12 @@ class SwarmObject:
     id: str = ""  # the swarm's; "" while it is still to be made
     external: bool = False
     content: bytes = field(default=b"", repr=False, compare=False)  # what it is made of
+    given: Mapping[str, str] = field(default_factory=dict, compare=False)  # the plan's labels
+    template_driver: str = ""  # "" for none (the digest takes it)
 
     def labels(self, project: str, run_id: str) -> dict[str, str]:
-        return {LABEL_PROJECT: project, LABEL_RUN: run_id, LABEL_DIGEST: self.digest}
+        return {**self.given, LABEL_PROJECT: project, LABEL_RUN: run_id,
+                LABEL_DIGEST: self.digest}
 
 
 def wanted(plan: Plan) -> list[ObjectKey]:
@@ -71,6 +83,18 @@ def base_name(plan: Plan, kind: str, key: str) -> str:
     """The swarm's name, as `docker stack deploy` gives it."""
     spec = _spec(plan, kind, key)
     return spec.name or (key if spec.external else f"{plan.project}_{key}")
+
+
+def identity(spec: FileObjectSpec, content: bytes) -> str:
+    """What LABEL_DIGEST holds: the content's SHA-256 when the plan gives neither labels
+    nor a template driver (as before they were carried out, so an object made then is
+    still the plan's), else the SHA-256 of the content's digest with them."""
+    digest = file_objects.digest(content)
+    if not spec.labels and not spec.template_driver:
+        return digest
+    shaped = {"content": digest, "labels": dict(spec.labels),
+              "template_driver": spec.template_driver or ""}
+    return file_objects.digest(json.dumps(shaped, sort_keys=True).encode())
 
 
 def object_problems(plan: Plan) -> Iterator[PlanProblem]:
@@ -106,15 +130,16 @@ def placed(plan: Plan, content: Mapping[ObjectKey, bytes],
            observed: Sequence[ObservedObject]) -> tuple[dict[ObjectKey, SwarmObject],
                                                         list[PlanProblem]]:
     """Under which name each wanted one is on the swarm, given those the swarm has
-    (`observed`: at least those named like the plan's): one holding the same content is
-    used as it is; else the plain name if free, else the digest-suffixed one. A missing
-    external one is a problem, naming the command that makes it."""
+    (`observed`: at least those named like the plan's): one holding the same content,
+    labels and template driver (its digest) is used as it is; else the plain name if free,
+    else the digest-suffixed one. A missing external one is a problem, naming the command
+    that makes it."""
     have = {(item.kind, item.name): item for item in observed}
     objects: dict[ObjectKey, SwarmObject] = {}
     problems = []
     for kind, key in wanted(plan):
-        name, singular = base_name(plan, kind, key), kind[:-1]
-        if _spec(plan, kind, key).external:
+        name, singular, spec = base_name(plan, kind, key), kind[:-1], _spec(plan, kind, key)
+        if spec.external:
             found = have.get((kind, name))
             if found is None:
                 problems.append(PlanProblem(f"{kind}.{key}", f"it is external and the swarm "
@@ -124,7 +149,7 @@ def placed(plan: Plan, content: Mapping[ObjectKey, bytes],
                 objects[kind, key] = SwarmObject(kind, key, name, id=found.id,
                                                  external=True)
             continue
-        digest = file_objects.digest(content[kind, key])
+        digest = identity(spec, content[kind, key])
         names = (name, f"{name}-{digest[:SUFFIX_HEX]}")
         same = [have[kind, n] for n in names if (kind, n) in have
                 and have[kind, n].digest == digest]
@@ -134,12 +159,13 @@ def placed(plan: Plan, content: Mapping[ObjectKey, bytes],
                                              same[0].id)
         elif free:
             objects[kind, key] = SwarmObject(kind, key, free[0], digest,
-                                             content=content[kind, key])
+                                             content=content[kind, key], given=spec.labels,
+                                             template_driver=spec.template_driver or "")
             # another key of the plan with this name and content takes it too
             have[kind, free[0]] = ObservedObject(kind, "", free[0], digest, "")
         else:
             problems.append(PlanProblem(f"{kind}.{key}", f"the swarm's {singular}s {names[0]} "
-                                        f"and {names[1]} both hold another content: remove "
+                                        f"and {names[1]} both hold another one: remove "
                                         f"the one no service uses (docker {singular} rm)"))
     return objects, problems
 

@@ -571,7 +571,8 @@ async def _ensure_objects(run: _SwarmRun, objects: dict[ObjectKey, SwarmObject])
         if (item.kind, item.name) in ids:
             continue
         made = await run.swarm.create_object(item.kind, item.name, item.content,
-                                             item.labels(run.loaded.plan.project, run.run_id))
+                                             item.labels(run.loaded.plan.project, run.run_id),
+                                             item.template_driver)
         ids[item.kind, item.name] = made
         run.objects_made.append(ObservedObject(item.kind, made, item.name, item.digest, ""))
         run.recorder.emit(f"{item.kind[:-1]} created", name=item.name, key=item.key)

@@ -3,16 +3,20 @@ engine). tests/test_swarm_up.py runs them on a real two-node swarm."""
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import anyio
 import pytest
 
 from ollamatopo._errors import PlanError
-from ollamatopo.engine._swarm import ObservedObject, ObservedService, ServiceConfig
+from ollamatopo.engine._swarm import ObservedObject, ObservedService, ServiceConfig, Swarm
 from ollamatopo.engine._swarm_objects import (
     ObjectKey,
     SwarmObject,
@@ -28,6 +32,7 @@ from ollamatopo.engine._swarm_payloads import (
     swarm_healthcheck,
     swarm_problems,
 )
+from ollamatopo.plan import _file_objects as file_objects
 from ollamatopo.plan._loading import LoadedPlan, load_plan
 from ollamatopo.plan._model import HealthcheckSpec
 from ollamatopo.run._reconcile import Verb
@@ -481,6 +486,94 @@ def test_no_value_is_in_what_is_sent_shown_or_labelled(tmp_path: Path) -> None:
     assert PASSWORD not in shown and API_KEY not in shown
     assert labels[0].keys() == {"ollamatopo.project", "ollamatopo.run",
                                 "ollamatopo.content-digest"}
+
+
+SHAPED = OBJECTS.replace("site: {file: ./site.conf}", """site:
+    file: ./site.conf
+    labels: [team=web]
+    template_driver: golang""").replace(
+    "db_password: {file: ./db_password.txt}",
+    "db_password: {file: ./db_password.txt, labels: {team: db}}")
+
+
+def test_labels_and_a_template_driver_make_the_object_and_count_in_its_digest(
+        tmp_path: Path) -> None:
+    plain = on_the_swarm(objects_plan(tmp_path))
+    loaded = objects_plan(tmp_path, text=SHAPED)
+    objects = on_the_swarm(loaded)
+    site, flags = objects["configs", "site"], objects["configs", "flags"]
+    assert (site.template_driver, dict(site.given)) == ("golang", {"team": "web"})
+    assert site.labels("shop", "run-1") == {
+        "team": "web", "ollamatopo.project": "shop", "ollamatopo.run": "run-1",
+        "ollamatopo.content-digest": site.digest}
+    # Nothing else than the content: its SHA-256, as before (the swarm's objects stay).
+    assert flags.digest == plain["configs", "flags"].digest == file_objects.digest(b"beta=on")
+    assert site.digest != plain["configs", "site"].digest
+    assert objects["secrets", "db_password"].digest != plain["secrets", "db_password"].digest
+    have = deployed(objects)
+    hashes = {name: swarm_service(loaded, name, objects).config_hash
+              for name in ("api", "worker")}
+
+    relabelled = objects_plan(tmp_path, text=SHAPED.replace("team=web", "team=ops"))
+    moved = on_the_swarm(relabelled, have)
+    assert moved["configs", "site"].name == f"shop_site-{moved['configs', 'site'].digest[:8]}"
+    assert moved["configs", "site"].id == ""  # a new object: labels are its identity too
+    assert moved["secrets", "db_password"].id == "id-db_password"
+    assert swarm_service(relabelled, "api", moved).config_hash != hashes["api"]
+    assert swarm_service(relabelled, "worker", moved).config_hash == hashes["worker"]
+    untemplated = objects_plan(tmp_path, text=SHAPED.replace("template_driver: golang", ""))
+    assert on_the_swarm(untemplated, have)["configs", "site"].id == ""
+    assert on_the_swarm(loaded, have)["configs", "site"].id == "id-site"  # as it is
+
+
+class _Client:
+    """The SDK's calls the swarm makes to create an object, recorded."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def create_config(self, **kwargs: Any) -> dict[str, str]:
+        self.calls.append(("create_config", kwargs))
+        return {"ID": "c1"}
+
+    def create_secret(self, **kwargs: Any) -> dict[str, str]:
+        self.calls.append(("create_secret", kwargs))
+        return {"ID": "s1"}
+
+    def _url(self, path: str) -> str:
+        return path
+
+    def _post_json(self, url: str, data: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        self.calls.append(("post", (url, data)))
+        return url, data
+
+    def _result(self, response: Any, as_json: bool) -> dict[str, str]:
+        return {"ID": "s2"}
+
+
+def test_a_templated_object_is_made_with_the_engines_templating() -> None:
+    """A config through the SDK's create_config(templating=...); a secret, which the SDK's
+    create_secret cannot template, as the same body posted to secrets/create."""
+    client = _Client()
+
+    async def call(what: str, function: Any, **kwargs: Any) -> Any:
+        return function(**kwargs)
+
+    swarm = Swarm(SimpleNamespace(_client=client, _call=call))  # type: ignore[arg-type]
+
+    async def make() -> list[str]:
+        return [await swarm.create_object("configs", "c", b"{{ .Service.Name }}", {"a": "b"},
+                                          "golang"),
+                await swarm.create_object("secrets", "s", b"pw", {}, "golang"),
+                await swarm.create_object("secrets", "plain", b"pw", {})]
+
+    assert anyio.run(make) == ["c1", "s2", "s1"]
+    assert client.calls == [
+        ("create_config", {"name": "c", "data": b"{{ .Service.Name }}", "labels": {"a": "b"},
+                           "templating": {"Name": "golang"}}),
+        ("post", ("/secrets/create", {"Name": "s", "Labels": {}, "Templating": {
+            "Name": "golang"}, "Data": base64.b64encode(b"pw").decode()})),
+        ("create_secret", {"name": "plain", "data": b"pw", "labels": {}})]
 
 
 def test_a_service_without_restart_gets_the_swarms_default_as_with_stack_deploy(
