@@ -410,3 +410,52 @@ def test_ollamatopo_config_passes_compose_and_loads_back(compose_binary: Path, p
         assert after.services[name].image == before.services[name].image
     assert [p.name for p in after.phases] == [p.name for p in before.phases]
     assert yaml.safe_load(done.stdout)["x-ollamatopo"]["phases"]
+
+
+SWARM_OBJECTS = """
+services:
+  app:
+    image: app:1
+    secrets: [db_password]
+    configs: [{source: site, target: /etc/site.conf}]
+secrets:
+  db_password:
+    file: ./db_password.txt
+    labels: [team=db, "tier=gold"]
+configs:
+  site:
+    content: "served by {{ .Service.Name }}"
+    template_driver: golang
+    labels: {team: web, replicas: 3}
+"""
+
+
+def _swarm_keys(document: dict[str, Any]) -> dict[str, Any]:
+    return {f"{kind}.{name}": {key: spec.get(key) for key in ("labels", "template_driver")}
+            for kind in ("secrets", "configs") for name, spec in document[kind].items()}
+
+
+def test_the_swarm_keys_of_secrets_and_configs_read_as_compose_reads_them(
+        compose_binary: Path, tmp_path: Path) -> None:
+    """Labels in both forms and template_driver: the same to both, and what `ollamatopo
+    config` prints means the same to compose as the file did."""
+    path = tmp_path / "compose.yaml"
+    path.write_text(SWARM_OBJECTS, encoding="utf-8")
+    (tmp_path / "db_password.txt").write_text("pw", encoding="utf-8")
+    written = _swarm_keys(theirs(compose_binary, path, {}))
+    plan = load_plan(path, environ={}).plan
+    assert written == {f"{kind}.{name}": {"labels": spec.labels or None,
+                                          "template_driver": spec.template_driver}
+                       for kind in ("secrets", "configs")
+                       for name, spec in getattr(plan, kind).items()}
+    assert written["configs.site"] == {"labels": {"team": "web", "replicas": "3"},
+                                       "template_driver": "golang"}
+    environment = {**ENV, "PYTHONPATH": str(ROOT),
+                   "OLLAMATOPO_STATE_DIR": str(tmp_path / "state")}
+    done = subprocess.run([sys.executable, "-m", "ollamatopo", "config", "--plan", str(path)],
+                          capture_output=True, text=True, env=environment, check=False,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    converted = tmp_path / "printed.yaml"
+    converted.write_text(done.stdout, encoding="utf-8")
+    assert _swarm_keys(theirs(compose_binary, converted, {})) == written
