@@ -53,6 +53,17 @@ def theirs(binary: Path, path: Path, env: dict[str, str], overrides: tuple[str, 
     return dict(json.loads(done.stdout))
 
 
+def ollamatopo_config(plan: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`ollamatopo config --plan PLAN`, run as a user runs it; it must succeed."""
+    environment = {**ENV, "PYTHONPATH": str(ROOT),
+                   "OLLAMATOPO_STATE_DIR": str(tmp_path / "state")}
+    done = subprocess.run([sys.executable, "-m", "ollamatopo", "config", "--plan", str(plan)],
+                          capture_output=True, text=True, env=environment, check=False,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def argv(value: Any) -> list[str] | None:
     return None if value is None else list(value)
 
@@ -293,12 +304,7 @@ services:
       - {target: 9100, published: "9100", mode: host}
       - {target: 53, host_ip: 127.0.0.1, protocol: udp, mode: host}
 """, encoding="utf-8")
-    environment = {**ENV, "PYTHONPATH": str(ROOT),
-                   "OLLAMATOPO_STATE_DIR": str(tmp_path / "state")}
-    done = subprocess.run([sys.executable, "-m", "ollamatopo", "config", "--plan", str(path)],
-                          capture_output=True, text=True, env=environment, check=False,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
+    done = ollamatopo_config(path, tmp_path)
     converted = tmp_path / "printed" / "compose.yaml"
     converted.parent.mkdir()
     converted.write_text(done.stdout, encoding="utf-8")
@@ -369,12 +375,7 @@ def test_config_writes_what_compose_reads_as_written(compose_binary: Path, tmp_p
     path.write_text(text, encoding="utf-8")
     written = their_model(theirs(compose_binary, path, {}))["services"]["app"]
     assert our_model(path, {})["services"]["app"] == written
-    environment = {**ENV, "PYTHONPATH": str(ROOT),
-                   "OLLAMATOPO_STATE_DIR": str(tmp_path / "state")}
-    done = subprocess.run([sys.executable, "-m", "ollamatopo", "config", "--plan", str(path)],
-                          capture_output=True, text=True, env=environment, check=False,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
+    done = ollamatopo_config(path, tmp_path)
     converted = tmp_path / "printed" / "compose.yaml"
     converted.parent.mkdir()
     converted.write_text(done.stdout, encoding="utf-8")
@@ -392,12 +393,7 @@ def test_ollamatopo_config_passes_compose_and_loads_back(compose_binary: Path, p
                                                          tmp_path: Path) -> None:
     """`config` is the converter: its output is a valid compose file that means the same
     plan to ollamatopo (the dialect's demo included)."""
-    environment = {**ENV, "PYTHONPATH": str(ROOT),
-                   "OLLAMATOPO_STATE_DIR": str(tmp_path / "state")}
-    done = subprocess.run([sys.executable, "-m", "ollamatopo", "config", "--plan", str(plan)],
-                          capture_output=True, text=True, env=environment, check=False,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
+    done = ollamatopo_config(plan, tmp_path)
     converted = tmp_path / "compose.yaml"
     converted.write_text(done.stdout, encoding="utf-8")
     theirs(compose_binary, converted, {})  # compose accepts it
@@ -450,12 +446,7 @@ def test_the_swarm_keys_of_secrets_and_configs_read_as_compose_reads_them(
                        for name, spec in getattr(plan, kind).items()}
     assert written["configs.site"] == {"labels": {"team": "web", "replicas": "3"},
                                        "template_driver": "golang"}
-    environment = {**ENV, "PYTHONPATH": str(ROOT),
-                   "OLLAMATOPO_STATE_DIR": str(tmp_path / "state")}
-    done = subprocess.run([sys.executable, "-m", "ollamatopo", "config", "--plan", str(path)],
-                          capture_output=True, text=True, env=environment, check=False,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr
+    done = ollamatopo_config(path, tmp_path)
     converted = tmp_path / "printed.yaml"
     converted.write_text(done.stdout, encoding="utf-8")
     assert _swarm_keys(theirs(compose_binary, converted, {})) == written
