@@ -149,3 +149,51 @@ def test_a_failed_run_removes_what_it_made_and_a_missing_external_one_is_refused
     assert refused.code == 2, refused.stderr
     assert f"docker secret create {missing}" in refused.stderr
     assert project.services() == {} and objects(project) == []  # nothing made
+
+
+TEMPLATED = """
+services:
+  app:
+    image: ollamatopo-standin:latest
+    healthcheck: {disable: true}
+    x-ollamatopo: {ready: {exec: [test, -f, /tmp/ready], timeout: 30s}}
+    secrets: [{source: db_password, target: templated}]
+    configs: [{source: site, target: /etc/site.conf}]
+    deploy:
+      placement: {constraints: [node.labels.role == data]}  # the manager: docker exec
+secrets:
+  db_password: {file: ./db_password.txt, template_driver: golang, labels: [team=db]}
+configs:
+  site:
+    content: "served by {{ .Service.Name }}"
+    template_driver: golang
+    labels: {team: web}
+"""
+
+
+def test_templated_ones_are_rendered_in_the_task_and_carry_their_labels(
+        project: SwarmProject) -> None:
+    """template_driver: golang, for a config and a secret: the swarm renders each in the
+    task; the plan's labels are on the objects; a labels change is a new object."""
+    (project.folder / "db_password.txt").write_text("pw-{{ .Service.Name }}", encoding="utf-8")
+    first = project.run("up", plan=TEMPLATED)
+    assert first.code == 0, first.stderr
+    app = project.services()["app"]
+    service = app.attrs["Spec"]["Name"]
+    assert in_task(project.bed, app, "cat", "/etc/site.conf") == f"served by {service}"
+    assert in_task(project.bed, app, "cat", "/run/secrets/templated") == f"pw-{service}"
+    made = {found.name: found.attrs["Spec"] for found in objects(project)}
+    secret, config = made[f"{project.name}_db_password"], made[f"{project.name}_site"]
+    assert secret["Templating"]["Name"] == config["Templating"]["Name"] == "golang"
+    assert (secret["Labels"]["team"], config["Labels"]["team"]) == ("db", "web")
+    assert config["Labels"]["ollamatopo.project"] == project.name
+
+    again = project.run("up", plan=TEMPLATED)
+    assert again.code == 0 and not again.named("config created"), again.stderr
+    relabelled = project.run("up", plan=TEMPLATED.replace("team: web", "team: ops"))
+    assert relabelled.code == 0, relabelled.stderr
+    (site,) = [found.attrs["Spec"] for found in objects(project)
+               if found.name.startswith(f"{project.name}_site")]
+    assert site["Name"].startswith(f"{project.name}_site-") and site["Labels"]["team"] == "ops"
+    assert relabelled.named("config removed")[0]["name"] == f"{project.name}_site"
+    assert f"{project.name}_db_password" in names(project)  # unchanged: kept as it is
