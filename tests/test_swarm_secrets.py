@@ -151,12 +151,7 @@ def test_a_failed_run_removes_what_it_made_and_a_missing_external_one_is_refused
     assert project.services() == {} and objects(project) == []  # nothing made
 
 
-TEMPLATED = """
-services:
-  app:
-    image: ollamatopo-standin:latest
-    healthcheck: {disable: true}
-    x-ollamatopo: {ready: {exec: [test, -f, /tmp/ready], timeout: 30s}}
+TEMPLATED = PLAN[:PLAN.index("    secrets:")] + """\
     secrets: [{source: db_password, target: templated}]
     configs: [{source: site, target: /etc/site.conf}]
     deploy:
