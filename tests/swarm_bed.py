@@ -2,9 +2,10 @@
 
 The manager is the host's own engine (`swarm init` on 10.99.0.1). The worker is a second
 dockerd in a network namespace of its own, reached over a veth pair (10.99.0.1/24 on the
-host side, 10.99.0.2/24 inside), joined as a worker. Node labels: `role=data` on the
-manager, `role=gpu` on the worker. Images reach the worker by `docker save | docker load`
-(nothing can be pulled here). docs/swarm-bed.md has the facts and the figures.
+host side, 10.99.0.2/24 inside; the next free 10.99.N.0/24 when that one is held), joined
+as a worker. Node labels: `role=data` on the manager, `role=gpu` on the worker. Images
+reach the worker by `docker save | docker load` (nothing can be pulled here).
+docs/swarm-bed.md has the facts and the figures.
 
 Everything the bed makes is named after its id (`otsw` + 6 hex digits: the namespace, the
 veth, the folders, and by convention the services the tests create through `bed.name()`)
@@ -37,6 +38,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -52,8 +54,13 @@ import pytest
 BED_LABEL = "ollamatopo.swarm-bed"  # its value: the bed's id
 PREFIX = "otsw"
 ID_PATTERN = re.compile(rf"^{PREFIX}[0-9a-f]{{6}}$")
-MANAGER_ADDRESS = "10.99.0.1"
-WORKER_ADDRESS = "10.99.0.2"
+# The veth link's /24: the first of 10.99.0-15 whose manager address no socket holds. An
+# engine that left a swarm can keep its gossip listener (7946) bound to the old address
+# after `swarm leave` ("Could not close DB: timeout waiting for leave broadcast" in its
+# log, seen here once): a new swarm on that address then never gets its ingress sandbox
+# ("bind: address already in use"), until that engine restarts, which is not the bed's to do.
+LINK_SUBNETS = tuple(f"10.99.{index}" for index in range(16))
+SWARM_PORTS = (2377, 7946)  # the manager's control and gossip ports on the link address
 LINK_PREFIX = 24
 # The issue's rule for this shared machine: the bed's subnets stay in 10.97-10.99.
 WORKER_BRIDGE = "10.98.0.1/24"  # the worker daemon's own docker0, inside its namespace
@@ -132,8 +139,9 @@ class SwarmBed:
     docker0: tuple[str, int] | None = None  # the host's, as found: checked at teardown
 
     def __post_init__(self) -> None:
-        self.manager = Node("manager", MANAGER_ADDRESS, ("docker",), None)
-        self.worker = Node("worker", WORKER_ADDRESS, ("docker", "-H", f"unix://{self.socket}"),
+        link = _free_link()
+        self.manager = Node("manager", f"{link}.1", ("docker",), None)
+        self.worker = Node("worker", f"{link}.2", ("docker", "-H", f"unix://{self.socket}"),
                            f"unix://{self.socket}")
 
     # names
@@ -252,16 +260,44 @@ def _docker0() -> tuple[str, int] | None:
     return None
 
 
+def _free_link() -> str:
+    """The first of LINK_SUBNETS whose addresses are on no interface and whose manager
+    address no socket is bound to (the swarm's ports)."""
+    on_links = {address["local"] for link in _ip_json("addr") for address in
+                link.get("addr_info", [])}
+    bound = _bound_addresses(SWARM_PORTS)
+    for link in LINK_SUBNETS:
+        if not {f"{link}.1", f"{link}.2"} & (on_links | bound):
+            return link
+    raise BedError(f"every link subnet {LINK_SUBNETS[0]}-{LINK_SUBNETS[-1]}.0/24 is taken "
+                   "on this host (an address, or a socket on the swarm's ports): look at "
+                   f"`ss -ltnu` for {SWARM_PORTS}")
+
+
+def _bound_addresses(ports: Sequence[int]) -> set[str]:
+    """IPv4 addresses with a TCP or UDP socket bound to one of `ports` (/proc/net: the
+    kernel's own table, which needs no tool)."""
+    found = set()
+    for table in ("tcp", "udp"):
+        lines = Path(f"/proc/net/{table}").read_text(encoding="ascii").splitlines()[1:]
+        for line in lines:
+            address, port = line.split()[1].split(":")
+            if int(port, 16) in ports:
+                found.add(socket.inet_ntoa(int(address, 16).to_bytes(4, "little")))
+    return found
+
+
 def _network_link(bed: SwarmBed) -> None:
     _run(["ip", "netns", "add", bed.netns])
     bed.made.add("netns")
     _run(["ip", "link", "add", bed.veth_host, "type", "veth", "peer", "name", bed.veth_worker])
     bed.made.add("veth")
     _run(["ip", "link", "set", bed.veth_worker, "netns", bed.netns])
-    _run(["ip", "addr", "add", f"{MANAGER_ADDRESS}/{LINK_PREFIX}", "dev", bed.veth_host])
+    _run(["ip", "addr", "add", f"{bed.manager.address}/{LINK_PREFIX}", "dev", bed.veth_host])
     _run(["ip", "link", "set", bed.veth_host, "up"])
     inside = ["ip", "-n", bed.netns]
-    _run([*inside, "addr", "add", f"{WORKER_ADDRESS}/{LINK_PREFIX}", "dev", bed.veth_worker])
+    _run([*inside, "addr", "add", f"{bed.worker.address}/{LINK_PREFIX}", "dev",
+          bed.veth_worker])
     _run([*inside, "link", "set", bed.veth_worker, "up"])
     _run([*inside, "link", "set", "lo", "up"])
 
@@ -329,8 +365,8 @@ def _make_swarm(bed: SwarmBed) -> None:
     bed.task_containers_before = _task_containers()
     _gwbridge(bed, bed.manager)
     pool, mask = ADDRESS_POOL
-    done = bed.docker(bed.manager, "swarm", "init", "--advertise-addr", MANAGER_ADDRESS,
-                      "--listen-addr", f"{MANAGER_ADDRESS}:2377", "--default-addr-pool", pool,
+    done = bed.docker(bed.manager, "swarm", "init", "--advertise-addr", bed.manager.address,
+                      "--listen-addr", f"{bed.manager.address}:2377", "--default-addr-pool", pool,
                       "--default-addr-pool-mask-length", str(mask), check=False)
     if done.returncode != 0:
         if "already part of a swarm" not in done.stderr:
@@ -342,8 +378,9 @@ def _make_swarm(bed: SwarmBed) -> None:
                "--label-add", f"{BED_LABEL}={bed.id}", bed.node_ids["manager"])
     token = bed.docker(bed.manager, "swarm", "join-token", "-q", "worker").stdout.strip()
     _gwbridge(bed, bed.worker)
-    bed.docker(bed.worker, "swarm", "join", "--token", token, "--advertise-addr", WORKER_ADDRESS,
-               "--listen-addr", f"{WORKER_ADDRESS}:2377", f"{MANAGER_ADDRESS}:2377")
+    bed.docker(bed.worker, "swarm", "join", "--token", token, "--advertise-addr",
+               bed.worker.address, "--listen-addr", f"{bed.worker.address}:2377",
+               f"{bed.manager.address}:2377")
     bed.node_ids["worker"] = _node_id(bed, bed.worker)
     bed.docker(bed.manager, "node", "update", "--label-add", f"role={ROLES['worker']}",
                "--label-add", f"{BED_LABEL}={bed.id}", bed.node_ids["worker"])

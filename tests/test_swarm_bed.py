@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from bench._plans import HEALTH_PATH, SEED_DELAYS, STANDIN_PORT
-from tests.swarm_bed import FIGURES, WORKER_ADDRESS, SwarmBed
+from tests.swarm_bed import FIGURES, SwarmBed
 
 pytest_plugins = ["tests.swarm_bed"]
 pytestmark = pytest.mark.swarm
@@ -122,7 +122,7 @@ def test_both_nodes_are_ready_with_their_role_labels(swarm_bed: SwarmBed) -> Non
         assert node["Status"]["State"] == "ready"
         assert node["Spec"]["Role"] == role
         assert node["Spec"]["Labels"]["role"] == {"manager": "data", "worker": "gpu"}[role]
-    assert nodes[swarm_bed.node_ids["worker"]]["Status"]["Addr"] == WORKER_ADDRESS
+    assert nodes[swarm_bed.node_ids["worker"]]["Status"]["Addr"] == swarm_bed.worker.address
 
 
 def test_a_manager_task_reaches_a_worker_task_by_tasks_name_on_an_overlay(
@@ -152,7 +152,7 @@ def test_a_host_mode_port_on_the_worker_answers_at_its_address(on_bed: OnBed) ->
             "PublishMode": "host"}
     service = on_bed.service("hostport", "gpu", ports=(port,))
     assert role_of(on_bed.bed, running_task(service)) == "worker"
-    url = f"http://{WORKER_ADDRESS}:{HOST_PORT}{HEALTH_PATH}"
+    url = f"http://{on_bed.bed.worker.address}:{HOST_PORT}{HEALTH_PATH}"
     deadline = time.monotonic() + TIMEOUT
     while True:
         try:

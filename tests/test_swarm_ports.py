@@ -14,7 +14,6 @@ import urllib.request
 
 import pytest
 
-from tests.swarm_bed import WORKER_ADDRESS
 from tests.test_swarm_up import SwarmProject, on_swarm, roles_of
 
 pytest_plugins = ["tests.swarm_bed"]
@@ -69,7 +68,7 @@ def test_a_host_mode_port_answers_on_the_node_of_its_task(on_swarm: SwarmProject
     (ingress,) = services["api"].attrs["Endpoint"]["Ports"]
     assert (ingress["PublishedPort"], ingress["PublishMode"]) == (ingress_port, "ingress")
     deadline = time.monotonic() + ANSWER_TIMEOUT_S
-    while (status := _health(WORKER_ADDRESS, host_port)) is None \
+    while (status := _health(on_swarm.bed.worker.address, host_port)) is None \
             and time.monotonic() < deadline:
         time.sleep(0.2)
     assert status == 200
