@@ -470,6 +470,38 @@ def run_ollamatopo(swarm: _Swarm, path: Path, project: str, folder: Path) -> dic
     account), then `down --backend swarm`."""
     env = _child.ollamatopo_env(folder / "state")
     target = ["--backend", "swarm", "-f", str(path), "-p", project, "--log-format", "json"]
+    return _measured_up(swarm, target, env, project, folder)
+
+
+def run_through_daemon(swarm: _Swarm, path: Path, project: str, folder: Path
+                       ) -> dict[str, Any]:
+    """The same `up` through an idle daemon's control socket, as a systemd unit runs it:
+    `up --supervise --backend swarm` brings the file up, `down` through its socket leaves
+    it idle, then `up` through the socket is measured as `run_ollamatopo` measures (a thin
+    client: no interpreter full of the stack's imports, no plan read, no engine connection)."""
+    from bench._daemon import Daemon
+
+    env = _child.ollamatopo_env(folder / "state")
+    target = ["--backend", "swarm", "-f", str(path), "-p", project]
+    daemon = Daemon(path, env, *target[:2], "-p", project)
+    try:
+        daemon.wait_supervising()
+        ids = list(swarm.services(f"ollamatopo.project={project}").values())
+        down = _child.run(_child.ollamatopo_argv("down", *target, "--log-format", "json"),
+                          env=env, timeout_s=180, cwd=folder)
+        if down.exit_code != 0:
+            raise BenchError(f"down through the daemon exited {down.exit_code}:\n"
+                             f"{down.tail()}")
+        swarm.wait_gone(ids, f"{project}_")
+        return _measured_up(swarm, [*target, "--log-format", "json"], env, project, folder)
+    finally:
+        _child.run(_child.ollamatopo_argv("daemon", "stop", *target), env=env, timeout_s=60,
+                   cwd=folder)
+        daemon.kill()
+
+
+def _measured_up(swarm: _Swarm, target: list[str], env: Mapping[str, str], project: str,
+                 folder: Path) -> dict[str, Any]:
     up = _child.run(_child.ollamatopo_argv("up", *target), env=env,
                     timeout_s=READY_TIMEOUT_S + 60, cwd=folder)
     if up.exit_code != 0:
@@ -548,7 +580,8 @@ def run_variant(swarm: _Swarm, topology: SeedTopology, variant: str,
     result["answer_bound"] = _bound(topology.dependencies(), result["lone"], "answering_s")
     with tempfile.TemporaryDirectory(prefix="ollamatopo-bench-swarm-") as text:
         folder = Path(text)
-        for label, runner in (("ollamatopo", run_ollamatopo), ("stack", run_stack)):
+        for label, runner in (("ollamatopo", run_ollamatopo), ("daemon", run_through_daemon),
+                              ("stack", run_stack)):
             project = f"{swarm.prefix}-{label}-{variant}".lower()
             subnets = {name: swarm.subnet() for name in topology.networks}
             document = swarm_file(topology, image=swarm.image, labels=swarm.labels(),
@@ -570,6 +603,10 @@ def run_variant(swarm: _Swarm, topology: SeedTopology, variant: str,
     bound = result["bound"].get("critical_s")
     result["ratio_stack_to_ollamatopo"] = ratio(theirs, ours)
     result["over_bound_s"] = ours - bound if ours is not None and bound is not None else None
+    served = result["daemon"].get("up_exit_s")
+    result["ratio_stack_to_daemon"] = ratio(theirs, served)
+    result["daemon_over_bound_s"] = (served - bound if served is not None and bound is not None
+                                     else None)
     return result
 
 
@@ -663,6 +700,7 @@ def render_swarm(result: Mapping[str, Any]) -> str:
             lines.append(f"not measured: {short(run['error'])}")
             continue
         ours, theirs = run.get("ollamatopo") or {}, run.get("stack") or {}
+        served = run.get("daemon") or {}
         bound, answers = run.get("bound") or {}, run.get("answer_bound") or {}
         written = run.get("bound_as_written") or {}
         over, share = run.get("over_bound_s"), run.get("ratio_stack_to_ollamatopo")
@@ -671,6 +709,11 @@ def render_swarm(result: Mapping[str, Any]) -> str:
              _either(ours, f"all running {seconds(ours.get('all_running_s'))}, all answering "
                            f"{seconds(ours.get('all_answering_s'))}, restarts "
                            f"{ours.get('restarts')}; down {seconds(ours.get('down_s'))}")),
+            ("the same through an idle daemon (up --supervise)",
+             seconds(served.get("up_exit_s")),
+             _either(served, f"over the bound {seconds(run.get('daemon_over_bound_s'))}, "
+                             f"stack deploy / it {times(run.get('ratio_stack_to_daemon'))}, "
+                             f"restarts {served.get('restarts')}")),
             ("docker stack deploy: all running", seconds(theirs.get("all_running_s")),
              _either(theirs, f"restarts {theirs.get('restarts')} ("
                              f"{_restarted(theirs)}), all answering "
