@@ -607,12 +607,9 @@ def test_scale_changes_only_the_replicas_of_a_swarm_service(tmp_path: Path) -> N
 
 
 def test_the_replica_token_is_refused_on_a_swarm(tmp_path: Path) -> None:
-    path = tmp_path / "compose.yaml"
-    path.write_text("name: shop\nservices:\n  api:\n    image: api:1\n"
-                    "    deploy: {replicas: 2}\n"
-                    "    environment: {NODE_ID: 'node-{{replica}}', SLOT: '{{.Task.Slot}}'}\n",
-                    encoding="utf-8")
-    plan = one_service_each(load_plan(path, environ={}, on_swarm=True)).plan
+    plan = swarm_plan(tmp_path, "name: shop\nservices:\n  api:\n    image: api:1\n"
+                      "    deploy: {replicas: 2}\n    environment: {NODE_ID: 'node-{{replica}}',"
+                      " SLOT: '{{.Task.Slot}}'}\n").plan
     problems = swarm_problems(plan)
     assert [p.path for p in problems] == ["services.api.environment.NODE_ID"]
     assert "{{.Task.Slot}}" in problems[0].message
