@@ -306,6 +306,16 @@ def _wait_all_running(swarm: _Swarm, service_ids: Mapping[str, str], launched: f
     return time.time() - launched
 
 
+def _wait_container(swarm: _Swarm, service_id: str) -> None:
+    """Until the service's task has its container (the node has set its overlays up)."""
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while not any((task.get("Status") or {}).get("ContainerStatus", {}).get("ContainerID")
+                  for task in swarm.tasks(service_id)):
+        if time.monotonic() > deadline:
+            raise BenchError(f"no container after {READY_TIMEOUT_S:g} s: {service_id}")
+        time.sleep(POLL_S)
+
+
 def _container_times(swarm: _Swarm, task: Mapping[str, Any]) -> tuple[float | None,
                                                                        float | None]:
     """(started, answering) of a task's container, from its node's engine."""
@@ -416,7 +426,10 @@ def measure_lone(swarm: _Swarm, key: LoneKey, index: str, *,
     """One stand-in service alone on its own overlay, with the delay, healthcheck (as
     written, or as ollamatopo deploys it) and placement of `key`: seconds from
     `create_service` to its container's start, its answer, its name answering on the
-    overlay, and its task running."""
+    overlay, and its task running. The prober joins the overlay only once the task's
+    container is there: the first container on an overlay on a node waits for the node
+    to set the overlay up (about 0.5 s here), which a deploy's first task pays and which
+    a prober joined first would take off the lone figure (it did until 2026-12-02)."""
     import docker.types
 
     name = f"{swarm.prefix}-lone-{index}"
@@ -430,7 +443,6 @@ def measure_lone(swarm: _Swarm, key: LoneKey, index: str, *,
                                              network=name)
     service_id = None
     try:
-        prober.start()
         spec = docker.types.ContainerSpec(
             swarm.image, env=[f"STANDIN_DELAY={key.delay_s:g}"], labels=labels,
             stop_grace_period=2 * NS, healthcheck=deployed_healthcheck(
@@ -442,10 +454,12 @@ def measure_lone(swarm: _Swarm, key: LoneKey, index: str, *,
                 constraints=[f"node.labels.role == {key.role}"] if key.role else None))
         probe = _NameProbe(prober, name)
         began = time.time()
-        probe.start()
         service_id = swarm.manager.api.create_service(
             template, name=name, labels=labels,
             endpoint_spec=docker.types.EndpointSpec(mode="dnsrr"))["ID"]
+        _wait_container(swarm, service_id)
+        prober.start()
+        probe.start()
         seen = _wait_all_running(swarm, {name: service_id}, began)
         probe.join(timeout=10)
         probe.stop.set()
