@@ -172,13 +172,20 @@ class Swarm:
                                 self._client.remove_service, service_id, retry=True)
 
     async def tasks(self, service_id: str) -> list[TaskState]:
-        return await self.tasks_of([service_id])
+        return (await self.tasks_by_service([service_id]))[service_id]
 
-    async def tasks_of(self, service_ids: Sequence[str]) -> list[TaskState]:
-        """The tasks of several services in one call (the filter's values are or-ed)."""
+    async def tasks_by_service(self, service_ids: Sequence[str]
+                               ) -> dict[str, list[TaskState]]:
+        """The tasks of several services from one call (the filter's values are or-ed),
+        by service id; each id has its list, empty when it has no task."""
+        if not service_ids:
+            return {}  # an empty filter would list every task of the swarm
         raw = await self.engine._call("list tasks", self._client.tasks,
                                       filters={"service": list(service_ids)}, retry=True)
-        return [_task(task) for task in raw]
+        listed: dict[str, list[TaskState]] = {service_id: [] for service_id in service_ids}
+        for task in map(_task, raw):
+            listed.setdefault(task.service_id, []).append(task)
+        return listed
 
     async def service_logs(self, service_id: str, tail: int) -> str:
         """The last `tail` lines of the service's tasks, from whichever nodes ran them."""

@@ -80,9 +80,8 @@ def expand_replicas(plan: Plan, overrides: Mapping[str, int] | None = None, *,
     services: dict[str, ServiceSpec] = {}
     for declared, spec in plan.services.items():
         for replica in names[declared]:
-            services[replica] = _replica(spec, replica, names,
-                                         is_replicated(plan, declared, overrides)
-                                         and not on_swarm)
+            services[replica] = _replica(spec, replica, names, own_names=not on_swarm
+                                         and is_replicated(plan, declared, overrides))
     phases = [PhaseSpec(name=phase.name,
                         services=[r for name in phase.services for r in names[name]])
               for phase in plan.phases]
@@ -106,10 +105,12 @@ def _fixed_host_ports(name: str, spec: ServiceSpec, count: int) -> list[PlanProb
             if port.host_port is not None and port.host_port_count < count]
 
 
-def _replica(spec: ServiceSpec, replica: str, names: Mapping[str, list[str]],
-             is_replica: bool) -> ServiceSpec:
+def _replica(spec: ServiceSpec, replica: str, names: Mapping[str, list[str]], *,
+             own_names: bool) -> ServiceSpec:
+    """`own_names`: the replica gets its own hostname and `{{replica}}` values (one
+    engine's replicas; a swarm's tasks keep the swarm's)."""
     update: dict[str, object] = {"replicas": 1}
-    if is_replica:
+    if own_names:
         # the engine refuses a hostname in another container's network namespace
         update["hostname"] = spec.hostname or (None if spec.shares_network else replica)
         update["environment"] = {

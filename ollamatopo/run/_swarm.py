@@ -244,8 +244,7 @@ class TaskBoard:
     def __init__(self, swarm: Swarm, fresh_s: float) -> None:
         self._swarm, self._fresh_s = swarm, fresh_s
         self._waiting: dict[str, int] = {}  # service id -> how many wait for it
-        self._tasks: dict[str, list[TaskState]] = {}
-        self._listed: frozenset[str] = frozenset()
+        self._tasks: dict[str, list[TaskState]] = {}  # the last listing's, by service id
         self._listed_at = -math.inf
         self._lock = anyio.Lock()
 
@@ -261,15 +260,12 @@ class TaskBoard:
 
     async def tasks(self, service_id: str) -> list[TaskState]:
         async with self._lock:  # who comes during a listing takes its result
-            if service_id not in self._listed \
+            if service_id not in self._tasks \
                     or anyio.current_time() - self._listed_at > self._fresh_s:
-                wanted = frozenset({*self._waiting, service_id})
-                listed = await self._swarm.tasks_of(sorted(wanted))
-                self._tasks = {key: [] for key in wanted}
-                for task in listed:
-                    self._tasks.setdefault(task.service_id, []).append(task)
-                self._listed, self._listed_at = wanted, anyio.current_time()
-            return list(self._tasks.get(service_id, ()))
+                self._tasks = await self._swarm.tasks_by_service(
+                    sorted({*self._waiting, service_id}))
+                self._listed_at = anyio.current_time()
+            return list(self._tasks[service_id])
 
 
 @dataclass
@@ -630,8 +626,9 @@ async def supervise_swarm(swarm: Swarm, loaded: LoadedPlan, options: SuperviseOp
             watch.ids = {service.service: service.id
                          for service in await swarm.services(loaded.plan.project)
                          if service.service in configs}
+            listed = await swarm.tasks_by_service(list(watch.ids.values()))
             for name, service_id in watch.ids.items():
-                await watch.observe(name, await swarm.tasks(service_id))
+                await watch.observe(name, listed[service_id])
             await anyio.sleep(WATCH_S)
     finally:
         await probes.close()
@@ -782,8 +779,10 @@ async def status_swarm(swarm: Swarm, loaded: LoadedPlan, *, probe_image: str | N
     readiness = SwarmReadiness(swarm, loaded.plan, configs, probes)
     rows = []
     try:
-        for service in await swarm.services(project):
-            for task in await swarm.tasks(service.id):
+        services = await swarm.services(project)
+        listed = await swarm.tasks_by_service([service.id for service in services])
+        for service in services:
+            for task in listed[service.id]:
                 if not task.current and task.desired != "complete":  # a job's: its end
                     continue
                 ready = task.state == "complete" or (

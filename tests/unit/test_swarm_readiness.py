@@ -90,12 +90,12 @@ class _Listing:
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
 
-    async def tasks_of(self, service_ids: list[str]) -> list[TaskState]:
+    async def tasks_by_service(self, service_ids: list[str]) -> dict[str, list[TaskState]]:
         self.calls.append(list(service_ids))
         await anyio.sleep(0.01)  # a call takes time: waiters arriving meanwhile share it
-        return [TaskState(id=f"t-{sid}", slot=1, node="n", state="running", desired="running",
-                          message="", error="", container_id=None, exit_code=None,
-                          service_id=sid) for sid in service_ids]
+        return {sid: [TaskState(id=f"t-{sid}", slot=1, node="n", state="running",
+                                desired="running", message="", error="", container_id=None,
+                                exit_code=None, service_id=sid)] for sid in service_ids}
 
 
 def test_the_task_board_serves_every_waiter_from_one_listing() -> None:
