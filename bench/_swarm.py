@@ -497,7 +497,7 @@ def run_through_daemon(swarm: _Swarm, path: Path, project: str, folder: Path
 
     env = _child.ollamatopo_env(folder / "state")
     target = ["--backend", "swarm", "-f", str(path), "-p", project]
-    daemon = Daemon(path, env, *target[:2], "-p", project)
+    daemon = Daemon(path, env, "--backend", "swarm", "-p", project)  # it adds --plan PATH
     try:
         daemon.wait_supervising()
         ids = list(swarm.services(f"ollamatopo.project={project}").values())
