@@ -8,6 +8,7 @@ caller sweeps by label.
 
 from __future__ import annotations
 
+import compileall
 import os
 import signal
 import subprocess
@@ -53,6 +54,13 @@ class ChildRun:
         lines = self.stderr.strip().splitlines() or self.lines()
         return "\n".join(line if len(line) <= width else line[:width] + " ..."
                          for line in lines[-count:])
+
+
+def compile_package() -> None:
+    """Write the package's bytecode, as installing a wheel does: the children measured here
+    are the installed tool, not an editable checkout that PYTHONDONTWRITEBYTECODE=1 (this
+    machine's environment) makes compile every module again at each start (0.24 s)."""
+    compileall.compile_dir(str(REPO / "ollamatopo"), quiet=1)
 
 
 def ollamatopo_argv(*arguments: str) -> list[str]:

@@ -87,8 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
 
     from bench import _report
+    from bench._child import compile_package
     from bench._docker import BenchError, Engine
 
+    compile_package()
     session = uuid.uuid4().hex[:8]
     stamp = _report.timestamp()
     results: dict[str, Any] = {
