@@ -235,7 +235,8 @@ class _Runner:
 
             try:
                 result["same_file"] = run_same_file(self.engine, v2, self.image,
-                                                    self._topology())
+                                                    self._topology(),
+                                                    repeat=self.arguments.repeat)
             except Exception as error:
                 result["same_file"] = {"error": _describe(error)}
                 result["failed"] = True

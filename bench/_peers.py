@@ -172,11 +172,13 @@ def run_compose(engine: Engine, compose: Compose, image: str, topology: SeedTopo
 
 
 def run_same_file(engine: Engine, compose: Compose, image: str, topology: SeedTopology,
-                  delays: Mapping[str, float] = SEED_DELAYS) -> dict[str, Any]:
-    """One compose file with the seed's healthchecks, brought up twice: by compose v2's
+                  delays: Mapping[str, float] = SEED_DELAYS, repeat: int = 1
+                  ) -> dict[str, Any]:
+    """One compose file with the seed's healthchecks, brought up by compose v2's
     `up -d --wait` (it returns once every healthcheck says healthy) and by `ollamatopo up`
-    of the very same file (its own probes run the healthchecks' commands). Both are timed
-    to their exit and by the poller."""
+    of the very same file (its own probes run the healthchecks' commands), `repeat` times
+    each: every figure is the median run, with every run's exit beside it (this machine
+    moves by half a second between runs). Both are timed to their exit and by the poller."""
     if compose.path is None:
         raise BenchError("compose v2 is unavailable")
     ports = seed_ports(topology)
@@ -186,25 +188,39 @@ def run_same_file(engine: Engine, compose: Compose, image: str, topology: SeedTo
     with tempfile.TemporaryDirectory(prefix="ollamatopo-bench-") as folder:
         path = Path(folder) / "compose.yaml"
         path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
-        theirs = _timed_up(engine, ports, [compose.path, "-p", f"bench-wait-{engine.session}",
-                                           "-f", str(path), "up", "-d", "--wait"],
-                           [compose.path, "-p", f"bench-wait-{engine.session}", "-f",
-                            str(path), "down", "--volumes", "--timeout", "2"],
-                           {**os.environ, "COMPOSE_INTERACTIVE_NO_CLI": "1"}, Path(folder))
-        env = _child.ollamatopo_env(Path(folder) / "state")
+        wait = [compose.path, "-p", f"bench-wait-{engine.session}", "-f", str(path)]
+        theirs = median_run([
+            _timed_up(engine, ports, [*wait, "up", "-d", "--wait"],
+                      [*wait, "down", "--volumes", "--timeout", "2"],
+                      {**os.environ, "COMPOSE_INTERACTIVE_NO_CLI": "1"}, Path(folder))
+            for _ in range(repeat)])
         project = ["-f", str(path), "-p", f"bench-same-{engine.session}"]
-        # Cold (no history), then warm: the same state directory, as on a host that brings
-        # its topology up again (the probes come dense around the last run's readiness).
-        runs = {label: _timed_up(engine, ports,
-                                 _child.ollamatopo_argv("up", *project, "--log-format", "json"),
-                                 _child.ollamatopo_argv("down", *project, "--volumes",
-                                                        "--log-format", "json"),
-                                 env, Path(folder))
-                for label in ("cold", "warm")}
-        runs["daemon"] = _through_daemon(engine, ports, project, env, Path(folder), path)
+        up = _child.ollamatopo_argv("up", *project, "--log-format", "json")
+        down = _child.ollamatopo_argv("down", *project, "--volumes", "--log-format", "json")
+        found: dict[str, list[dict[str, Any]]] = {"cold": [], "warm": []}
+        for index in range(repeat):
+            # Cold (no history), then warm: the same state directory, as on a host that
+            # brings its topology up again (the probes come dense around the last run's
+            # readiness).
+            env = _child.ollamatopo_env(Path(folder) / f"state-{index}")
+            for label in ("cold", "warm"):
+                found[label].append(_timed_up(engine, ports, up, down, env, Path(folder)))
+        env = _child.ollamatopo_env(Path(folder) / "state-daemon")
+        found["daemon"] = _through_daemon(engine, ports, project, env, Path(folder), path,
+                                          repeat)
+    runs = {label: median_run(measured) for label, measured in found.items()}
     return {"compose_version": compose.version, "compose_wait": theirs, "ollamatopo": runs,
+            "repeat": repeat,
             **{f"speedup_exit_{label}": ratio(theirs["up_exit_s"], run["up_exit_s"])
                for label, run in runs.items()}}
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run whose exit is the median one (the lower middle of an even count), with every
+    run's exit in `repeats`."""
+    ordered = sorted(runs, key=lambda run: float(run["up_exit_s"]))
+    return {**ordered[(len(ordered) - 1) // 2],
+            "repeats": [round(float(run["up_exit_s"]), 2) for run in runs]}
 
 
 def _timed_up(engine: Engine, ports: Mapping[str, int], up_argv: list[str],
@@ -226,21 +242,26 @@ def _timed_up(engine: Engine, ports: Mapping[str, int], up_argv: list[str],
 
 
 def _through_daemon(engine: Engine, ports: Mapping[str, int], project: list[str],
-                    env: Mapping[str, str], folder: Path, path: Path) -> dict[str, Any]:
-    """`up -f` of the same file through an idle daemon's control socket: the daemon brought
-    the file up and down once (its history is warm), and no interpreter start, import or
-    parsing comes before its first engine call."""
+                    env: Mapping[str, str], folder: Path, path: Path, repeat: int
+                    ) -> list[dict[str, Any]]:
+    """`up -f` of the same file through an idle daemon's control socket, `repeat` times,
+    each followed by a `down` through it: the daemon brought the file up and down once (its
+    history is warm), and no interpreter start, import or parsing comes before its first
+    engine call."""
     from bench._daemon import Daemon
 
     daemon = Daemon(path, env, *project[2:])
+    down = _child.ollamatopo_argv("down", *project, "--log-format", "json")
     try:
         daemon.wait_supervising()
-        _child.run(_child.ollamatopo_argv("down", *project, "--log-format", "json"), env=env,
-                   timeout_s=180, cwd=folder)
-        return _timed_up(engine, ports,
-                         _child.ollamatopo_argv("up", *project, "--log-format", "json"),
-                         _child.ollamatopo_argv("daemon", "stop", *project), env, folder)
+        _child.run(down, env=env, timeout_s=180, cwd=folder)
+        return [_timed_up(engine, ports,
+                          _child.ollamatopo_argv("up", *project, "--log-format", "json"),
+                          down, env, folder)
+                for _ in range(repeat)]
     finally:
+        _child.run(_child.ollamatopo_argv("daemon", "stop", *project), env=env, timeout_s=60,
+                   cwd=folder)
         daemon.kill()
         _child.run(_child.ollamatopo_argv("down", *project, "--volumes", "--log-format",
                                           "json"), env=env, timeout_s=180, cwd=folder)

@@ -217,9 +217,11 @@ def _same_file(result: Mapping[str, Any]) -> list[str]:
         return ["", f"same compose file: not measured: {short(same['error'])}"]
     theirs, ours = same["compose_wait"], same["ollamatopo"]
     rows: list[tuple[str, ...]] = [("same compose file, seed healthchecks", "up exited",
-                                    "all ready", "faster by", "target >= 3.5x")]
+                                    "all ready", "faster by", "target >= 3.5x",
+                                    "every run's exit")]
     rows.append((f"compose {same.get('compose_version')} up -d --wait",
-                 seconds(theirs["up_exit_s"]), seconds(theirs["all_ready_s"]), "", ""))
+                 seconds(theirs["up_exit_s"]), seconds(theirs["all_ready_s"]), "", "",
+                 _exits(theirs)))
     for label in ("cold", "warm", "daemon"):
         if label not in ours:
             continue
@@ -227,8 +229,14 @@ def _same_file(result: Mapping[str, Any]) -> list[str]:
         rows.append((f"ollamatopo up -f (the same file, {label})",
                      seconds(ours[label]["up_exit_s"]), seconds(ours[label]["all_ready_s"]),
                      times(speedup),
-                     verdict(speedup >= 3.5) if isinstance(speedup, float) else "-"))
-    return ["", table(rows)]
+                     verdict(speedup >= 3.5) if isinstance(speedup, float) else "-",
+                     _exits(ours[label])))
+    note = f"(the median of {same['repeat']} runs each)" if same.get("repeat", 1) > 1 else ""
+    return ["", table(rows), *([note] if note else [])]
+
+
+def _exits(run: Mapping[str, Any]) -> str:
+    return " / ".join(f"{value:.2f}" for value in run.get("repeats") or ())
 
 
 def render_scale(result: Mapping[str, Any]) -> str:

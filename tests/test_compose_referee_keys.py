@@ -30,7 +30,11 @@ AS_WRITTEN = ("sysctls", "dns", "dns_search", "dns_opt", "domainname", "privileg
               "network_mode", "pid", "ipc", "uts", "cgroup", "userns_mode", "cgroup_parent",
               "runtime", "stop_signal", "platform", "cpus", "cpu_shares", "cpuset",
               "pids_limit", "oom_score_adj", "group_add", "tty", "stdin_open", "mac_address",
-              "storage_opt", "links", "external_links", "volumes_from", "labels")
+              "storage_opt", "links", "external_links", "volumes_from", "labels",
+              "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime", "oom_kill_disable",
+              "device_cgroup_rules")
+BLKIO_LISTS = ("weight_device", "device_read_bps", "device_write_bps", "device_read_iops",
+               "device_write_iops")
 RESTART = {"none": "no", "on-failure": "on-failure", "any": "always"}
 
 
@@ -59,6 +63,19 @@ def _restart(spec: dict[str, Any]) -> str:
     return f"{name}:{attempts}" if attempts is not None else str(name)
 
 
+def _blkio(config: dict[str, Any]) -> dict[str, Any]:
+    """blkio_config as numbers: the weight, and (path, weight or rate) per list. compose's
+    JSON names a device's fields as compose-go's Go fields (`Path`, `Rate`)."""
+    devices = {key: [{name.lower(): value for name, value in item.items()}
+                     for item in config.get(key) or []] for key in BLKIO_LISTS}
+    found: dict[str, Any] = {key: [(item["path"], int(item.get("weight", item.get("rate", 0))))
+                                   for item in items]
+                             for key, items in devices.items() if items}
+    if config.get("weight") is not None:
+        found["weight"] = int(config["weight"])
+    return found
+
+
 def their_keys(document: dict[str, Any]) -> dict[str, Any]:
     services = {}
     for name, spec in document["services"].items():
@@ -70,6 +87,10 @@ def their_keys(document: dict[str, Any]) -> dict[str, Any]:
                            else (value["soft"], value["hard"])
                            for key, value in (spec.get("ulimits") or {}).items()}
         kept["logging"] = spec.get("logging")
+        # compose-go writes these as strings of a number (its UnitBytes).
+        kept["mem_swappiness"] = None if "mem_swappiness" not in spec \
+            else int(spec["mem_swappiness"])
+        kept["blkio"] = _blkio(spec.get("blkio_config") or {})
         kept["devices"] = [(d["source"], d["target"], d.get("permissions", "rwm"))
                            for d in spec.get("devices") or []]
         kept["gpus"] = _requests(spec.get("gpus"))
@@ -91,6 +112,8 @@ def our_keys(path: Path) -> dict[str, Any]:
         kept["ulimits"] = {key: (limit.soft, limit.hard) for key, limit in spec.ulimits.items()}
         kept["logging"] = None if spec.logging is None else spec.logging.model_dump(
             exclude_defaults=True)
+        kept["mem_swappiness"] = spec.mem_swappiness
+        kept["blkio"] = _blkio(spec.blkio_config.model_dump() if spec.blkio_config else {})
         kept["devices"] = [(d.source, d.target, d.permissions) for d in spec.devices]
         kept["gpus"] = _our_requests(spec.gpus)
         kept["reserved"] = _our_requests(spec.deploy.resources.reservations.devices or [])

@@ -41,6 +41,12 @@ services:
     mem_limit: 256m
     pids_limit: 100
     cpu_shares: 512
+    cpu_period: 100000
+    cpu_quota: 50000
+    mem_swappiness: 10
+    oom_kill_disable: true
+    blkio_config: {weight: 300}
+    device_cgroup_rules: ["c 1:3 mr", "b 8:* r"]
     oom_score_adj: 100
     group_add: ["1234"]
     tty: true
@@ -64,7 +70,10 @@ services:
 """
 # What compose and ollamatopo must both have given the containers (inspect's keys).
 HOST_KEYS = ("Sysctls", "ShmSize", "Dns", "DnsSearch", "DnsOptions", "LogConfig", "Devices",
-             "IpcMode", "Memory", "PidsLimit", "CpuShares", "OomScoreAdj", "GroupAdd")
+             "IpcMode", "Memory", "PidsLimit", "CpuShares", "OomScoreAdj", "GroupAdd",
+             "CpuPeriod", "CpuQuota", "MemorySwappiness", "OomKillDisable", "BlkioWeight",
+             "DeviceCgroupRules")
+WEIGHT_DISCARDED = "Your kernel does not support Block I/O weight"  # the engine's warning
 CONFIG_KEYS = ("StopSignal", "Domainname", "Tty", "OpenStdin")
 
 
@@ -113,6 +122,14 @@ def test_up_gives_the_containers_the_settings_compose_gives_them(
     assert mine["Devices"] == [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/xnull",
                                 "CgroupPermissions": "r"}]
     assert (mine["StopSignal"], mine["Tty"], mine["OpenStdin"]) == ("SIGINT", True, True)
+    assert (mine["CpuPeriod"], mine["CpuQuota"], mine["MemorySwappiness"],
+            mine["OomKillDisable"], mine["DeviceCgroupRules"]) == (
+        100000, 50000, 10, True, ["c 1:3 mr", "b 8:* r"])
+    # A kernel without the weight controller: the engine drops the weight and says so only in
+    # the create's answer, which `up` passes on; with it, the container has the weight.
+    said = [e["detail"] for e in result.named("engine warning") if e["service"] == "db"]
+    assert mine["BlkioWeight"] == 300 or (
+        mine["BlkioWeight"] == 0 and any(WEIGHT_DISCARDED in words for words in said)), said
     assert db["Config"]["Labels"]["com.example.team"] == "data"
     # The engine keeps the id of the container it found by name at the create.
     shared = f"container:{db['Id']}"
@@ -158,6 +175,10 @@ def test_up_gives_the_containers_the_settings_compose_gives_them(
      "the engine has no such device"),
     ("privileged: true", "the engine cannot give this container the capabilities"),
     ("storage_opt: {size: 1G}", "--storage-opt is not supported"),
+    ("cpu_rt_period: 1000000\n    cpu_rt_runtime: 950000",
+     "the engine gives its containers no real-time CPU time"),
+    ("blkio_config: {device_read_bps: [{path: /dev/null, rate: 1mb}]}",
+     "a blkio_config device is no block device of this host"),
     ("platform: linux/arm64", "image ollamatopo-standin:latest on the engine is linux/amd64, "
                               "not linux/arm64"),
     ("pull_policy: always", "could not be pulled (pull_policy always pulls it again"),

@@ -36,6 +36,13 @@ def host_config(plan: Plan, spec: ServiceSpec, container_of: ContainerOf) -> dic
         "NanoCpus": None if spec.cpus is None else round(spec.cpus * 1e9),
         "CpuShares": spec.cpu_shares,
         "CpusetCpus": spec.cpuset,
+        "CpuPeriod": spec.cpu_period,
+        "CpuQuota": spec.cpu_quota,
+        "CpuRealtimePeriod": spec.cpu_rt_period,
+        "CpuRealtimeRuntime": spec.cpu_rt_runtime,
+        "MemorySwappiness": spec.mem_swappiness,
+        "OomKillDisable": spec.oom_kill_disable or None,
+        **blkio(spec),
         "PidsLimit": pids,
         "OomScoreAdj": spec.oom_score_adj,
         "ShmSize": spec.shm_size,
@@ -54,6 +61,7 @@ def host_config(plan: Plan, spec: ServiceSpec, container_of: ContainerOf) -> dic
         "Devices": [{"PathOnHost": device.source, "PathInContainer": device.target,
                      "CgroupPermissions": device.permissions}
                     for device in spec.devices] or None,
+        "DeviceCgroupRules": list(spec.device_cgroup_rules) or None,
         "DeviceRequests": device_requests(spec) or None,
         "GroupAdd": list(spec.group_add) or None,
         "Dns": list(spec.dns) or None,
@@ -66,6 +74,26 @@ def host_config(plan: Plan, spec: ServiceSpec, container_of: ContainerOf) -> dic
         "Links": links(spec, container_of) or None,
     }
     return {key: value for key, value in config.items() if value is not None}
+
+
+def blkio(spec: ServiceSpec) -> dict[str, Any]:
+    """blkio_config as the engine's Blkio* keys, the ones it sets."""
+    config = spec.blkio_config
+    if config is None:
+        return {}
+    throttles = {"BlkioDeviceReadBps": config.device_read_bps,
+                 "BlkioDeviceWriteBps": config.device_write_bps,
+                 "BlkioDeviceReadIOps": config.device_read_iops,
+                 "BlkioDeviceWriteIOps": config.device_write_iops}
+    found: dict[str, Any] = {key: [{"Path": device.path, "Rate": device.rate}
+                                   for device in devices]
+                             for key, devices in throttles.items() if devices}
+    if config.weight is not None:
+        found["BlkioWeight"] = config.weight
+    if config.weight_device:
+        found["BlkioWeightDevice"] = [{"Path": device.path, "Weight": device.weight}
+                                      for device in config.weight_device]
+    return found
 
 
 def create_kwargs(spec: ServiceSpec) -> dict[str, Any]:

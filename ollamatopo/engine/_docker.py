@@ -138,6 +138,14 @@ class ContainerState:
 
 
 @dataclass(frozen=True)
+class CreatedContainer:
+    id: str
+    # What the engine accepted but will not do (a setting this kernel lacks, such as a
+    # block IO weight without the weight controller): it says so only in the create's answer.
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ContainerEvent:
     container_id: str
     action: str  # start, die, oom, health_status: healthy, ...
@@ -623,7 +631,8 @@ class Engine:
             await self._call(f"remove volume {name}", self._client.remove_volume, name,
                              retry=True)
 
-    async def create_container(self, config: ContainerConfig, run_id: str) -> str:
+    async def create_container(self, config: ContainerConfig, run_id: str
+                               ) -> CreatedContainer:
         """Create the container on its first network, then connect it to the others (none
         with a network_mode of its own)."""
         kwargs = dict(config.create_kwargs)
@@ -652,6 +661,7 @@ class Engine:
                 raise
             raise EngineError(explained) from None
         container_id = str(raw["Id"])
+        warnings = tuple(str(warning) for warning in raw.get("Warnings") or ())
         for endpoint in others:
 
             async def connected(network: str = endpoint.network) -> tuple[None] | None:
@@ -663,7 +673,7 @@ class Engine:
                              endpoint.network, aliases=list(endpoint.aliases),
                              ipv4_address=endpoint.ipv4_address, links=links or None,
                              settle=connected)
-        return container_id
+        return CreatedContainer(container_id, warnings)
 
     async def start(self, container_id: str) -> None:
         """Start the container. Repeated after a transient error only if the container has
@@ -874,6 +884,12 @@ _PLAIN_CAUSES = (
     ("unable to apply caps", "the engine cannot give this container the capabilities it "
      "asks for (privileged or cap_add): this engine runs without them (rootless, or in a "
      "container)"),
+    ("cpu.rt_runtime_us", "the engine gives its containers no real-time CPU time, so "
+     "cpu_rt_runtime cannot be granted: start dockerd with --cpu-rt-runtime (microseconds "
+     "per period, at least this service's), or remove cpu_rt_period and cpu_rt_runtime"),
+    ("_device: no such device", "a blkio_config device is no block device of this host (a throttle "
+     "names a disk such as /dev/sda or /dev/vda; `lsblk` lists them): name the disk the "
+     "service writes to"),
 )
 
 

@@ -61,7 +61,7 @@ SAME = {"image", "command", "entrypoint", "environment", "hostname", "user", "wo
         "labels", "restart", "cap_add", "cap_drop", "security_opt", "read_only", "init",
         "stop_grace_period"}
 TRANSLATED = {"depends_on", "healthcheck", "deploy", "ports", "volumes", "networks",
-              "env_file", "extra_hosts", "tmpfs", "build", "secrets", "configs"}
+              "env_file", "extra_hosts", "tmpfs", "build", "secrets", "configs", "scale"}
 # compose-spec's build keys; the model takes the rest of them (BuildSpec).
 BUILD_NOT_YET = {"additional_contexts", "cache_from", "cache_to", "entitlements",
                  "extra_hosts", "isolation", "network", "no_cache", "platforms", "privileged",
@@ -204,6 +204,7 @@ def _service(out: Translation, name: str, spec: object, phased: bool,
     _networks(out, at, spec, service)
     _simple_lists(at, spec, service)
     _deploy(out, at, spec.get("deploy"), service)
+    _scale(out, at, spec, service)
     _distinct_twins(out, at, spec)
     dependencies = _depends_on(out, at, spec.get("depends_on"), inactive, service)
     if dependencies is not None or not phased:
@@ -466,6 +467,21 @@ def _restart_policy(out: Translation, at: str, policy: object, service: dict[str
         return
     service["restart"] = f"{name}:{attempts}" if attempts is not None else name
     out.sources[f"{at}.restart"] = where
+
+
+def _scale(out: Translation, at: str, spec: dict[str, Any], service: dict[str, Any]) -> None:
+    """`scale` is deploy.replicas under its older name (compose-go copies it there); the two
+    must agree when both are written."""
+    if "scale" not in spec:
+        return
+    replicas = _mapping(spec.get("deploy")).get("replicas")
+    if replicas is not None and str(replicas) != str(spec["scale"]):
+        out.problems.append(PlanProblem(f"{at}.scale", f"scale {spec['scale']} differs from "
+                                        f"deploy.replicas {replicas}: compose refuses distinct "
+                                        "values; write one of them"))
+        return
+    service["replicas"] = spec["scale"]
+    out.sources[f"{at}.replicas"] = f"{at}.scale"
 
 
 def _distinct_twins(out: Translation, at: str, spec: dict[str, Any]) -> None:

@@ -44,6 +44,8 @@ SIGNAL_RE = re.compile(r"^(?:(?:SIG)?[A-Z][A-Z0-9+-]*|[0-9]{1,2})$")
 MAC_RE = re.compile(r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")
 CPUSET_RE = re.compile(r"^[0-9]+(?:-[0-9]+)?(?:,[0-9]+(?:-[0-9]+)?)*$")
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+# The engine's device cgroup rule (daemon/oci_linux.go): type, major:minor, access.
+CGROUP_RULE_RE = re.compile(r"[abc] (?:[0-9]+|\*):(?:[0-9]+|\*) [rwm]{1,3}")
 # Namespace modes the engine takes besides another container's (Docker 20.10).
 NAMESPACE_MODES = {"network_mode": ("host", "none", "bridge"), "pid": ("host",),
                    "ipc": ("host", "private", "shareable", "none")}
@@ -179,6 +181,32 @@ class DeviceRequest(_Settings):
         return self.count if self.count is not None else 0 if self.device_ids else ALL_DEVICES
 
 
+class WeightDevice(_Settings):
+    """One device's relative block IO weight (blkio_config.weight_device)."""
+
+    path: str = Field(pattern="^/")
+    weight: int = Field(ge=10, le=1000)
+
+
+class ThrottleDevice(_Settings):
+    """One device's rate limit, bytes or operations per second; compose-go reads both as a
+    size (`10mb`, and `1k` is 1024 operations), so this does too."""
+
+    path: str = Field(pattern="^/")
+    rate: Bytes
+
+
+class BlkioConfig(_Settings):
+    """compose's `blkio_config`: the engine's Blkio* settings (cgroup blkio controller)."""
+
+    weight: int | None = Field(default=None, ge=10, le=1000)
+    weight_device: list[WeightDevice] = []
+    device_read_bps: list[ThrottleDevice] = []
+    device_write_bps: list[ThrottleDevice] = []
+    device_read_iops: list[ThrottleDevice] = []
+    device_write_iops: list[ThrottleDevice] = []
+
+
 def _gpus(value: object) -> object:
     """`gpus: all` is every GPU (compose-go: one request of count -1)."""
     return [{"count": "all"}] if value == "all" else value
@@ -194,6 +222,15 @@ class ContainerSettings(_Settings):
     cpus: Annotated[float, BeforeValidator(parse_cpus)] | None = None
     cpu_shares: int | None = Field(default=None, ge=0, le=262144)
     cpuset: str | None = Field(default=None, pattern=CPUSET_RE.pattern)
+    # The CFS bandwidth in microseconds, within the engine's own bounds (1 ms to 1 s; a
+    # quota of at least 1 ms, or -1 for none), so that a bad value is refused at `plan`.
+    cpu_period: int | None = Field(default=None, ge=1000, le=1_000_000)
+    cpu_quota: int | None = None
+    cpu_rt_period: int | None = Field(default=None, ge=0)
+    cpu_rt_runtime: int | None = Field(default=None, ge=-1)
+    mem_swappiness: int | None = Field(default=None, ge=0, le=100)
+    oom_kill_disable: bool = False
+    blkio_config: BlkioConfig | None = None
     pids_limit: int | None = Field(default=None, ge=-1)
     oom_score_adj: int | None = Field(default=None, ge=-1000, le=1000)
     shm_size: Bytes | None = None
@@ -211,6 +248,7 @@ class ContainerSettings(_Settings):
     cgroup_parent: str | None = None
     runtime: str | None = Field(default=None, pattern=NAME_RE.pattern)
     devices: list[DeviceMapping] = []
+    device_cgroup_rules: TextList = []
     gpus: Annotated[list[DeviceRequest], BeforeValidator(_gpus)] = []
     group_add: TextList = []
     # Names and DNS
@@ -246,6 +284,33 @@ class ContainerSettings(_Settings):
             else ""
         raise ValueError(f"{value!r} is not a {info.field_name}: use {', '.join(modes)}, "
                          f"service:NAME or container:NAME{hint}")
+
+    @field_validator("cpu_quota")
+    @classmethod
+    def _quota(cls, value: int | None) -> int | None:
+        if value is not None and value != -1 and value < 1000:
+            raise ValueError(f"{value} is below the engine's smallest CPU quota: give at least "
+                             "1000 (microseconds, 1 ms per period), or -1 for none")
+        return value
+
+    @model_validator(mode="after")
+    def _realtime_within_period(self) -> ContainerSettings:
+        if self.cpu_rt_runtime not in (None, -1) and self.cpu_rt_period is not None \
+                and self.cpu_rt_runtime > self.cpu_rt_period:
+            raise ValueError(f"cpu_rt_runtime {self.cpu_rt_runtime} is above cpu_rt_period "
+                             f"{self.cpu_rt_period}: the engine refuses a runtime longer than "
+                             "its period")
+        return self
+
+    @field_validator("device_cgroup_rules")
+    @classmethod
+    def _cgroup_rules(cls, value: list[str]) -> list[str]:
+        for rule in value:
+            if not CGROUP_RULE_RE.fullmatch(rule):
+                raise ValueError(f"{rule!r} is not a device cgroup rule: write TYPE MAJOR:MINOR "
+                                 "ACCESS, for example 'c 189:* rmw' (type a, b or c; * for any "
+                                 "number; access r, w, m)")
+        return value
 
     @field_validator("dns")
     @classmethod

@@ -1267,6 +1267,16 @@ def risky_settings(plan: Plan, base: Path, secrets: Collection[str]) -> Iterator
             yield (f"{where}.privileged: true gives the container every capability and every "
                    "device of the host, and lifts its confinement: root on the host; add only "
                    "the capabilities (cap_add) and devices (devices) it needs")
+        if spec.oom_kill_disable and spec.mem_limit is None \
+                and spec.deploy.resources.limits.memory is None:
+            yield (f"{where}.oom_kill_disable: true without a memory limit lets the container "
+                   "take the host's memory until the host's own processes fail (the engine "
+                   "warns the same): give it mem_limit, or leave the OOM killer on")
+        for index, rule in enumerate(spec.device_cgroup_rules):
+            if rule.startswith("a "):
+                yield (f"{where}.device_cgroup_rules[{index}]: {rule!r} allows every device "
+                       "of the host, the block devices of its disks too: allow only the "
+                       "devices it needs (type c or b, with their major and minor numbers)")
         for index, capability in enumerate(spec.cap_add):
             if capability.strip().upper().removeprefix("CAP_") == "ALL":
                 yield (f"{where}.cap_add[{index}]: ALL gives the container every capability of "

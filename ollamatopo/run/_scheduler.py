@@ -415,10 +415,14 @@ class _Run:
             await self.engine.remove_container(action.existing.id)
         try:
             async with self.queue.slot(name, again=not self.loaded.graph.dependencies[name]):
-                container_id = await self.engine.create_container(config, self.run_id)
+                created = await self.engine.create_container(config, self.run_id)
         except EngineError as error:
             raise ServiceFailed(name, f"the engine refused to create it: {error}") from None
+        container_id = created.id
         self.recorder.mark(name, "created", cause=action.cause, container=container_id[:12])
+        for warning in created.warnings:
+            self.recorder.emit("engine warning", service=name, level="warning",
+                               detail=warning)
         try:  # compose's secrets and configs from the environment or inline, before start
             if config.copies:
                 await self.engine.copy_files(container_id, config.copies)

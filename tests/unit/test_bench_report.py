@@ -109,3 +109,23 @@ def test_compose_v2_runs_are_labelled_with_their_version_and_the_same_targets() 
     assert "2.50x" in v2 and ">= 2.5x: met" in v2
     v1 = next(line for line in lines if line.startswith("compose 1.29.2, seed's"))
     assert ">= 2.5x: missed" in v1
+
+
+def test_the_same_file_rows_are_medians_with_every_run_beside() -> None:
+    from bench._peers import median_run
+
+    runs = [{"up_exit_s": exit_s, "all_ready_s": exit_s - 0.1} for exit_s in (9.6, 8.9, 9.2)]
+    median = median_run(runs)
+    assert (median["up_exit_s"], median["repeats"]) == (9.2, [9.6, 8.9, 9.2])
+    assert median_run(runs[:2])["up_exit_s"] == 8.9  # the lower middle of an even count
+    theirs = median_run([{"up_exit_s": 29.0, "all_ready_s": 17.0}])
+    compose = {"tool": {"version": "1.29.2", "note": "found", "path": "/usr/bin/x"},
+               "runs": {},
+               "same_file": {"compose_version": "2.40.3", "compose_wait": theirs,
+                             "ollamatopo": {"cold": median}, "repeat": 3,
+                             "speedup_exit_cold": 29.0 / 9.2}}
+    lines = render({"benchmarks": {"compose": compose}}).splitlines()
+    cold = next(line for line in lines if "the same file, cold" in line)
+    assert "9.20 s" in cold and "3.15x" in cold and "missed" in cold
+    assert cold.endswith("9.60 / 8.90 / 9.20")
+    assert "(the median of 3 runs each)" in lines

@@ -218,10 +218,10 @@ services:
   api:
     image: api:1
     restart: sometimes
-    blkio_config: {weight: 300}
+    isolation: process
     depends_on: [ghost]
 """)
-    assert any("services.api.blkio_config" in p and "not supported yet" in p for p in problems)
+    assert any("services.api.isolation" in p and "not supported yet" in p for p in problems)
     assert any("services.api.restart" in p for p in problems)
     assert any("ghost" in p for p in problems)
 

@@ -89,6 +89,14 @@ services:
     ("gpus: [{count: 1, device_ids: ['0']}]", "count and device_ids exclude each other"),
     ("mac_address: 02:42", "mac_address"),
     ("stop_signal: 'kill -9'", "stop_signal"),
+    ("cpu_period: 500", "cpu_period"),
+    ("cpu_quota: 999", "below the engine's smallest CPU quota"),
+    ("mem_swappiness: 101", "mem_swappiness"),
+    ("cpu_rt_period: 1000\n    cpu_rt_runtime: 2000", "cpu_rt_runtime 2000 is above cpu_rt_period"),
+    ("blkio_config: {weight: 5}", "blkio_config.weight"),
+    ("blkio_config: {device_read_bps: [{path: sda, rate: 1mb}]}", "blkio_config.device_read_bps"),
+    ("device_cgroup_rules: ['c 1:3']", "is not a device cgroup rule"),
+    ("scale: -1", "replicas"),
 ])
 def test_a_wrong_value_is_a_problem_at_its_key(tmp_path: Path, text: str, words: str) -> None:
     problems = refused(tmp_path, f"services:\n  a:\n    image: x:1\n    {text}\n")
@@ -115,6 +123,7 @@ def test_a_wrong_value_is_a_problem_at_its_key(tmp_path: Path, text: str, words:
     ("deploy: {restart_policy: {condition: any, max_attempts: 2}}",
      "max_attempts goes with condition: on-failure"),
     # not carried out yet
+    ("scale: 2\n    deploy: {replicas: 3}", "scale 2 differs from deploy.replicas 3"),
     ("annotations: {a: b}", "services.a.annotations (line 6): not supported yet"),
     ("deploy: {mode: replicated-job}", "services.a.deploy.mode (line 6): not supported yet"),
     ("deploy: {resources: {reservations: {devices: [{count: 1}]}}}", "capabilities"),
@@ -253,8 +262,33 @@ services:
     cgroup_parent: tests
     uts: host
     cgroup: private
+    cpu_period: 100000
+    cpu_quota: 50000
+    cpu_rt_period: 1000000
+    cpu_rt_runtime: 950000
+    mem_swappiness: 0
+    oom_kill_disable: true
+    blkio_config:
+      weight: 300
+      weight_device: [{path: /dev/sda, weight: 400}]
+      device_read_bps: [{path: /dev/sda, rate: 12mb}]
+      device_write_bps: [{path: /dev/sda, rate: "1024k"}]
+      device_read_iops: [{path: /dev/sda, rate: 120}]
+      device_write_iops: [{path: /dev/sda, rate: "30"}]
+    device_cgroup_rules: ["c 1:3 mr"]
 """)
     host = kwargs["host_config"]
+    assert (host["CpuPeriod"], host["CpuQuota"], host["CpuRealtimePeriod"],
+            host["CpuRealtimeRuntime"]) == (100000, 50000, 1000000, 950000)
+    # 0 is the kernel's "avoid swapping" and is given as written (compose v2 drops a 0).
+    assert (host["MemorySwappiness"], host["OomKillDisable"]) == (0, True)
+    assert host["BlkioWeight"] == 300
+    assert host["BlkioWeightDevice"] == [{"Path": "/dev/sda", "Weight": 400}]
+    assert (host["BlkioDeviceReadBps"], host["BlkioDeviceWriteBps"]) == (
+        [{"Path": "/dev/sda", "Rate": 12 * 2**20}], [{"Path": "/dev/sda", "Rate": 2**20}])
+    assert (host["BlkioDeviceReadIOps"], host["BlkioDeviceWriteIOps"]) == (
+        [{"Path": "/dev/sda", "Rate": 120}], [{"Path": "/dev/sda", "Rate": 30}])
+    assert host["DeviceCgroupRules"] == ["c 1:3 mr"]
     assert host["Ulimits"] == [{"Name": "core", "Soft": 0, "Hard": 0},
                                {"Name": "nofile", "Soft": 1024, "Hard": 2048}]
     assert host["Sysctls"] == {"net.core.somaxconn": "1024"}
@@ -481,3 +515,25 @@ def test_a_device_the_engine_lacks_is_said_plainly() -> None:
     assert "could not select device driver" in text  # the engine's own words stay
     assert _plain("unable to apply caps: operation not permitted").startswith(
         "the engine cannot give this container the capabilities")
+
+
+def test_scale_is_the_replica_count(tmp_path: Path) -> None:
+    loaded = load(tmp_path, """
+services:
+  a: {image: x:1, scale: 3}
+  b: {image: x:1, scale: 2, deploy: {replicas: 2}}
+""")
+    assert loaded.declared is not None
+    assert {name: spec.replicas for name, spec in loaded.declared.services.items()} == {
+        "a": 3, "b": 2}
+    assert sorted(loaded.plan.services) == ["a", "a-2", "a-3", "b", "b-2"]
+
+
+def test_settings_that_put_the_host_at_risk_are_warned_about(tmp_path: Path) -> None:
+    loaded = load(tmp_path, """
+services:
+  a: {image: x:1, oom_kill_disable: true, device_cgroup_rules: ["a *:* rwm", "c 1:3 r"]}
+  b: {image: x:1, oom_kill_disable: true, mem_limit: 1g}
+""")
+    assert [warning.split(":")[0] for warning in loaded.warnings] == [
+        "services.a.oom_kill_disable", "services.a.device_cgroup_rules[0]"]
