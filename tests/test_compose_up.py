@@ -136,3 +136,39 @@ def test_a_host_mode_port_is_published_as_usual_on_one_engine(project: Project) 
     assert bindings == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(port)}]}
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
         assert answer.status == 200
+
+
+SCALED = """
+name: PROJECT
+services:
+  db:
+    image: ollamatopo-standin:latest
+    scale: COUNT
+    healthcheck: {test: ["CMD", "test", "-f", "/tmp/ready"], interval: 1s}
+  api:
+    image: ollamatopo-standin:latest
+    depends_on:
+      db: {condition: service_healthy}
+"""
+
+
+def test_a_service_scaled_to_zero_has_no_container_and_is_not_waited_for(
+        project: Project) -> None:
+    """compose's rule: replicas 0 runs nothing, and a dependent starts without it."""
+    plan = project.write(SCALED.replace("COUNT", "0"), "compose.yaml")
+    result = project.run("up", "--plan", str(plan))
+    assert result.code == 0, result.stderr
+    assert set(project.containers()) == {"api"}
+    assert not events_of(result, "container created", "db")
+    # Given replicas, db comes up first; scaled to 0 again by `scale`, its containers go
+    # and api stays as it was.
+    plan.write_text(plan.read_text().replace("scale: 0", "scale: 2"))
+    grown = project.run("up", "--plan", str(plan))
+    assert grown.code == 0, grown.stderr
+    before = project.containers()
+    assert set(before) == {"api", "db", "db-2"}
+    shrunk = project.run("scale", "db=0", "--plan", str(plan))
+    assert shrunk.code == 0, shrunk.stderr
+    after = project.containers()
+    assert set(after) == {"api"} and after["api"].id == before["api"].id
+    assert after["api"].status == "running"

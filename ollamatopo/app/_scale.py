@@ -26,9 +26,9 @@ def parse_requests(arguments: Sequence[str]) -> dict[str, int]:
     requests: dict[str, int] = {}
     for argument in arguments:
         match = SCALE_RE.match(argument)
-        if not match or not 1 <= int(match["count"]) <= 500:
-            raise UsageError(f"scale: {argument!r} is not SERVICE=N with N from 1 to 500, "
-                             "for example ollama-node-2=4")
+        if not match or not 0 <= int(match["count"]) <= 500:
+            raise UsageError(f"scale: {argument!r} is not SERVICE=N with N from 0 to 500, "
+                             "for example ollama-node-2=4 (0 removes its containers)")
         requests[match["service"]] = int(match["count"])
     return requests
 
@@ -47,7 +47,7 @@ def read_overrides(state_dir: Path, project: str) -> dict[str, int]:
         raise UsageError(f"cannot read the replica counts in {path}: {error}; fix or delete "
                          "the file (the plan's own counts then apply)") from None
     if not isinstance(data, dict) or not all(
-            isinstance(k, str) and isinstance(v, int) and 1 <= v <= 500 for k, v in data.items()):
+            isinstance(k, str) and isinstance(v, int) and 0 <= v <= 500 for k, v in data.items()):
         raise UsageError(f"{path} is not a map of service to replica count; fix or delete it")
     return data
 

@@ -832,7 +832,7 @@ class ServiceSpec(_Model, ContainerSettings):  # compose's keys for the engine: 
     dependency_options: dict[str, DependencyOptions] = {}  # by entry of `after`
     optional: bool = False
     load_balance: LoadBalanceSpec | None = None
-    replicas: int = Field(default=1, ge=1, le=500)
+    replicas: int = Field(default=1, ge=0, le=500)  # 0: declared, no container (compose)
 
     @field_validator("restart")
     @classmethod

@@ -4,7 +4,10 @@
 ollama-node-4 (a name that ends in a number counts up from it; any other name keeps
 its own for the first replica and adds -2, -3, ...), so scaling up or down never
 renames a replica that stays. Everything that names the declared service (phases,
-`after:`, load balancer backends) then names all its replicas. Each replica's
+`after:`, load balancer backends) then names all its replicas. A service with 0
+replicas has no container, as in compose: it drops out of the plan, and a dependent does
+not wait for it (compose's `up` skips a dependency scaled to 0); a container of it left
+from before is an orphan, removed by `up`. Each replica's
 hostname is its own name unless the plan sets one, and `{{replica}}` in an
 environment value becomes that name (for example `NODE_ID: "{{replica}}"`). Not on a
 swarm: its tasks are one service's, with the swarm's hostnames and templates (a
@@ -29,6 +32,8 @@ REPLICA_TOKEN = "{{replica}}"
 
 
 def replica_names(service: str, count: int) -> list[str]:
+    if count < 1:
+        return []
     numbered = NUMBERED.match(service)
     if numbered:
         first = int(numbered["number"])
@@ -74,6 +79,7 @@ def expand_replicas(plan: Plan, overrides: Mapping[str, int] | None = None, *,
         if not on_swarm:
             problems.extend(_fixed_host_ports(declared, plan.services[declared],
                                               len(replicas)))
+    problems.extend(_uses_what_is_not_there(plan, names))
     if problems or not any(is_replicated(plan, name, overrides) for name in plan.services):
         return plan, problems
 
@@ -86,6 +92,25 @@ def expand_replicas(plan: Plan, overrides: Mapping[str, int] | None = None, *,
                         services=[r for name in phase.services for r in names[name]])
               for phase in plan.phases]
     return plan.model_copy(update={"services": services, "phases": phases}), []
+
+
+def _uses_what_is_not_there(plan: Plan, names: Mapping[str, list[str]]) -> list[PlanProblem]:
+    """A running service cannot use the container of a service with 0 replicas (its
+    network, pid or ipc namespace, volumes_from, links), nor balance over none."""
+    problems: list[PlanProblem] = []
+    for name, spec in plan.services.items():
+        if not names[name]:
+            continue
+        problems.extend(PlanProblem(f"services.{name}", f"uses the container of {used!r}, "
+                                    f"which has 0 replicas: give {used} a replica, or scale "
+                                    f"{name} to 0 too")
+                        for used in spec.service_references() if names.get(used) == [])
+        backends = spec.load_balance.backends if spec.load_balance is not None else {}
+        if backends and not any(names.get(backend, [backend]) for backend in backends):
+            problems.append(PlanProblem(f"services.{name}.x-ollamatopo.load_balance.backends",
+                                        "every backend has 0 replicas: the balancer would "
+                                        "have no server; give one a replica"))
+    return problems
 
 
 def _fixed_host_ports(name: str, spec: ServiceSpec, count: int) -> list[PlanProblem]:

@@ -29,6 +29,7 @@ from ollamatopo._errors import (
     NotFound,
     OllamatopoError,
     PlanError,
+    PlanProblem,
     ServiceFailed,
 )
 from ollamatopo.engine._docker import StillInUse
@@ -531,6 +532,14 @@ def plan_problems(loaded: LoadedPlan) -> LoadedPlan:
     """The plan as the swarm takes it (a service per declared service, each load
     balancer's rendered configuration a config it gets: plan/_swarm_balancers.py);
     PlanError naming each key this backend does not carry out yet."""
+    problems = [PlanProblem(f"services.{name}.deploy.replicas", "0 replicas: not supported "
+                            "yet on a swarm (docker stack deploy keeps such a service with no "
+                            "task; ollamatopo would have to as well): give it a replica or "
+                            "leave it out of the file")
+                for name in (loaded.declared.services if loaded.declared else {})
+                if name not in loaded.plan.services]
+    if problems:
+        raise PlanError(str(loaded.path), problems)
     loaded = one_service_each(loaded)
     project = loaded.plan.project
     plan, problems = with_balancer_configs(

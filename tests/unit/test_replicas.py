@@ -128,3 +128,57 @@ def test_replicas_share_a_range_of_host_ports_while_it_has_one_for_each(
     error = str(plan_error(text.replace("replicas: 3", "replicas: 4")))
     assert "services.api.ports[0]" in error
     assert "4 replicas cannot each get a host port of 7000-7002 (3 ports)" in error
+
+
+def test_zero_replicas_leave_the_service_out_and_its_dependents_do_not_wait(
+        plan_file: Path) -> None:
+    """compose: a service scaled to 0 has no container, and `up` skips waiting for it."""
+    assert replica_names("worker", 0) == replica_names("ollama-node-2", 0) == []
+    loaded = load_plan(plan_file, {}, replicas={"ollama-node-2": 0})
+    plan = loaded.plan
+    assert list(plan.services) == ["db", "ollama-node-1", "lb"]
+    assert plan.phases[1].services == ["ollama-node-1"]
+    assert plan.services["lb"].after == {}  # it waited for ollama-node-2's replicas only
+    assert loaded.graph.dependencies["lb"] == {}
+    balance = plan.services["lb"].load_balance
+    assert balance is not None and balance.backends == {"ollama-node-1": 3}
+
+
+def test_zero_replicas_in_a_compose_file(write_plan: Callable[..., Path]) -> None:
+    path = write_plan("""
+        services:
+          db: {image: db, deploy: {replicas: 0}}
+          tools: {image: tools, scale: 0}
+          api: {image: api, depends_on: {db: {condition: service_healthy}}}
+          web: {image: web, depends_on: [api]}
+        """, "compose.yaml")
+    loaded = load_plan(path, {})
+    assert list(loaded.plan.services) == ["api", "web"]
+    assert loaded.graph.dependencies == {"api": {}, "web": {"api": Condition.STARTED}}
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ("  side: {image: s, network_mode: 'service:db'}\n",
+     "services.side (line 3): uses the container of 'db', which has 0 replicas"),
+    ("  lb:\n    image: nginx\n    x-ollamatopo:\n      load_balance: {template: /dev/null, "
+     "backends: {db: 1}}\n", "every backend has 0 replicas"),
+])
+def test_using_a_service_with_zero_replicas_is_refused(write_plan: Callable[..., Path],
+                                                       text: str, words: str) -> None:
+    path = write_plan("services:\n  db: {image: db, deploy: {replicas: 0}}\n" + text,
+                      "compose.yaml")
+    with pytest.raises(PlanError) as caught:
+        load_plan(path, {})
+    assert words in str(caught.value)
+
+
+def test_zero_replicas_are_refused_on_a_swarm_until_carried_out(
+        write_plan: Callable[..., Path]) -> None:
+    from ollamatopo.run._swarm import plan_problems
+
+    path = write_plan("services:\n  db: {image: db, deploy: {replicas: 0}}\n  api: {image: a}\n",
+                      "compose.yaml")
+    with pytest.raises(PlanError) as caught:
+        plan_problems(load_plan(path, {}, on_swarm=True))
+    assert "services.db.deploy.replicas" in str(caught.value)
+    assert "0 replicas: not supported yet on a swarm" in str(caught.value)
