@@ -26,6 +26,7 @@ from ollamatopo.plan._loading import load_plan
 from ollamatopo.plan._model import DependencyOptions
 from ollamatopo.plan._quantities import parse_bytes, parse_cpus, parse_duration
 from tests.conftest import ROOT
+from tests.unit.test_real_world_shapes import REAL_WORLD, compose_file
 
 FIXTURES = ROOT / "tests" / "fixtures" / "compose"
 ENV = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/root")}
@@ -450,3 +451,23 @@ def test_the_swarm_keys_of_secrets_and_configs_read_as_compose_reads_them(
     converted = tmp_path / "printed.yaml"
     converted.write_text(done.stdout, encoding="utf-8")
     assert _swarm_keys(theirs(compose_binary, converted, {})) == written
+
+
+def test_config_writes_the_lifecycle_hooks_compose_reads(compose_binary: Path,
+                                                         tmp_path: Path) -> None:
+    """post_start and pre_stop as `ollamatopo config` prints them mean to compose what the
+    file meant (`$` written `$$`, a string command as its words)."""
+    path = compose_file(REAL_WORLD / "lifecycle-hooks")
+    done = ollamatopo_config(path, tmp_path)
+    converted = tmp_path / "printed" / "compose.yaml"
+    converted.parent.mkdir()
+    converted.write_text(done.stdout, encoding="utf-8")
+
+    def hooks(document: dict[str, Any]) -> dict[str, Any]:
+        return {name: {moment: spec.get(moment) for moment in ("post_start", "pre_stop")}
+                for name, spec in document["services"].items()}
+
+    written = hooks(theirs(compose_binary, path, {}))
+    assert written["app"]["post_start"][0] == {"command": ["chown", "-R", "1000:1000",
+                                                           "/var/lib/notes"], "user": "root"}
+    assert hooks(theirs(compose_binary, converted, {})) == written

@@ -172,3 +172,74 @@ def test_a_service_scaled_to_zero_has_no_container_and_is_not_waited_for(
     after = project.containers()
     assert set(after) == {"api"} and after["api"].id == before["api"].id
     assert after["api"].status == "running"
+
+
+HOOKS = """
+name: PROJECT
+services:
+  app:
+    image: ollamatopo-standin:latest
+    volumes: ["./out:/out"]
+    post_start:
+      - command: ["sh", "-c", "echo $$STAGE > stage && cp stage /out/started"]
+        environment: {STAGE: started}
+        working_dir: /tmp
+        user: "0"
+    pre_stop:
+      - command: ["sh", "-c", "echo drained >> /out/stopped"]
+      - command: ["sh", "-c", "echo STOPHOOK >&2; exit STOPCODE"]
+  worker:
+    image: ollamatopo-standin:latest
+    depends_on: [app]
+"""
+
+
+def test_post_start_runs_before_dependents_and_pre_stop_before_each_stop(
+        project: Project) -> None:
+    (project.folder / "out").mkdir()
+    plan = project.write(HOOKS.replace("STOPCODE", "0"), "compose.yaml")
+    result = project.run("up", "--plan", str(plan))
+    assert result.code == 0, result.stderr
+    assert (project.folder / "out" / "started").read_text() == "started\n"
+    app_started = events_of(result, "container started", "app")[0]["elapsed_s"]
+    worker_started = events_of(result, "container started", "worker")[0]["elapsed_s"]
+    assert worker_started >= app_started  # app counts as started once its hook passed
+    # `stop` and `start` run them too; `down` runs pre_stop, each hook in order.
+    assert project.run("stop", "app", "--plan", str(plan)).code == 0
+    assert (project.folder / "out" / "stopped").read_text() == "drained\n"
+    (project.folder / "out" / "started").unlink()
+    assert project.run("start", "app", "--plan", str(plan)).code == 0
+    assert (project.folder / "out" / "started").read_text() == "started\n"
+    down = project.run("down", "--plan", str(plan))
+    assert down.code == 0, down.stderr
+    assert (project.folder / "out" / "stopped").read_text() == "drained\ndrained\n"
+    assert project.containers() == {}
+
+
+def test_a_failing_post_start_fails_the_service_and_a_failing_pre_stop_only_warns(
+        project: Project) -> None:
+    (project.folder / "out").mkdir()
+    plan = project.write(HOOKS.replace("STOPCODE", "4"), "compose.yaml")
+    up = project.run("up", "--plan", str(plan))
+    assert up.code == 0, up.stderr
+    down = project.run("down", "--plan", str(plan))
+    assert down.code == 0, down.stderr
+    (failed,) = down.named("hook failed", "app")
+    assert "its pre_stop hook [1] exited with status 4: STOPHOOK" in failed["error"]
+    assert project.containers() == {}  # stopped and removed all the same
+    broken = plan.read_text().replace("cp stage /out/started", "echo no-out >&2; exit 3")
+    plan.write_text(broken)
+    result = project.run("up", "--plan", str(plan))
+    assert result.code == 1, result.stderr
+    assert ("service 'app' failed: its post_start hook [0] exited with status 3: no-out"
+            in result.stderr), result.stderr
+    assert not events_of(result, "container started", "worker")
+    assert project.containers() == {}  # rolled back
+    # A user the image does not know: the engine's words when its exec stream has them
+    # (not always: they race the attach), else the hint.
+    plan.write_text(broken.replace('user: "0"', "user: root"))
+    unknown = project.run("up", "--plan", str(plan))
+    assert unknown.code == 1
+    assert "its post_start hook [0] exited with status 126" in unknown.stderr
+    assert "unable to find user root" in unknown.stderr or \
+        "its user is not in the image's /etc/passwd" in unknown.stderr, unknown.stderr

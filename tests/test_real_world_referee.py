@@ -95,6 +95,22 @@ def _as_written(loaded: LoadedPlan, document: dict[str, Any]) -> tuple[Any, Any]
              for name, spec in document["services"].items()})
 
 
+HOOKS = ("post_start", "pre_stop")
+
+
+def _hooks(loaded: LoadedPlan, document: dict[str, Any]) -> tuple[Any, Any]:
+    """compose's lifecycle hooks as both hold them (compose's JSON keeps `$$`)."""
+    assert loaded.declared is not None
+    ours = {name: {moment: [hook.model_dump(exclude_defaults=True)
+                            for hook in getattr(spec, moment)] for moment in HOOKS}
+            for name, spec in loaded.declared.services.items()}
+    theirs_ = {name: {moment: [{**hook, "command": [part.replace("$$", "$")
+                                                    for part in hook["command"]]}
+                               for hook in spec.get(moment) or []] for moment in HOOKS}
+               for name, spec in document["services"].items()}
+    return ours, theirs_
+
+
 def _replicas(loaded: LoadedPlan, document: dict[str, Any]) -> tuple[Any, Any]:
     assert loaded.declared is not None
     return ({name: spec.replicas for name, spec in loaded.declared.services.items()},
@@ -110,6 +126,6 @@ def test_compose_and_ollamatopo_resolve_the_same_model(compose_binary: Path, nam
     if loaded is None:
         pytest.skip("refused by ollamatopo (tests/unit/test_real_world_shapes.py judges why)")
     document = _their_document(document, loaded.plan.project)
-    for compared in (_general, _keys, _as_written, _replicas):
+    for compared in (_general, _keys, _as_written, _hooks, _replicas):
         ours, theirs_ = compared(loaded, document)
         assert ours == theirs_, compared.__name__

@@ -19,6 +19,7 @@ from ollamatopo.engine._probes import http_client
 from ollamatopo.engine._watch import watch_containers
 from ollamatopo.plan._loading import LoadedPlan
 from ollamatopo.report._recorder import RunRecorder
+from ollamatopo.run._hooks import StopHooks
 from ollamatopo.run._scheduler import DownResult, UpOptions, down, up
 from ollamatopo.run._supervisor import SuperviseOptions, Supervisor
 
@@ -30,8 +31,10 @@ class Backend(Protocol):
                  recorder: RunRecorder) -> None:
         """The plan up; RunFailed (rolled back unless kept) when a required service fails."""
 
-    async def down(self, project: str, *, volumes: bool, recorder: RunRecorder) -> DownResult:
-        ...
+    async def down(self, project: str, *, volumes: bool, recorder: RunRecorder,
+                   hooks: StopHooks | None = None) -> DownResult:
+        """Stop and remove the project's containers from their labels (`hooks`: the plan's
+        pre_stop hooks by service, when the plan could be read)."""
 
     async def status(self, loaded: LoadedPlan, *, probe: bool) -> list[dict[str, Any]]:
         """A row per service (`probe`: readiness checked now, else as last seen)."""
@@ -73,8 +76,10 @@ class ContainerBackend:
                  recorder: RunRecorder) -> None:
         await up(self.engine, loaded, options, recorder)
 
-    async def down(self, project: str, *, volumes: bool, recorder: RunRecorder) -> DownResult:
-        return await down(self.engine, project, volumes=volumes, recorder=recorder)
+    async def down(self, project: str, *, volumes: bool, recorder: RunRecorder,
+                   hooks: StopHooks | None = None) -> DownResult:
+        return await down(self.engine, project, volumes=volumes, recorder=recorder,
+                          hooks=hooks or {})
 
     async def status(self, loaded: LoadedPlan, *, probe: bool) -> list[dict[str, Any]]:
         return await collect_status(self.engine, loaded, probe=probe)
@@ -107,8 +112,9 @@ class SwarmBackend:
 
         await up_swarm(self.swarm, loaded, options, recorder)
 
-    async def down(self, project: str, *, volumes: bool, recorder: RunRecorder) -> DownResult:
-        from ollamatopo.run._swarm import down_swarm
+    async def down(self, project: str, *, volumes: bool, recorder: RunRecorder,
+                   hooks: StopHooks | None = None) -> DownResult:
+        from ollamatopo.run._swarm import down_swarm  # no hooks: `up` refuses them there
 
         removed = await down_swarm(self.swarm, project, recorder)
         return DownResult(removed.services, removed.networks, [])

@@ -1,15 +1,18 @@
 """`down`: the project's containers stopped in reverse dependency order and removed, from
-the labels alone; under the project's lock, so never beside an `up` or a daemon."""
+the labels alone; under the project's lock, so never beside an `up` or a daemon. The plan
+is read only for its services' pre_stop hooks: a plan that cannot be read (gone, broken,
+another project's) stops nothing less, and runs no hook."""
 
 from __future__ import annotations
 
-from ollamatopo._errors import UsageError
+from ollamatopo._errors import OllamatopoError, UsageError
 from ollamatopo.app._backend import backend_for
 from ollamatopo.app._connect import connect_engine
 from ollamatopo.app._lock import ProjectLock
 from ollamatopo.app._settings import Settings
 from ollamatopo.plan._loading import read_project_name
 from ollamatopo.report._recorder import RunRecorder
+from ollamatopo.run._hooks import StopHooks, stop_hooks
 from ollamatopo.run._scheduler import DownResult, new_run_id
 
 
@@ -37,8 +40,8 @@ async def _take_down(settings: Settings, project: str, *, volumes: bool) -> Down
                            phases={}, phase_order=[], command="down")
     engine = await connect_engine(settings)
     try:
-        result = await backend_for(settings, engine).down(project, volumes=volumes,
-                                                          recorder=recorder)
+        result = await backend_for(settings, engine).down(
+            project, volumes=volumes, recorder=recorder, hooks=_plan_hooks(settings, project))
     finally:
         engine.close()
     kept = result.kept_volumes
@@ -48,3 +51,13 @@ async def _take_down(settings: Settings, project: str, *, volumes: bool) -> Down
                   note=f"named volumes kept: {', '.join(kept)} (remove them with --volumes)"
                   if kept else None)
     return result
+
+
+def _plan_hooks(settings: Settings, project: str) -> StopHooks:
+    from ollamatopo.app._up import load
+
+    try:
+        loaded = load(settings)
+    except OllamatopoError:
+        return {}
+    return stop_hooks(loaded.plan) if loaded.plan.project == project else {}

@@ -10,12 +10,13 @@ from functools import partial
 import anyio
 import anyio.lowlevel
 
-from ollamatopo._errors import UsageError
+from ollamatopo._errors import ServiceFailed, UsageError
 from ollamatopo.app._connect import connect_engine
 from ollamatopo.app._lock import ProjectLock
 from ollamatopo.app._settings import Settings
 from ollamatopo.engine._docker import Engine
 from ollamatopo.plan._loading import LoadedPlan
+from ollamatopo.run._hooks import HookFailed, run_hooks, stop_container
 
 
 def chosen(loaded: LoadedPlan, services: Sequence[str]) -> list[str]:
@@ -130,7 +131,8 @@ async def _stop(engine: Engine, loaded: LoadedPlan, services: Sequence[str]) -> 
     stopped = []
     for name in reversed(chosen(loaded, services)):
         if name in containers and (await engine.inspect(containers[name])).running:
-            await engine.stop(containers[name])
+            await stop_container(engine, containers[name], loaded.plan.services[name].pre_stop,
+                                 name)
             stopped.append(name)
     return stopped
 
@@ -141,6 +143,11 @@ async def _start(engine: Engine, loaded: LoadedPlan, services: Sequence[str]) ->
     for name in chosen(loaded, services):
         if name in containers and not (await engine.inspect(containers[name])).running:
             await engine.start(containers[name])
+            try:
+                await run_hooks(engine, containers[name],
+                                loaded.plan.services[name].post_start, "post_start")
+            except HookFailed as error:
+                raise ServiceFailed(name, str(error)) from None
             started.append(name)
         await anyio.lowlevel.checkpoint()
     return started

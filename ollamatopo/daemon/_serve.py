@@ -50,6 +50,7 @@ from ollamatopo.engine._docker import Engine
 from ollamatopo.engine._probes import Backoff
 from ollamatopo.plan._loading import LoadedPlan
 from ollamatopo.report._recorder import EventListener, RunRecorder
+from ollamatopo.run._hooks import stop_hooks
 from ollamatopo.run._supervisor import SuperviseOptions
 
 HOLDER = "up --supervise"
@@ -295,7 +296,8 @@ class Daemon:
         recorder = self._recorder("down")
         result = await self.backend.down(self.loaded.plan.project,
                                          volumes=bool(request.arguments.get("volumes")),
-                                         recorder=recorder)
+                                         recorder=recorder,
+                                         hooks=stop_hooks(self.loaded.plan))
         self.up = False
         self.view.containers = {}
         recorder.emit("down completed", containers=len(result.containers),

@@ -32,7 +32,7 @@ import re
 import tarfile
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -752,10 +752,19 @@ class Engine:
         except NotFound:
             return None
 
-    async def exec(self, container_id: str, argv: list[str]) -> tuple[int, str]:
-        """Run a command in the container; its exit code and its output."""
+    async def exec(self, container_id: str, argv: list[str], *, user: str | None = None,
+                   privileged: bool = False, workdir: str | None = None,
+                   environment: Mapping[str, str] | None = None) -> tuple[int, str]:
+        """Run a command in the container (as `user`, in `workdir`, with `environment`
+        added); its exit code and its output."""
+        options: dict[str, Any] = {key: value for key, value in (
+            ("user", user), ("workdir", workdir),
+            ("environment", dict(environment) if environment else None)) if value}
+        if privileged:
+            options["privileged"] = True
+
         def run() -> tuple[int, str]:
-            exec_id = self._client.exec_create(container_id, argv)["Id"]
+            exec_id = self._client.exec_create(container_id, argv, **options)["Id"]
             output = self._client.exec_start(exec_id)
             code = self._client.exec_inspect(exec_id).get("ExitCode")
             return (-1 if code is None else int(code)), bytes(output).decode(errors="replace")

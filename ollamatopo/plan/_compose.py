@@ -59,7 +59,7 @@ SERVICE_KEYS = {
 SAME = {"image", "command", "entrypoint", "environment", "hostname", "user", "working_dir",
         "container_name", "expose",
         "labels", "restart", "cap_add", "cap_drop", "security_opt", "read_only", "init",
-        "stop_grace_period"}
+        "stop_grace_period", "post_start", "pre_stop"}
 TRANSLATED = {"depends_on", "healthcheck", "deploy", "ports", "volumes", "networks",
               "env_file", "extra_hosts", "tmpfs", "build", "secrets", "configs", "scale"}
 # compose-spec's build keys; the model takes the rest of them (BuildSpec).

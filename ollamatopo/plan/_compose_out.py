@@ -93,6 +93,10 @@ def _service(plan: Plan, name: str, spec: ServiceSpec, base: Path) -> dict[str, 
         service["restart"] = spec.restart
     service.update(compose_form(spec, base))  # ulimits, sysctls, network_mode, gpus...
     service["stop_grace_period"] = f"{spec.stop_grace_period:g}s"
+    for moment in ("post_start", "pre_stop"):
+        if getattr(spec, moment):
+            service[moment] = [hook.model_dump(exclude_defaults=True)
+                               for hook in getattr(spec, moment)]
     deploy = spec.deploy.model_dump(exclude_none=True, exclude_defaults=True)
     for amounts in (deploy.get("resources") or {}).values():
         if "memory" in amounts:

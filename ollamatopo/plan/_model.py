@@ -794,6 +794,17 @@ def _exposed(value: object) -> object:
     return f"{int(number)}/{protocol or 'tcp'}"
 
 
+class ServiceHook(_Model):
+    """compose's `post_start` and `pre_stop` entries: a command run in the service's
+    container (an exec) right after ollamatopo starts it, or right before it stops it."""
+
+    command: Annotated[Argv, Field(min_length=1)]
+    user: str | None = None
+    privileged: bool = False
+    working_dir: str | None = None
+    environment: Environment = {}
+
+
 class ServiceSpec(_Model, ContainerSettings):  # compose's keys for the engine: _container
     image: Annotated[str, AfterValidator(_image)]  # with `build` and none: Plan names it
     build: Annotated[BuildSpec, BeforeValidator(_build_short_form)] | None = None
@@ -825,6 +836,8 @@ class ServiceSpec(_Model, ContainerSettings):  # compose's keys for the engine: 
     tmpfs: Annotated[list[str], BeforeValidator(_string_list)] = []
     extra_hosts: list[str] = []
     stop_grace_period: Duration = 10.0
+    post_start: list[ServiceHook] = []
+    pre_stop: list[ServiceHook] = []
     deploy: DeploySpec = DeploySpec()
     swarm: SwarmSpec = SwarmSpec()
     ready: ReadySpec = ReadySpec(none=True)

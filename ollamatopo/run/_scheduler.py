@@ -62,6 +62,7 @@ from ollamatopo.plan._model import Condition, Plan
 from ollamatopo.report._recorder import RunRecorder
 from ollamatopo.run._admission import Capacity, admit, clamp
 from ollamatopo.run._balancers import BalancerSync
+from ollamatopo.run._hooks import HookFailed, StopHooks, run_hooks, stop_container
 from ollamatopo.run._image_policy import image_wants
 from ollamatopo.run._queue import EngineQueue
 from ollamatopo.run._reconcile import (
@@ -399,19 +400,29 @@ class _Run:
                 await self.engine.start(container_id)
         except EngineError as error:
             raise ServiceFailed(name, f"the engine refused to start it: {error}") from None
+        try:  # started, for its dependents, once its post_start hooks passed (compose)
+            await run_hooks(self.engine, container_id, self.plan.services[name].post_start,
+                            "post_start")
+        except HookFailed as error:
+            raise ServiceFailed(name, str(error)) from None
         self.recorder.mark(name, "started")
+
+    async def stop_with_hooks(self, name: str, container_id: str) -> None:
+        """Stop a running container of the plan's service, its pre_stop hooks first."""
+        await stop_container(self.engine, container_id, self.plan.services[name].pre_stop,
+                             name, self.recorder)
 
     async def prepare(self, name: str, action: ServiceAction) -> str:
         config = self.desired.containers[name]
         if action.verb is Verb.RESTART and action.existing is not None:
-            await self.engine.stop(action.existing.id)  # started again once its deps hold
+            await self.stop_with_hooks(name, action.existing.id)  # started once deps hold
         if action.verb in (Verb.KEEP, Verb.START, Verb.RESTART) \
                 and action.existing is not None:
             return action.existing.id
         await self.images.wait(name, config.image)
         await self.shared.wait(name, config)
         if action.existing is not None:  # recreate
-            await self.engine.stop(action.existing.id)
+            await self.stop_with_hooks(name, action.existing.id)
             await self.engine.remove_container(action.existing.id)
         try:
             async with self.queue.slot(name, again=not self.loaded.graph.dependencies[name]):
@@ -663,9 +674,12 @@ class DownResult:
 
 
 async def down(engine: Engine, project: str, *, volumes: bool,
-               recorder: RunRecorder, remove: bool = True) -> DownResult:
-    """Stop dependents before their dependencies (graceful, then kill), remove containers
-    and networks; named volumes only with `volumes`. With `remove` false, only stop."""
+               recorder: RunRecorder, remove: bool = True,
+               hooks: StopHooks | None = None) -> DownResult:
+    """Stop dependents before their dependencies (graceful, then kill; their pre_stop
+    `hooks` first), remove containers and networks; named volumes only with `volumes`.
+    With `remove` false, only stop."""
+    hooks = hooks or {}
     snapshot = await engine.snapshot(project)
     by_service = {c.service or c.name: c for c in snapshot.containers}
     graph = DependencyGraph({
@@ -677,7 +691,8 @@ async def down(engine: Engine, project: str, *, volumes: bool,
     async def stop(service: str, context: NodeContext) -> None:
         await context.dependencies_hold()
         container = by_service[service]
-        await engine.stop(container.id)  # its own StopTimeout: the plan's stop_grace_period
+        # its own StopTimeout: the plan's stop_grace_period
+        await stop_container(engine, container.id, hooks.get(service, ()), service, recorder)
         if not remove:
             recorder.emit("container stopped", service=service, container=container.name)
             return

@@ -39,6 +39,7 @@ from ollamatopo.engine._watch import ContainerWatch
 from ollamatopo.plan._loading import LoadedPlan
 from ollamatopo.report._recorder import RunRecorder
 from ollamatopo.run._balancers import BalancerSync
+from ollamatopo.run._hooks import HookFailed, run_hooks, stop_container
 
 # An update needs the explicit name: an empty one leaves the policy as it was.
 ENGINE_NEVER_RESTARTS = {"Name": "no", "MaximumRetryCount": 0}
@@ -196,8 +197,10 @@ class _Guard:
         await anyio.sleep(delay)
         try:
             state = await supervisor.engine.inspect(self.container_id)
+            spec = supervisor.plan.services[self.name]
             if exit_code is None and state.running:  # alive but not ready: restart it
-                await supervisor.engine.stop(self.container_id)
+                await stop_container(supervisor.engine, self.container_id, spec.pre_stop,
+                                     self.name, supervisor.recorder)
                 # The engine reports this stop's death through the event stream, after the
                 # stop's answer: wait for it here, or it would pass for the next one.
                 with anyio.move_on_after(DEATH_NEWS_S):
@@ -206,12 +209,14 @@ class _Guard:
             if not state.running:
                 supervisor.watch.forget(self.container_id)
                 await supervisor.engine.start(self.container_id)
+                await run_hooks(supervisor.engine, self.container_id, spec.post_start,
+                                "post_start")
                 supervisor.recorder.emit("container started", service=self.name,
                                          restarts=self.restarts)
             else:
                 supervisor.recorder.emit("container restarted by the engine",
                                          service=self.name, restarts=self.restarts)
-        except EngineError as error:
+        except (EngineError, HookFailed) as error:  # the next death or probe tries again
             supervisor.recorder.emit("restart failed", service=self.name, level="error",
                                      error=str(error))
 
