@@ -497,3 +497,23 @@ volumes:
 """)
     assert len(problems) == 1 and problems[0].startswith("services.app.volumes[0]"), problems
     assert words in problems[0], problems
+
+
+def test_keys_of_an_attached_or_watching_up_are_taken_as_compose_up_d_takes_them(
+        tmp_path: Path) -> None:
+    """ollamatopo's `up` is detached: `attach` changes nothing (no log is attached),
+    `develop` is compose watch's and is said to be unwatched, not refused."""
+    loaded = load(tmp_path, """
+services:
+  web:
+    image: web:1
+    develop:
+      watch: [{action: sync, path: ./web, target: /app}]
+  mail: {image: mail:1, attach: false}
+""")
+    assert sorted(loaded.plan.services) == ["mail", "web"]
+    assert any(w.startswith("services.web.develop: compose watch's settings")
+               for w in loaded.warnings), loaded.warnings
+    assert not any("attach" in warning for warning in loaded.warnings)
+    problems = refused(tmp_path, "services:\n  a: {image: a:1, attach: sometimes}\n")
+    assert any("services.a.attach" in p and "true or false" in p for p in problems), problems
