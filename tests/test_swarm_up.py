@@ -189,6 +189,36 @@ def test_a_service_never_ready_fails_the_run_and_what_it_made_is_removed(
     assert on_swarm.services() == {}  # rolled back
 
 
+ZERO = """
+services:
+  db:
+    image: ollamatopo-standin:latest
+    deploy: {replicas: 0}
+  api:
+    image: ollamatopo-standin:latest
+    healthcheck: {disable: true}
+    depends_on:
+      db: {condition: service_healthy}
+"""
+
+
+def test_a_service_with_zero_replicas_is_made_with_no_task_and_not_waited_for(
+        on_swarm: SwarmProject) -> None:
+    """As docker stack deploy makes it, and as compose's up does not wait for it."""
+    up = on_swarm.run("up", plan=ZERO)
+    assert up.code == 0, up.stderr
+    services = on_swarm.services()
+    assert set(services) == {"db", "api"}
+    assert services["db"].attrs["Spec"]["Mode"] == {"Replicated": {"Replicas": 0}}
+    assert services["db"].tasks() == []
+    (ready,) = up.named("service healthy", "db")
+    assert ready["replicas"] == 0
+    assert up.named("container created", "api")[0]["elapsed_s"] >= ready["elapsed_s"]
+    down = on_swarm.run("down", plan=ZERO)
+    assert down.code == 0, down.stderr
+    assert on_swarm.services() == {}
+
+
 def test_keys_the_swarm_backend_does_not_carry_out_are_named(on_swarm: SwarmProject) -> None:
     refused = on_swarm.run("up", plan=PLAN + "    shm_size: 64m\n")
     assert refused.code == 2

@@ -91,8 +91,10 @@ def select(loaded: LoadedPlan, services: Sequence[str]) -> LoadedPlan:
                                                          if n in wanted]})
                    for phase in plan.phases if any(n in wanted for n in phase.services)]})
     graph = loaded.graph.subgraph(wanted)
-    return dataclasses.replace(loaded, plan=subset, graph=graph,
-                               unselected=frozenset(set(plan.services) - wanted))
+    # Declared names too: a service with 0 replicas is in no expanded plan, and a swarm
+    # makes its (taskless) service only when it is chosen.
+    return dataclasses.replace(loaded, plan=subset, graph=graph, unselected=frozenset(
+        (set(plan.services) | set(declared.services)) - wanted))
 
 
 def new_recorder(loaded: LoadedPlan, command: str = "up",

@@ -72,6 +72,11 @@ class RunRecorder:
         for service, phase in self.phases.items():
             self.services.setdefault(service, ServiceTiming(phase=phase))
 
+    def track(self, service: str, phase: str) -> None:
+        """A service the run learns of after it began (a swarm's service with no task,
+        which one engine's plan leaves out)."""
+        self.services.setdefault(service, ServiceTiming(phase=phase))
+
     def elapsed(self) -> float:
         return round(time.monotonic() - self.started_monotonic, 3)
 

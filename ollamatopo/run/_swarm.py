@@ -29,7 +29,6 @@ from ollamatopo._errors import (
     NotFound,
     OllamatopoError,
     PlanError,
-    PlanProblem,
     ServiceFailed,
 )
 from ollamatopo.engine._docker import StillInUse
@@ -305,14 +304,19 @@ class _SwarmRun:
         # The nodes' engines start containers barely in parallel (run/_queue): a create
         # holds its slot until its task has a container, earliest deadline first, so
         # the critical path's services start first and the others use their slack.
+        idle = self.configs[name].replicas == 0  # compose's scale 0: a service with no task
         async with contextlib.nullcontext() if kept else self.queue.slot(name):
             try:
                 service_id = await self._apply(name)
             except EngineError as error:
                 raise ServiceFailed(name, f"the swarm refused it: {error}") from None
-            await self._until(name, service_id, _job_began if job else _has_container,
-                              "started", job=job)
+            if not idle:
+                await self._until(name, service_id, _job_began if job else _has_container,
+                                  "started", job=job)
         context.started()
+        if idle:  # nothing to wait for, as compose's up does not wait for it
+            self.recorder.mark(name, "ready", replicas=0)
+            return
         if job:
             await self._until(name, service_id, _job_completed, "ready", job=True)
             return
@@ -443,11 +447,19 @@ def one_service_each(loaded: LoadedPlan) -> LoadedPlan:
     declared = loaded.declared
     if declared is None:
         return loaded
-    services = {name: loaded.plan.services[name].model_copy(update={
-        "replicas": _replicas(loaded, name), "after": spec.after,
-        "dependency_options": spec.dependency_options, "load_balance": spec.load_balance})
-        for name, spec in declared.services.items() if name in loaded.plan.services}
-    plan = loaded.plan.model_copy(update={"services": services, "phases": declared.phases})
+    # A service with 0 replicas is kept, as docker stack deploy keeps it (no task): one
+    # engine's expansion left it out of loaded.plan (as `up SERVICE...` leaves out the
+    # services not chosen, which stay out).
+    services = {name: loaded.plan.services.get(name, spec).model_copy(update={
+                    "replicas": _replicas(loaded, name) if name in loaded.plan.services else 0,
+                    "after": spec.after, "dependency_options": spec.dependency_options,
+                    "load_balance": spec.load_balance})
+                for name, spec in declared.services.items()
+                if name in loaded.plan.services or name not in loaded.unselected}
+    phases = [phase.model_copy(update={"services": [n for n in phase.services
+                                                    if n in services]})
+              for phase in declared.phases if any(n in services for n in phase.services)]
+    plan = loaded.plan.model_copy(update={"services": services, "phases": phases})
     return dataclasses.replace(loaded, plan=plan, graph=DependencyGraph.from_plan(plan))
 
 
@@ -467,6 +479,8 @@ async def up_swarm(swarm: Swarm, loaded: LoadedPlan, options: UpOptions,
     """The plan on the swarm; RunFailed (after rolling back) if a required service fails."""
     loaded = plan_problems(loaded)
     plan = loaded.plan
+    for name in plan.services:
+        recorder.track(name, plan.phase_of(name))
     await swarm.nodes()  # a manager, or NotAManager before anything is made
     configs = _configs(swarm, loaded)
     objects = await _placed_objects(swarm, loaded)
@@ -532,14 +546,6 @@ def plan_problems(loaded: LoadedPlan) -> LoadedPlan:
     """The plan as the swarm takes it (a service per declared service, each load
     balancer's rendered configuration a config it gets: plan/_swarm_balancers.py);
     PlanError naming each key this backend does not carry out yet."""
-    problems = [PlanProblem(f"services.{name}.deploy.replicas", "0 replicas: not supported "
-                            "yet on a swarm (docker stack deploy keeps such a service with no "
-                            "task; ollamatopo would have to as well): give it a replica or "
-                            "leave it out of the file")
-                for name in (loaded.declared.services if loaded.declared else {})
-                if name not in loaded.plan.services]
-    if problems:
-        raise PlanError(str(loaded.path), problems)
     loaded = one_service_each(loaded)
     project = loaded.plan.project
     plan, problems = with_balancer_configs(

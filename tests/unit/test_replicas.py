@@ -172,13 +172,22 @@ def test_using_a_service_with_zero_replicas_is_refused(write_plan: Callable[...,
     assert words in str(caught.value)
 
 
-def test_zero_replicas_are_refused_on_a_swarm_until_carried_out(
+def test_a_swarm_keeps_a_service_with_zero_replicas_as_stack_deploy_does(
         write_plan: Callable[..., Path]) -> None:
+    """The swarm service is made with no task (its dependents then need not wait: it is
+    ready once made); `up SERVICE...` still leaves out the services it does not choose."""
+    from ollamatopo.app._up import select
     from ollamatopo.run._swarm import plan_problems
 
-    path = write_plan("services:\n  db: {image: db, deploy: {replicas: 0}}\n  api: {image: a}\n",
-                      "compose.yaml")
-    with pytest.raises(PlanError) as caught:
-        plan_problems(load_plan(path, {}, on_swarm=True))
-    assert "services.db.deploy.replicas" in str(caught.value)
-    assert "0 replicas: not supported yet on a swarm" in str(caught.value)
+    path = write_plan("""
+        services:
+          db: {image: db, deploy: {replicas: 0}}
+          api: {image: a, depends_on: [db]}
+          tools: {image: t, scale: 2}
+        """, "compose.yaml")
+    loaded = plan_problems(load_plan(path, {}, on_swarm=True))
+    assert {name: spec.replicas for name, spec in loaded.plan.services.items()} == {
+        "db": 0, "api": 1, "tools": 2}
+    assert loaded.graph.dependencies["api"] == {"db": Condition.STARTED}
+    chosen = plan_problems(select(load_plan(path, {}, on_swarm=True), ["tools"]))
+    assert list(chosen.plan.services) == ["tools"]
