@@ -194,7 +194,7 @@ def test_keys_not_carried_out_yet_and_unknown_keys_are_named_at_their_line(
 services:
   api:
     image: api:1
-    develop: {watch: [{path: ./src, action: sync, target: /src}]}
+    isolation: hyperv
     credential_spec: {file: spec.json}
     imagee: typo
     depends_on:
@@ -203,7 +203,8 @@ services:
 networks:
   back: {enable_ipv4: false}
 """)
-    assert any(p.startswith("services.api.develop (line 5): not supported yet") for p in problems)
+    assert any(p.startswith("services.api.isolation (line 5): not supported yet")
+               for p in problems)
     assert any(p.startswith("services.api.credential_spec (line 6): not supported yet")
                for p in problems)
     assert any(p.startswith("services.api.imagee (line 7): unknown key") for p in problems)
