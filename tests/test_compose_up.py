@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from tests.conftest import Project
@@ -181,7 +183,7 @@ services:
     image: ollamatopo-standin:latest
     volumes: ["./out:/out"]
     post_start:
-      - command: ["sh", "-c", "echo $$STAGE > stage && cp stage /out/started"]
+      - command: ["sh", "-c", "sleep 1 && echo $$STAGE > stage && cp stage /out/started"]
         environment: {STAGE: started}
         working_dir: /tmp
         user: "0"
@@ -194,16 +196,27 @@ services:
 """
 
 
-def test_post_start_runs_before_dependents_and_pre_stop_before_each_stop(
-        project: Project) -> None:
+def hooked_up(project: Project, stop_code: int) -> tuple[Path, Any]:
+    """HOOKS brought up, with its last pre_stop hook exiting `stop_code`."""
     (project.folder / "out").mkdir()
-    plan = project.write(HOOKS.replace("STOPCODE", "0"), "compose.yaml")
+    plan = project.write(HOOKS.replace("STOPCODE", str(stop_code)), "compose.yaml")
     result = project.run("up", "--plan", str(plan))
     assert result.code == 0, result.stderr
+    return plan, result
+
+
+def started_at(container: Any) -> datetime:
+    return datetime.fromisoformat(container.attrs["State"]["StartedAt"][:26])
+
+
+def test_post_start_runs_before_dependents_and_pre_stop_before_each_stop(
+        project: Project) -> None:
+    plan, _ = hooked_up(project, 0)
     assert (project.folder / "out" / "started").read_text() == "started\n"
-    app_started = events_of(result, "container started", "app")[0]["elapsed_s"]
-    worker_started = events_of(result, "container started", "worker")[0]["elapsed_s"]
-    assert worker_started >= app_started  # app counts as started once its hook passed
+    # app counts as started once its hook (a second long) passed: worker starts after it.
+    containers = project.containers()
+    waited = started_at(containers["worker"]) - started_at(containers["app"])
+    assert waited.total_seconds() >= 1.0, waited
     # `stop` and `start` run them too; `down` runs pre_stop, each hook in order.
     assert project.run("stop", "app", "--plan", str(plan)).code == 0
     assert (project.folder / "out" / "stopped").read_text() == "drained\n"
@@ -218,10 +231,7 @@ def test_post_start_runs_before_dependents_and_pre_stop_before_each_stop(
 
 def test_a_failing_post_start_fails_the_service_and_a_failing_pre_stop_only_warns(
         project: Project) -> None:
-    (project.folder / "out").mkdir()
-    plan = project.write(HOOKS.replace("STOPCODE", "4"), "compose.yaml")
-    up = project.run("up", "--plan", str(plan))
-    assert up.code == 0, up.stderr
+    plan, _ = hooked_up(project, 4)
     down = project.run("down", "--plan", str(plan))
     assert down.code == 0, down.stderr
     (failed,) = down.named("hook failed", "app")
