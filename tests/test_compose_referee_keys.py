@@ -32,7 +32,7 @@ AS_WRITTEN = ("sysctls", "dns", "dns_search", "dns_opt", "domainname", "privileg
               "pids_limit", "oom_score_adj", "group_add", "tty", "stdin_open", "mac_address",
               "storage_opt", "links", "external_links", "volumes_from", "labels",
               "cpu_period", "cpu_quota", "cpu_rt_period", "cpu_rt_runtime", "oom_kill_disable",
-              "device_cgroup_rules")
+              "device_cgroup_rules", "cpu_count", "cpu_percent", "isolation")
 BLKIO_LISTS = ("weight_device", "device_read_bps", "device_write_bps", "device_read_iops",
                "device_write_iops")
 RESTART = {"none": "no", "on-failure": "on-failure", "any": "always"}

@@ -45,6 +45,9 @@ services:
     cpu_quota: 50000
     mem_swappiness: 10
     oom_kill_disable: true
+    cpu_count: 2
+    cpu_percent: 50
+    isolation: default
     blkio_config: {weight: 300}
     device_cgroup_rules: ["c 1:3 mr", "b 8:* r"]
     oom_score_adj: 100
@@ -72,7 +75,8 @@ services:
 HOST_KEYS = ("Sysctls", "ShmSize", "Dns", "DnsSearch", "DnsOptions", "LogConfig", "Devices",
              "IpcMode", "Memory", "PidsLimit", "CpuShares", "OomScoreAdj", "GroupAdd",
              "CpuPeriod", "CpuQuota", "MemorySwappiness", "OomKillDisable", "BlkioWeight",
-             "DeviceCgroupRules")
+             "DeviceCgroupRules", "CpuCount", "CpuPercent", "Isolation")
+PERCENT_DISCARDED = "linux does not support CPU percent"  # the engine's warning
 WEIGHT_DISCARDED = "Your kernel does not support Block I/O weight"  # the engine's warning
 CONFIG_KEYS = ("StopSignal", "Domainname", "Tty", "OpenStdin")
 
@@ -128,6 +132,8 @@ def test_up_gives_the_containers_the_settings_compose_gives_them(
     # A kernel without the weight controller: the engine drops the weight and says so only in
     # the create's answer, which `up` passes on; with it, the container has the weight.
     said = [e["detail"] for e in result.named("engine warning") if e["service"] == "db"]
+    assert (mine["CpuCount"], mine["Isolation"]) == (2, "default")
+    assert mine["CpuPercent"] == 0 and any(PERCENT_DISCARDED in words for words in said), said
     assert mine["BlkioWeight"] == 300 or (
         mine["BlkioWeight"] == 0 and any(WEIGHT_DISCARDED in words for words in said)), said
     assert db["Config"]["Labels"]["com.example.team"] == "data"
@@ -179,6 +185,7 @@ def test_up_gives_the_containers_the_settings_compose_gives_them(
      "the engine gives its containers no real-time CPU time"),
     ("blkio_config: {device_read_bps: [{path: /dev/null, rate: 1mb}]}",
      "a blkio_config device is no block device of this host"),
+    ("isolation: hyperv", "linux only supports 'default'"),
     ("platform: linux/arm64", "image ollamatopo-standin:latest on the engine is linux/amd64, "
                               "not linux/arm64"),
     ("pull_policy: always", "could not be pulled (pull_policy always pulls it again"),

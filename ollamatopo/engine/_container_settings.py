@@ -37,6 +37,8 @@ def host_config(plan: Plan, spec: ServiceSpec, container_of: ContainerOf) -> dic
         "CpuShares": spec.cpu_shares,
         "CpusetCpus": spec.cpuset,
         "CpuPeriod": spec.cpu_period,
+        "CpuCount": spec.cpu_count,
+        "CpuPercent": spec.cpu_percent,
         "CpuQuota": spec.cpu_quota,
         "CpuRealtimePeriod": spec.cpu_rt_period,
         "CpuRealtimeRuntime": spec.cpu_rt_runtime,
@@ -58,6 +60,7 @@ def host_config(plan: Plan, spec: ServiceSpec, container_of: ContainerOf) -> dic
         "UsernsMode": spec.userns_mode,
         "CgroupParent": spec.cgroup_parent,
         "Runtime": spec.runtime,
+        "Isolation": spec.isolation,
         "Devices": [{"PathOnHost": device.source, "PathInContainer": device.target,
                      "CgroupPermissions": device.permissions}
                     for device in spec.devices] or None,

@@ -210,6 +210,10 @@ def _service(out: Translation, name: str, spec: object, phased: bool,
     _simple_lists(at, spec, service)
     _deploy(out, at, spec.get("deploy"), service)
     _scale(out, at, spec, service)
+    if "cpu_count" in spec:
+        out.warnings.append(f"{at}.cpu_count: the engine applies it to Windows containers "
+                            "only; on Linux it has no effect (compose passes it all the same): "
+                            "limit the service with cpus instead")
     _distinct_twins(out, at, spec)
     dependencies = _depends_on(out, at, spec.get("depends_on"), inactive, service)
     if dependencies is not None or not phased:

@@ -229,6 +229,10 @@ class ContainerSettings(_Settings):
     cpu_rt_period: int | None = Field(default=None, ge=0)
     cpu_rt_runtime: int | None = Field(default=None, ge=-1)
     mem_swappiness: int | None = Field(default=None, ge=0, le=100)
+    # Windows containers' CPU keys: a Linux engine drops cpu_percent (with a warning, which
+    # `up` logs) and keeps cpu_count without effect (the plan warns: _compose._service).
+    cpu_count: int | None = Field(default=None, ge=0)
+    cpu_percent: int | None = Field(default=None, ge=0, le=100)
     oom_kill_disable: bool = False
     blkio_config: BlkioConfig | None = None
     pids_limit: int | None = Field(default=None, ge=-1)
@@ -247,6 +251,7 @@ class ContainerSettings(_Settings):
     userns_mode: str | None = Field(default=None, pattern="^host$")
     cgroup_parent: str | None = None
     runtime: str | None = Field(default=None, pattern=NAME_RE.pattern)
+    isolation: str | None = None  # a Linux engine takes `default` only, and says so
     devices: list[DeviceMapping] = []
     device_cgroup_rules: TextList = []
     gpus: Annotated[list[DeviceRequest], BeforeValidator(_gpus)] = []

@@ -194,7 +194,7 @@ def test_keys_not_carried_out_yet_and_unknown_keys_are_named_at_their_line(
 services:
   api:
     image: api:1
-    isolation: hyperv
+    use_api_socket: true
     credential_spec: {file: spec.json}
     imagee: typo
     depends_on:
@@ -203,7 +203,7 @@ services:
 networks:
   back: {enable_ipv4: false}
 """)
-    assert any(p.startswith("services.api.isolation (line 5): not supported yet")
+    assert any(p.startswith("services.api.use_api_socket (line 5): not supported yet")
                for p in problems)
     assert any(p.startswith("services.api.credential_spec (line 6): not supported yet")
                for p in problems)
@@ -219,10 +219,10 @@ services:
   api:
     image: api:1
     restart: sometimes
-    isolation: process
+    credential_spec: {file: spec.json}
     depends_on: [ghost]
 """)
-    assert any("services.api.isolation" in p and "not supported yet" in p for p in problems)
+    assert any("services.api.credential_spec" in p and "not supported yet" in p for p in problems)
     assert any("services.api.restart" in p for p in problems)
     assert any("ghost" in p for p in problems)
 

@@ -276,6 +276,9 @@ services:
       device_read_iops: [{path: /dev/sda, rate: 120}]
       device_write_iops: [{path: /dev/sda, rate: "30"}]
     device_cgroup_rules: ["c 1:3 mr"]
+    cpu_count: 2
+    cpu_percent: 50
+    isolation: default
 """)
     host = kwargs["host_config"]
     assert (host["CpuPeriod"], host["CpuQuota"], host["CpuRealtimePeriod"],
@@ -289,6 +292,7 @@ services:
     assert (host["BlkioDeviceReadIOps"], host["BlkioDeviceWriteIOps"]) == (
         [{"Path": "/dev/sda", "Rate": 120}], [{"Path": "/dev/sda", "Rate": 30}])
     assert host["DeviceCgroupRules"] == ["c 1:3 mr"]
+    assert (host["CpuCount"], host["CpuPercent"], host["Isolation"]) == (2, 50, "default")
     assert host["Ulimits"] == [{"Name": "core", "Soft": 0, "Hard": 0},
                                {"Name": "nofile", "Soft": 1024, "Hard": 2048}]
     assert host["Sysctls"] == {"net.core.somaxconn": "1024"}
@@ -537,3 +541,8 @@ services:
 """)
     assert [warning.split(":")[0] for warning in loaded.warnings] == [
         "services.a.oom_kill_disable", "services.a.device_cgroup_rules[0]"]
+
+
+def test_a_windows_only_key_is_said_to_do_nothing_here(tmp_path: Path) -> None:
+    loaded = load(tmp_path, "services:\n  a: {image: x:1, cpu_count: 2, cpu_percent: 50}\n")
+    assert [w.split(":")[0] for w in loaded.warnings] == ["services.a.cpu_count"]
