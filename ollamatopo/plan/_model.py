@@ -804,6 +804,14 @@ class ServiceHook(_Model):
     working_dir: str | None = None
     environment: Environment = {}
 
+    @model_validator(mode="before")
+    @classmethod
+    def _extensions(cls, value: object) -> object:
+        """compose's `x-` keys, which the specification allows in a hook too."""
+        if isinstance(value, dict):
+            return {key: item for key, item in value.items() if not str(key).startswith("x-")}
+        return value
+
 
 class ServiceSpec(_Model, ContainerSettings):  # compose's keys for the engine: _container
     image: Annotated[str, AfterValidator(_image)]  # with `build` and none: Plan names it

@@ -56,3 +56,8 @@ def test_a_hook_that_says_nothing_gets_the_reason_its_code_means(code: int, word
 def test_a_hook_needs_a_command() -> None:
     with pytest.raises(ValueError, match="command"):
         ServiceHook(command=[])
+
+
+def test_a_hook_may_carry_extensions_as_compose_allows() -> None:
+    hook = ServiceHook.model_validate({"command": "true", "x-note": "for humans"})
+    assert hook.command == ["true"]
