@@ -146,6 +146,13 @@ class ProbeFailed(OllamatopoError):
     """One readiness check did not pass (retried until the service's deadline)."""
 
 
+class HookFailed(OllamatopoError):
+    """A lifecycle hook (post_start, pre_stop) exited non-zero, or could not be run."""
+
+    def __init__(self, moment: str, index: int, reason: str) -> None:
+        super().__init__(f"its {moment} hook [{index}] {reason}")
+
+
 class RunFailed(OllamatopoError):
     """`up` failed: one or more required services failed."""
 

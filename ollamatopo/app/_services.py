@@ -10,13 +10,13 @@ from functools import partial
 import anyio
 import anyio.lowlevel
 
-from ollamatopo._errors import ServiceFailed, UsageError
+from ollamatopo._errors import HookFailed, ServiceFailed, UsageError
 from ollamatopo.app._connect import connect_engine
 from ollamatopo.app._lock import ProjectLock
 from ollamatopo.app._settings import Settings
 from ollamatopo.engine._docker import Engine
 from ollamatopo.plan._loading import LoadedPlan
-from ollamatopo.run._hooks import HookFailed, run_hooks, stop_container
+from ollamatopo.run._hooks import run_hooks, stop_container
 
 
 def chosen(loaded: LoadedPlan, services: Sequence[str]) -> list[str]:

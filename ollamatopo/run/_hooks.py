@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import structlog
 
-from ollamatopo._errors import EngineError
+from ollamatopo._errors import EngineError, HookFailed
 from ollamatopo.engine._docker import Engine
 from ollamatopo.plan._model import Plan, ServiceHook
 from ollamatopo.report._recorder import RunRecorder
@@ -31,13 +31,6 @@ CANNOT_RUN = {126: " (the command could not be run: its user is not in the image
 
 def stop_hooks(plan: Plan) -> dict[str, list[ServiceHook]]:
     return {name: spec.pre_stop for name, spec in plan.services.items() if spec.pre_stop}
-
-
-class HookFailed(Exception):
-    """A hook exited non-zero, or the engine refused its exec."""
-
-    def __init__(self, moment: str, index: int, reason: str) -> None:
-        super().__init__(f"its {moment} hook [{index}] {reason}")
 
 
 async def run_hooks(engine: Engine, container_id: str, hooks: Sequence[ServiceHook],

@@ -26,6 +26,7 @@ from ollamatopo._errors import (
     DependencyFailed,
     EngineError,
     ExternalMissing,
+    HookFailed,
     OllamatopoError,
     PlanError,
     ProbeFailed,
@@ -62,7 +63,7 @@ from ollamatopo.plan._model import Condition, Plan
 from ollamatopo.report._recorder import RunRecorder
 from ollamatopo.run._admission import Capacity, admit, clamp
 from ollamatopo.run._balancers import BalancerSync
-from ollamatopo.run._hooks import HookFailed, StopHooks, run_hooks, stop_container
+from ollamatopo.run._hooks import StopHooks, run_hooks, stop_container
 from ollamatopo.run._image_policy import image_wants
 from ollamatopo.run._queue import EngineQueue
 from ollamatopo.run._reconcile import (

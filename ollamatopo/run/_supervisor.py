@@ -24,7 +24,7 @@ from typing import Any
 
 import anyio
 
-from ollamatopo._errors import EngineError, OllamatopoError, ProbeFailed
+from ollamatopo._errors import EngineError, HookFailed, OllamatopoError, ProbeFailed
 from ollamatopo.engine._docker import Engine
 from ollamatopo.engine._payloads import first_network, restart_policy
 from ollamatopo.engine._probes import (
@@ -39,7 +39,7 @@ from ollamatopo.engine._watch import ContainerWatch
 from ollamatopo.plan._loading import LoadedPlan
 from ollamatopo.report._recorder import RunRecorder
 from ollamatopo.run._balancers import BalancerSync
-from ollamatopo.run._hooks import HookFailed, run_hooks, stop_container
+from ollamatopo.run._hooks import run_hooks, stop_container
 
 # An update needs the explicit name: an empty one leaves the policy as it was.
 ENGINE_NEVER_RESTARTS = {"Name": "no", "MaximumRetryCount": 0}

@@ -8,8 +8,9 @@ from typing import Any
 import anyio
 import pytest
 
+from ollamatopo._errors import HookFailed
 from ollamatopo.plan._model import ServiceHook
-from ollamatopo.run._hooks import HookFailed, run_hooks
+from ollamatopo.run._hooks import run_hooks
 
 
 class Execs:
