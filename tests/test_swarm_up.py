@@ -214,6 +214,9 @@ def test_a_service_with_zero_replicas_is_made_with_no_task_and_not_waited_for(
     (ready,) = up.named("service healthy", "db")
     assert ready["replicas"] == 0
     assert up.named("container created", "api")[0]["elapsed_s"] >= ready["elapsed_s"]
+    scaled = on_swarm.run("scale", "api=0", plan=ZERO)  # as `docker service scale api=0`
+    assert scaled.code == 0, scaled.stderr
+    assert on_swarm.services()["api"].attrs["Spec"]["Mode"] == {"Replicated": {"Replicas": 0}}
     down = on_swarm.run("down", plan=ZERO)
     assert down.code == 0, down.stderr
     assert on_swarm.services() == {}
