@@ -177,6 +177,7 @@ def test_a_service_scaled_to_zero_has_no_container_and_is_not_waited_for(
 
 
 HOOKS = """
+version: "3.9"
 name: PROJECT
 services:
   app:
@@ -226,6 +227,7 @@ def test_post_start_runs_before_dependents_and_pre_stop_before_each_stop(
     down = project.run("down", "--plan", str(plan))
     assert down.code == 0, down.stderr
     assert (project.folder / "out" / "stopped").read_text() == "drained\ndrained\n"
+    assert not down.named("plan warning")  # read for its hooks only: `up` said them
     assert project.containers() == {}
 
 

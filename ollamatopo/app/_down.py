@@ -57,7 +57,7 @@ def _plan_hooks(settings: Settings, project: str) -> StopHooks:
     from ollamatopo.app._up import load
 
     try:
-        loaded = load(settings)
+        loaded = load(settings, warn=False)
     except OllamatopoError:
         return {}
     return stop_hooks(loaded.plan) if loaded.plan.project == project else {}

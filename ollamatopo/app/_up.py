@@ -53,16 +53,17 @@ def read_plan(settings: Settings, replicas: Mapping[str, int] | None = None) -> 
                      env_file=settings.env_file, on_swarm=settings.backend == "swarm")
 
 
-def load(settings: Settings) -> LoadedPlan:
+def load(settings: Settings, *, warn: bool = True) -> LoadedPlan:
     """The plan, with the replica counts `scale` kept; its secrets join the redactor that
-    every output goes through, and its warnings are logged."""
+    every output goes through, and its warnings are logged (unless `warn` is false: a
+    command that reads the plan only on the side, as `down` for its hooks)."""
     loaded = read_plan(settings)
     overrides = read_overrides(settings.state_dir, loaded.plan.project)
     if overrides:  # what `scale` set outlives it
         loaded = read_plan(settings, overrides)
     redactor.add(loaded.secrets)
     log = structlog.get_logger("ollamatopo")
-    for warning in (*loaded.migration, *loaded.warnings):
+    for warning in (*loaded.migration, *loaded.warnings) if warn else ():
         log.warning("plan warning", detail=warning)
     return loaded
 
