@@ -79,7 +79,7 @@ class ContainerBackend:
     async def down(self, project: str, *, volumes: bool, recorder: RunRecorder,
                    hooks: StopHooks | None = None) -> DownResult:
         return await down(self.engine, project, volumes=volumes, recorder=recorder,
-                          hooks=hooks or {})
+                          hooks=hooks)
 
     async def status(self, loaded: LoadedPlan, *, probe: bool) -> list[dict[str, Any]]:
         return await collect_status(self.engine, loaded, probe=probe)

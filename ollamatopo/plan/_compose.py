@@ -67,9 +67,6 @@ BUILD_NOT_YET = {"additional_contexts", "cache_from", "cache_to", "entitlements"
                  "extra_hosts", "isolation", "network", "no_cache", "platforms", "privileged",
                  "provenance", "pull", "sbom", "secrets", "shm_size", "ssh", "tags", "ulimits"}
 EXTENSION_KEYS = {"ready", "optional", "load_balance", "secrets"}
-# Keys for compose's attached or watching `up`, which its `up -d` leaves aside: ollamatopo's
-# `up` is always detached (it attaches no log, it does not watch files).
-UP_DETACHED = {"attach", "develop"}
 NETWORK_KEYS = {"driver", "driver_opts", "ipam", "external", "internal", "attachable",
                 "enable_ipv4", "enable_ipv6", "labels", "name"}
 VOLUME_KEYS = {"driver", "driver_opts", "external", "labels", "name"}
@@ -197,8 +194,14 @@ def _service(out: Translation, name: str, spec: object, phased: bool,
             service[key] = value
         elif key == EXTENSION or key in TRANSLATED or key in ("profiles", "extends"):
             continue  # extends: resolved before (_compose_files), so never here in a load
-        elif key in UP_DETACHED:
-            _up_detached(out, f"{at}.{key}", value)
+        elif key == "attach":  # which logs an attached `up` shows: ollamatopo's shows none
+            if not isinstance(value, bool) and value not in ("true", "false"):
+                out.problems.append(PlanProblem(f"{at}.attach", "attach is true or false"))
+        elif key == "develop":  # compose watch's; compose's `up -d` ignores it silently
+            out.warnings.append(f"{at}.develop: compose watch's settings; ollamatopo has no "
+                                "watch mode, so nothing syncs or rebuilds on a change (as with "
+                                "compose's up without --watch): run `ollamatopo up --build` "
+                                "again after a change")
         elif key in SERVICE_KEYS:
             _not_yet(out, f"{at}.{key}")
         else:
@@ -442,19 +445,6 @@ TWINS: dict[str, tuple[str, str, Callable[[Any], float]]] = {
     "mem_limit": ("limits", "memory", parse_bytes), "cpus": ("limits", "cpus", parse_cpus),
     "pids_limit": ("limits", "pids", int),
     "mem_reservation": ("reservations", "memory", parse_bytes)}
-
-
-def _up_detached(out: Translation, where: str, value: object) -> None:
-    """`attach` chooses the services whose logs an attached `up` shows: with none shown,
-    either value means the same. `develop` is `compose watch`'s (and `up --watch`'s):
-    taken, with a warning that nothing watches (compose's `up -d` ignores it silently)."""
-    if where.endswith(".attach"):
-        if not isinstance(value, bool) and value not in ("true", "false"):
-            out.problems.append(PlanProblem(where, "attach is true or false"))
-        return
-    out.warnings.append(f"{where}: compose watch's settings; ollamatopo has no watch mode, so "
-                        "nothing syncs or rebuilds on a change (as with compose's up without "
-                        "--watch): run `ollamatopo up --build` again after a change")
 
 
 def _swarm_only(out: Translation, where: str, value: object) -> None:

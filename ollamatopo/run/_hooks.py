@@ -13,6 +13,7 @@ leaves such a container running, which would block a `down` until the hook is fi
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import partial
 
 import structlog
 
@@ -61,11 +62,7 @@ async def stop_container(engine: Engine, container_id: str, hooks: Sequence[Serv
         try:
             await run_hooks(engine, container_id, hooks, "pre_stop")
         except HookFailed as error:
-            fields = {"service": service, "level": "warning", "error": str(error),
-                      "note": "stopped all the same"}
-            if recorder is not None:
-                recorder.emit("hook failed", **fields)
-            else:
-                level = fields.pop("level")
-                getattr(structlog.get_logger("ollamatopo"), level)("hook failed", **fields)
+            warn = (partial(recorder.emit, level="warning") if recorder is not None
+                    else structlog.get_logger("ollamatopo").warning)
+            warn("hook failed", service=service, error=str(error), note="stopped all the same")
     await engine.stop(container_id)
