@@ -18,9 +18,11 @@ import threading
 from types import FrameType
 
 EXIT_INTERRUPTED = 130  # the same as _errors.EXIT_INTERRUPTED, without importing it yet
+_STOP = threading.Event()  # a stop was requested before the event loop took signals over
 
 
 def _stop_requested(signum: int, frame: FrameType | None) -> None:
+    _STOP.set()
     raise KeyboardInterrupt
 
 
@@ -30,6 +32,13 @@ def _run() -> int:
 
         return main()
     except KeyboardInterrupt:  # before the command could catch it: nothing was done yet
+        print("ollamatopo: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BaseException:
+        # The interrupt can land inside an extension's import: pydantic_core (Rust) turns
+        # it into a panic, which is no KeyboardInterrupt. It is still the stop request.
+        if not _STOP.is_set() or isinstance(sys.exc_info()[1], SystemExit):
+            raise
         print("ollamatopo: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 

@@ -235,9 +235,13 @@ def test_supervise_tells_a_failed_task_and_reprobes_dependents_once_it_is_back(
     """`up --supervise --backend swarm`: the swarm restarts a killed task by itself; the
     daemon tells the failure, the service unhealthy, then healthy once its replacement
     runs and answers, and re-probes the dependent at once. SIGTERM leaves the services."""
-    daemon = subprocess.Popen(on_swarm.command("up", "--supervise"), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=on_swarm.folder,
-                              env=on_swarm.env)
+    # stdout has one reader, the thread below (communicate() would read and close it too,
+    # and the thread then fail on the closed file); stderr goes to a file.
+    errors = on_swarm.folder / "daemon.stderr"
+    with errors.open("w") as stderr:
+        daemon = subprocess.Popen(on_swarm.command("up", "--supervise"),
+                                  stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                  cwd=on_swarm.folder, env=on_swarm.env)
     lines: queue.Queue[str] = queue.Queue()
     seen: list[str] = []
     reader = threading.Thread(target=lambda: [lines.put(line) for line in daemon.stdout or ()],
@@ -263,8 +267,11 @@ def test_supervise_tells_a_failed_task_and_reprobes_dependents_once_it_is_back(
         assert until("dependent re-probed", 60), "".join(seen)
     finally:
         daemon.terminate()
-        _, err = daemon.communicate(timeout=60)
-        reader.join(timeout=10)
+        daemon.wait(timeout=60)
+        reader.join(timeout=10)  # it ends at the pipe's end, then the pipe is closed
+        if daemon.stdout is not None:
+            daemon.stdout.close()
+        err = errors.read_text(encoding="utf-8")
     while not lines.empty():
         seen.append(lines.get())
     told = Result(daemon.returncode, "".join(seen), err)
