@@ -169,8 +169,11 @@ def test_up_places_orders_and_waits_then_keeps_updates_and_takes_down(
     after = {name: s.attrs["Version"]["Index"] for name, s in on_swarm.services().items()}
     assert after["db"] == versions["db"] and after["api"] > versions["api"]
 
-    assert not on_swarm.bed.client(on_swarm.bed.manager).containers.list(
-        all=True, filters={"label": "ollamatopo.prober"})  # the probers went with the run
+    # The probers went with each run (this project's: the bed is shared by the session).
+    left = on_swarm.bed.client(on_swarm.bed.manager).containers.list(all=True, filters={
+        "label": [f"ollamatopo.project={on_swarm.name}", "ollamatopo.prober"]})
+    assert not left, ([(c.short_id, c.status, c.labels) for c in left],
+                      [run.named("prober left") for run in (first, again, changed)])
 
     scaled = on_swarm.run("scale", "api=3", plan=PLAN.replace("GEN", "2"))
     assert scaled.code == 0, scaled.stderr

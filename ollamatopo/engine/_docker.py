@@ -378,6 +378,13 @@ class Engine:
                                     retry=True)
         return [str(c["Id"]) for c in containers], [str(n["Id"]) for n in networks]
 
+    async def containers_labelled(self, labels: Mapping[str, str]) -> list[str]:
+        """Ids of the containers (any state) that carry every one of `labels`."""
+        label = {"label": [f"{key}={value}" for key, value in labels.items()]}
+        raw = await self._call("list containers", self._client.containers, all=True,
+                               filters=label, retry=True)
+        return [str(container["Id"]) for container in raw]
+
     async def capacity(self) -> tuple[float, int]:
         """The host's CPU count and memory in bytes, as the engine sees them."""
         info = await self._call("read engine info", self._client.info, retry=True)

@@ -18,11 +18,13 @@ import contextlib
 import dataclasses
 import functools
 import math
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import structlog
 
 from ollamatopo._errors import (
     EngineError,
@@ -86,6 +88,7 @@ NETWORK_RELEASE_S = 60.0
 WATCH_S = 1.0  # how often `up --supervise` on a swarm reads the tasks
 MAX_REPLICAS = 500  # the plan model's own limit
 LABEL_PROBER = "ollamatopo.prober"  # a prober container (not a service's)
+PROBERS_CLOSE_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -126,9 +129,14 @@ class OverlayProbes:
     (one per network, made on first use on the manager, removed when the run ends)."""
 
     def __init__(self, swarm: Swarm, image: str | None, labels: Mapping[str, str]) -> None:
-        self._swarm, self._image, self._labels = swarm, image, dict(labels)
+        self._swarm, self._image = swarm, image
+        # This instance's own label value: close() finds by it a prober whose create a
+        # cancelled caller abandoned (the engine's thread made it after all).
+        self._token = uuid.uuid4().hex
+        self._labels = {**labels, LABEL_PROBER: self._token}
         self._probers: dict[str, str] = {}  # network -> container id
         self._making = anyio.Lock()
+        self._asked = False
 
     def applies(self, ready: ReadySpec) -> bool:
         return self._image is not None and ready.kind in (ProbeKind.HTTP, ProbeKind.TCP)
@@ -164,6 +172,7 @@ class OverlayProbes:
             answers.append(code == 0)
 
     async def _prober(self, network: str) -> str:
+        self._asked = True
         async with self._making:
             if network not in self._probers:
                 assert self._image is not None
@@ -172,10 +181,22 @@ class OverlayProbes:
             return self._probers[network]
 
     async def close(self) -> None:
-        with anyio.CancelScope(shield=True):
-            for container_id in self._probers.values():
-                with contextlib.suppress(OllamatopoError):
-                    await self._swarm.engine.remove_container(container_id)
+        """Remove the probers, bounded so that a stalled engine does not hold the run's
+        end (a prober left is said, and `down` removes it)."""
+        if not self._asked:
+            return
+        engine = self._swarm.engine
+        with anyio.move_on_after(PROBERS_CLOSE_S, shield=True):
+            made = set(self._probers.values())
+            with contextlib.suppress(OllamatopoError):
+                made.update(await engine.containers_labelled({LABEL_PROBER: self._token}))
+            for container_id in sorted(made):
+                try:
+                    await engine.remove_container(container_id)
+                except OllamatopoError as error:
+                    structlog.get_logger("ollamatopo").warning(
+                        "prober left", container=container_id[:12], error=str(error),
+                        fix="`down` removes it")
 
 
 @dataclass
@@ -487,7 +508,7 @@ async def up_swarm(swarm: Swarm, loaded: LoadedPlan, options: UpOptions,
     configs = {name: with_objects(config, plan, objects) for name, config in configs.items()}
     actions, orphans = reconcile_services(configs, await swarm.services(plan.project))
     probes = OverlayProbes(swarm, options.probe_image, {
-        LABEL_PROJECT: plan.project, LABEL_RUN: recorder.run_id, LABEL_PROBER: "1"})
+        LABEL_PROJECT: plan.project, LABEL_RUN: recorder.run_id})
     queue = EngineQueue(options.start_concurrency,
                         loaded.graph.latest_starts(options.durations),
                         expected=[name for name, action in actions.items()
@@ -632,7 +653,7 @@ async def supervise_swarm(swarm: Swarm, loaded: LoadedPlan, options: SuperviseOp
     configs = _configs(swarm, loaded)
     await swarm.nodes()  # the manager's own node, for exec probes of its tasks
     probes = OverlayProbes(swarm, options.probe_image, {
-        LABEL_PROJECT: loaded.plan.project, LABEL_RUN: recorder.run_id, LABEL_PROBER: "1"})
+        LABEL_PROJECT: loaded.plan.project, LABEL_RUN: recorder.run_id})
     watch = _TaskWatch(loaded, SwarmReadiness(swarm, loaded.plan, configs, probes),
                        recorder, options.ready_timeout_s)
     recorder.emit("supervising", backend="swarm", services=len(configs), every_s=WATCH_S)
@@ -790,7 +811,7 @@ async def status_swarm(swarm: Swarm, loaded: LoadedPlan, *, probe_image: str | N
     nodes = {node.id: node.hostname for node in await swarm.nodes()}
     configs = _configs(swarm, loaded)
     probes = OverlayProbes(swarm, probe_image if probe else None,
-                           {LABEL_PROJECT: project, LABEL_PROBER: "1"})
+                           {LABEL_PROJECT: project})
     readiness = SwarmReadiness(swarm, loaded.plan, configs, probes)
     rows = []
     try:
