@@ -121,6 +121,11 @@ def test_scale_via_replicas_and_the_balancer_follows(project: SwarmProject) -> N
     down = project.run("scale", "backend=1", plan=plan)
     assert down.code == 0, down.stderr
     returned = time.monotonic()
+    # As compose's scale down, it returns once the extra replicas stopped (the swarm
+    # calls the update done at once and stops them over the next seconds).
+    still = [task["Status"]["State"] for task in project.services()["backend"].tasks()
+             if task["Status"]["State"] in ("starting", "running")]
+    assert still == ["running"], still
     during = []
     while time.monotonic() - returned < FOLLOW_BOUND_S:
         during.append(answer(port))

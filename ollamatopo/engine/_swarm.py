@@ -79,6 +79,12 @@ class TaskState:
     def failed(self) -> bool:
         return self.state in FAILED
 
+    @property
+    def stopping(self) -> bool:
+        """The swarm removes or replaces it, and its container still runs (and may still
+        answer): a scale down's extra replica for a few seconds after the update."""
+        return not self.current and self.state in ("starting", "running")
+
 
 @dataclass(frozen=True)
 class ObservedService:

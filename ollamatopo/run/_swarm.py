@@ -349,7 +349,12 @@ class _SwarmRun:
     async def _updated_and_ready(self, name: str, service_id: str,
                                  tasks: list[TaskState]) -> bool:
         """An updated service is ready once the swarm finished its rolling update (until
-        then an old task still runs and would pass for the new one), and its tasks are."""
+        then an old task still runs and would pass for the new one), its tasks are, and
+        no task it removes still runs: compose's scale down and recreate return once the
+        old containers stopped, where the swarm calls a change of replicas done at once
+        and stops the extra tasks over the next seconds (they answer until then)."""
+        if any(task.stopping for task in tasks):
+            return False
         if not await self.readiness.holds(name, tasks):
             return False  # a failed task fails it in _until; no inspect per poll till then
         state, message = await self.swarm.update_state(service_id)
@@ -401,9 +406,12 @@ class _SwarmRun:
             states = ", ".join(sorted({task.state for task in last if task.current})) or "none"
             replaced = [task for task in last if task.failed and not task.current]
             errors = "; ".join(sorted({task.error for task in replaced if task.error}))
+            stopping = sum(task.stopping for task in last)
             raise ServiceFailed(name, f"not {what} after {deadline:g}s (its tasks: {states}"
                                 + (f"; {len(replaced)} failed and replaced: {errors}"
-                                   if replaced else "") + ")")
+                                   if replaced else "")
+                                + (f"; {stopping} being removed still running"
+                                   if stopping else "") + ")")
         if what == "ready":
             began = self.recorder.services[name].created_s or 0.0
             done: dict[str, Any] = {"completed": True, "exit_code": 0} if job else {}
