@@ -9,7 +9,9 @@ from typing import Any, cast
 
 import anyio
 import pytest
+import structlog
 
+from ollamatopo._errors import EngineError
 from ollamatopo.engine._swarm import Swarm, TaskState
 from ollamatopo.plan._loading import load_plan
 from ollamatopo.plan._model import HealthcheckSpec
@@ -135,3 +137,95 @@ def test_the_task_board_lists_again_when_stale_or_asked_for_another() -> None:
         assert listing.calls[-1] == ["c"]
 
     anyio.run(main)
+
+
+def _task_of(desired: str, state: str) -> TaskState:
+    return TaskState(id="t1", slot=1, node="n", state=state, desired=desired, message="",
+                     error="", container_id="c1", exit_code=None)
+
+
+@pytest.mark.parametrize(("desired", "state", "stopping"), [
+    ("running", "running", False),  # one the swarm keeps
+    ("shutdown", "running", True),  # a scale down's extra replica, still answering
+    ("remove", "starting", True),
+    ("shutdown", "shutdown", False),  # stopped
+    ("shutdown", "complete", False),
+    ("shutdown", "failed", False),
+])
+def test_a_task_the_swarm_removes_is_stopping_while_its_container_runs(
+        desired: str, state: str, stopping: bool) -> None:
+    assert _task_of(desired, state).stopping is stopping
+
+
+class _ProberEngine:
+    """The engine calls OverlayProbes makes: a prober whose create was abandoned (the
+    caller cancelled, the engine's thread made it anyway) is only found by its label."""
+
+    def __init__(self, refuse: set[str]) -> None:
+        self.labelled: dict[str, dict[str, str]] = {}
+        self.removed: list[str] = []
+        self.refuse = refuse
+
+    async def containers_labelled(self, labels: dict[str, str]) -> list[str]:
+        return [cid for cid, have in self.labelled.items() if labels.items() <= have.items()]
+
+    async def remove_container(self, container_id: str) -> None:
+        if container_id in self.refuse:
+            raise EngineError(f"remove container {container_id}: the engine did not answer")
+        self.removed.append(container_id)
+
+
+class _ProberSwarm:
+    def __init__(self, engine: _ProberEngine) -> None:
+        self.engine = engine
+        self.started = 0
+
+    async def start_prober(self, image: str, network: str, labels: dict[str, str]) -> str:
+        self.started += 1
+        container_id = f"prober-{self.started}"
+        self.engine.labelled[container_id] = dict(labels)
+        if network == "abandoned":
+            await anyio.sleep(60)  # cancelled here: made, but its id never returned
+        return container_id
+
+
+def test_close_removes_the_probers_also_one_whose_create_was_abandoned() -> None:
+    engine = _ProberEngine(refuse=set())
+    swarm = _ProberSwarm(engine)
+    probes = OverlayProbes(cast(Swarm, swarm), "probe:1", {"ollamatopo.project": "p"})
+    engine.labelled["other"] = {"ollamatopo.project": "p", "ollamatopo.prober": "x"}
+
+    async def main() -> None:
+        await probes._prober("net")
+        with anyio.move_on_after(0.05):
+            await probes._prober("abandoned")
+        await probes.close()
+
+    anyio.run(main)
+    # its own two, not another run's prober of the same project
+    assert sorted(engine.removed) == ["prober-1", "prober-2"]
+
+
+def test_a_prober_the_engine_would_not_remove_is_said() -> None:
+    engine = _ProberEngine(refuse={"prober-1"})
+    probes = OverlayProbes(cast(Swarm, _ProberSwarm(engine)), "probe:1", {})
+
+    async def main() -> None:
+        await probes._prober("net")
+        await probes.close()
+
+    with structlog.testing.capture_logs() as logs:
+        anyio.run(main)
+    assert [(log["event"], log["container"], log["fix"]) for log in logs] == [
+        ("prober left", "prober-1", "`down` removes it")]
+
+
+def test_close_asks_the_engine_nothing_when_no_probe_ran() -> None:
+    engine = _ProberEngine(refuse=set())
+    probes = OverlayProbes(cast(Swarm, _ProberSwarm(engine)), "probe:1", {})
+
+    async def refuse(labels: dict[str, str]) -> list[str]:
+        raise AssertionError("listed")
+
+    engine.containers_labelled = refuse  # type: ignore[method-assign]
+    anyio.run(probes.close)
