@@ -220,6 +220,48 @@ def test_an_inline_dockerfile_with_args_a_target_and_labels(builds: Project) -> 
     assert image.labels["team"] == "shop"
 
 
+STEPS = """
+name: PROJECT
+services:
+  web:
+    build:
+      context: ./app
+      network: none
+      shm_size: 32m
+      extra_hosts: {cache.internal: 10.0.0.5}
+      tags: [PROJECT-web:extra]
+      cache_from: [ollamatopo-standin:latest]
+      cache_to: [type=inline]
+      no_cache: true
+    x-ollamatopo:
+      ready: {http: {port: 8080, path: /hosts.txt}, timeout: 20s}
+"""
+# What the build's step saw: its /etc/hosts, its /dev/shm, its network interfaces.
+SEEN = ("FROM ollamatopo-standin:latest\n"
+        "RUN mkdir -p /www && cat /etc/hosts > /www/hosts.txt"
+        " && df -k /dev/shm | tail -n 1 > /www/shm.txt && cat /proc/net/dev > /www/links.txt\n")
+
+
+def test_the_build_steps_see_their_network_hosts_and_shm_and_the_image_its_tags(
+        builds: Project) -> None:
+    context(builds, "app", SEEN)
+    builds.write(STEPS)
+    first = builds.run("up")
+    assert first.code == 0, first.stderr
+    hosts = file_in(builds, "web", "/www/hosts.txt").splitlines()
+    assert any(line.split() == ["10.0.0.5", "cache.internal"] for line in hosts), hosts
+    assert file_in(builds, "web", "/www/shm.txt").split()[1] == str(32 * 1024)  # in KiB
+    links = file_in(builds, "web", "/www/links.txt")
+    assert " lo:" in links and "eth0" not in links, links  # network: none
+    image = builds.client.images.get(f"{builds.name}-web")
+    assert builds.client.images.get(f"{builds.name}-web:extra").id == image.id
+    # no_cache: a forced build runs its steps again (with the cache it gives the same image)
+    forced = builds.run("up", "--build")
+    assert forced.code == 0, forced.stderr
+    assert builds.client.images.get(f"{builds.name}-web").id != image.id
+    assert builds.client.images.get(f"{builds.name}-web:extra").id != image.id
+
+
 # --- the referee ----------------------------------------------------------------------------
 
 REFEREE = """
@@ -241,6 +283,17 @@ services:
       dockerfile_inline: |
         FROM scratch
       args: {K: v, FROM_ENV: null}
+  steps:
+    build:
+      context: .
+      cache_from: [team/steps:cache, "type=registry,ref=team/steps:cache2"]
+      cache_to: [type=inline]
+      no_cache: true
+      pull: true
+      network: host
+      shm_size: 64m
+      extra_hosts: {cache.internal: 10.0.0.5, a.internal: "::1"}
+      tags: [team/steps:extra]
 """
 
 
@@ -256,6 +309,10 @@ def test_compose_reads_the_same_builds_and_names_the_same_images(compose_binary:
         build = spec.build
         assert build is not None
         theirs_build = document["services"][name]["build"]
+        # compose writes extra hosts as name=ip (in its own order) and the size in bytes
+        if "extra_hosts" in theirs_build:
+            theirs_build["extra_hosts"] = sorted(theirs_build["extra_hosts"])
+        hosts = sorted(host.replace(":", "=", 1) for host in build.extra_hosts)
         assert theirs_build == {
             "context": str(build.context_in(path.parent)),
             **({"dockerfile_inline": build.dockerfile_inline} if build.dockerfile_inline
@@ -263,6 +320,14 @@ def test_compose_reads_the_same_builds_and_names_the_same_images(compose_binary:
             **({"args": build.args} if build.args else {}),
             **({"target": build.target} if build.target else {}),
             **({"labels": build.labels} if build.labels else {}),
+            **({"cache_from": build.cache_from} if build.cache_from else {}),
+            **({"cache_to": build.cache_to} if build.cache_to else {}),
+            **({"no_cache": True} if build.no_cache else {}),
+            **({"pull": True} if build.pull else {}),
+            **({"network": build.network} if build.network else {}),
+            **({"shm_size": str(build.shm_size)} if build.shm_size else {}),
+            **({"extra_hosts": hosts} if hosts else {}),
+            **({"tags": build.tags} if build.tags else {}),
         }, name
     images = subprocess.run([str(compose_binary), "-f", str(path), "config", "--images"],
                             capture_output=True, text=True, env={**ENV, **env}, check=True,

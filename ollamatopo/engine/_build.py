@@ -4,9 +4,12 @@ the image on the engine is still what those inputs make.
 The digest covers what decides the image: the context's files as the engine receives them
 (.dockerignore honoured by the SDK's own matcher, the one that makes the archive sent),
 each by path, kind, executable bit and content; the Dockerfile (in the context, outside
-it, or inline); the args, the target and the labels; and the id of each local image the
+it, or inline); the args, the target, the labels, the extra tags, and what the build's
+steps see (their network, extra hosts and /dev/shm size); and the id of each local image the
 Dockerfile starts `FROM`, so a rebuilt base rebuilds what stands on it. Not modification
-times: a file saved again unchanged rebuilds nothing. The digest is a label of the image
+times: a file saved again unchanged rebuilds nothing; not how the build is made either
+(`cache_from`, `no_cache`, `pull`: the same inputs make the same image). The digest is a
+label of the image
 built (`LABEL_BUILD_DIGEST`), beside the project that built it (`LABEL_BUILD_PROJECT`,
 for cleaning up by label; not `ollamatopo.project`, which every container made from the
 image would inherit and so seem the project's own).
@@ -38,6 +41,20 @@ CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
+class BuildSteps:
+    """How the engine's builder runs the steps, and the names the image gets besides its
+    own: compose's build keys beyond the inputs."""
+
+    cache_from: tuple[str, ...] = ()  # images whose layers the builder may reuse
+    no_cache: bool = False
+    pull: bool = False  # pull the bases first (else never: a base is the engine's own)
+    network: str | None = None
+    shm_size: int | None = None
+    extra_hosts: tuple[str, ...] = ()  # name:ip
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class BuildConfig:
     """One image to build: where from, and with what."""
 
@@ -52,6 +69,7 @@ class BuildConfig:
     labels: Mapping[str, str]  # the plan's own
     inputs_digest: str  # everything but the base images
     bases: tuple[str, ...]  # the images the Dockerfile starts FROM
+    steps: BuildSteps = BuildSteps()
 
     def digest(self, image_ids: Mapping[str, str]) -> str:
         """The inputs' digest with the base images as the engine has them now (an absent
@@ -91,14 +109,25 @@ def build_config(project: str, service: str, image: str, build: BuildSpec,
     context = build.context_in(base)
     name, text = _dockerfile(build, context)
     args = {key: value for key, value in build.args.items() if value is not None}
+    steps = BuildSteps(tuple(build.cache_images), build.no_cache, build.pull, build.network,
+                       build.shm_size, tuple(build.extra_hosts), tuple(build.tags))
     inputs = hashlib.sha256()
     for part in (name, text or "", repr(sorted(args.items())), build.target or "",
-                 repr(sorted(build.labels.items())), context_digest(context, name)):
+                 repr(sorted(build.labels.items())), context_digest(context, name),
+                 *_seen_by_steps(steps)):
         inputs.update(part.encode() + b"\0")
     dockerfile_text = text if text is not None else _read(context / name)
     return BuildConfig(service, image, project, context, name, text, args, build.target,
                        dict(build.labels), inputs.hexdigest(),
-                       tuple(from_images(dockerfile_text or "")))
+                       tuple(from_images(dockerfile_text or "")), steps)
+
+
+def _seen_by_steps(steps: BuildSteps) -> tuple[str, ...]:
+    """What of `steps` the image depends on, for the digest; nothing when unset, so that
+    an image built before these keys were taken keeps its digest."""
+    parts = (steps.network or "", str(steps.shm_size or ""),
+             ",".join(sorted(steps.extra_hosts)), ",".join(sorted(steps.tags)))
+    return parts if any(parts) else ()
 
 
 def _dockerfile(build: BuildSpec, context: Path) -> tuple[str, str | None]:

@@ -496,12 +496,13 @@ class Engine:
 
     async def build(self, config: BuildConfig, digest: str,
                     on_line: Callable[[str], None] | None = None) -> str:
-        """Build `config`'s image and tag it; its id. The image carries `digest` and the
-        project as labels. Never pulls (pull=False: a base image is the engine's own).
-        Every line of the build's log goes to `on_line` (in the event loop); a failed build
-        raises EngineError with its last BUILD_TAIL lines. Builds have their own limiter,
-        and a cancelled build does not hold up its caller: the thread stops reading at the
-        next line (the engine ends the build when the connection closes)."""
+        """Build `config`'s image and tag it, and with its extra tags; its id. The image
+        carries `digest` and the project as labels. Pulls its bases only when the plan
+        asks (`pull: true`; else a base image is the engine's own). Every line of the
+        build's log goes to `on_line` (in the event loop); a failed build raises
+        EngineError with its last BUILD_TAIL lines. Builds have their own limiter, and a
+        cancelled build does not hold up its caller: the thread stops reading at the next
+        line (the engine ends the build when the connection closes)."""
         cancelled = threading.Event()
         tail: collections.deque[str] = collections.deque(maxlen=BUILD_TAIL)
         what = f"build image {config.image}"
@@ -512,11 +513,16 @@ class Engine:
             except OSError as error:
                 raise EngineError(f"{what}: cannot read the build context {config.context}: "
                                   f"{error.strerror or error}") from None
+            steps = config.steps
             with archive:
                 log = self._client.build(
                     fileobj=archive, custom_context=True, tag=config.image,
                     dockerfile=config.dockerfile, buildargs=dict(config.args),
-                    target=config.target, labels=config.image_labels(digest), pull=False,
+                    target=config.target, labels=config.image_labels(digest),
+                    pull=steps.pull, nocache=steps.no_cache,
+                    cache_from=list(steps.cache_from) or None,
+                    network_mode=steps.network, shmsize=steps.shm_size,
+                    extra_hosts=list(steps.extra_hosts) or None,
                     rm=True, forcerm=True, decode=True, use_config_proxy=False,
                     timeout=BUILD_SILENCE_S)
                 image_id = ""
@@ -535,6 +541,8 @@ class Engine:
                                           + (f"; last lines of the build:\n{lines}"
                                              if lines else ""))
                     image_id = str((message.get("aux") or {}).get("ID") or image_id)
+                for tag in steps.tags:
+                    self._client.tag(image_id, *split_reference(tag))
                 return image_id
 
         try:

@@ -63,9 +63,10 @@ SAME = {"image", "command", "entrypoint", "environment", "hostname", "user", "wo
 TRANSLATED = {"depends_on", "healthcheck", "deploy", "ports", "volumes", "networks",
               "env_file", "extra_hosts", "tmpfs", "build", "secrets", "configs", "scale"}
 # compose-spec's build keys; the model takes the rest of them (BuildSpec).
-BUILD_NOT_YET = {"additional_contexts", "cache_from", "cache_to", "entitlements",
-                 "extra_hosts", "isolation", "network", "no_cache", "platforms", "privileged",
-                 "provenance", "pull", "sbom", "secrets", "shm_size", "ssh", "tags", "ulimits"}
+# BuildKit's own (the engine's builder, which ollamatopo drives, has none of them), and
+# `isolation` (Windows containers).
+BUILD_NOT_YET = {"additional_contexts", "entitlements", "isolation", "platforms",
+                 "privileged", "provenance", "sbom", "secrets", "ssh", "ulimits"}
 EXTENSION_KEYS = {"ready", "optional", "load_balance", "secrets"}
 NETWORK_KEYS = {"driver", "driver_opts", "ipam", "external", "internal", "attachable",
                 "enable_ipv4", "enable_ipv6", "labels", "name"}
@@ -234,14 +235,18 @@ def _simple_lists(at: str, spec: dict[str, Any], service: dict[str, Any]) -> Non
     if files is not None:
         files = files if isinstance(files, list) else [files]
         service["env_file"] = files  # the long form's `required` is the model's too
-    hosts = spec.get("extra_hosts")
-    if isinstance(hosts, dict):
-        hosts = [f"{host}:{address}" for host, address in hosts.items()]
-    if hosts is not None:
-        service["extra_hosts"] = hosts
+    if spec.get("extra_hosts") is not None:
+        service["extra_hosts"] = _host_list(spec["extra_hosts"])
     if "tmpfs" in spec:  # beside the long form's `type: tmpfs` mounts, if any
         written = spec["tmpfs"] if isinstance(spec["tmpfs"], list) else [spec["tmpfs"]]
         service["tmpfs"] = [*written, *service.get("tmpfs", [])]
+
+
+def _host_list(hosts: object) -> object:
+    """extra_hosts' map form (`name: ip`) as the list the model reads (`name:ip`)."""
+    if isinstance(hosts, dict):
+        return [f"{host}:{address}" for host, address in hosts.items()]
+    return hosts
 
 
 def _short_forms(out: Translation, at: str, key: str, spec: dict[str, Any],
@@ -614,8 +619,8 @@ def _healthcheck(out: Translation, at: str, check: object, service: dict[str, An
 
 
 def _build(out: Translation, at: str, build: object, service: dict[str, Any]) -> None:
-    """`build` as the model reads it (a path, or context, dockerfile, dockerfile_inline,
-    args, target, labels); its other keys are not carried out yet, its `x-` keys ignored."""
+    """`build` as the model reads it (a path, or its keys); BuildKit's own keys are not
+    carried out yet, its `x-` keys ignored."""
     if build is None:
         return
     if isinstance(build, dict):
@@ -623,6 +628,8 @@ def _build(out: Translation, at: str, build: object, service: dict[str, Any]) ->
             _not_yet(out, f"{at}.build.{key}")
         build = {key: value for key, value in build.items()
                  if key not in BUILD_NOT_YET and not str(key).startswith("x-")}
+        if build.get("extra_hosts") is not None:
+            build["extra_hosts"] = _host_list(build["extra_hosts"])
     service["build"] = build
 
 
@@ -746,7 +753,8 @@ def merge_compose(base: dict[str, Any], override: dict[str, Any]) -> dict[str, A
 def _merge(base: Any, override: Any, path: tuple[str, ...]) -> Any:
     in_service = len(path) >= 3 and path[0] == "services"
     key = path[-1] if path else ""
-    if in_service and len(path) == 3 and key in AS_MAPPING:
+    if in_service and ((len(path) == 3 and key in AS_MAPPING)
+                       or path[2:] == ("build", "extra_hosts")):
         base, override = _as_mapping(key, base), _as_mapping(key, override)
     if isinstance(base, dict) and isinstance(override, dict):
         return {**base, **{name: _merge(base[name], value, (*path, str(name)))

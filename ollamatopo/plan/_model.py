@@ -752,11 +752,61 @@ def _local_context(value: str) -> str:
     return value
 
 
+def _cache_option(value: str) -> dict[str, str]:
+    """buildx's `type=registry,ref=NAME` (comma-separated key=value); a bare NAME is
+    `ref`, as buildx reads it."""
+    if "=" not in value:
+        return {"type": "registry", "ref": value}
+    fields = dict(part.partition("=")[::2] for part in value.split(","))
+    fields.setdefault("type", "registry")
+    return fields
+
+
+def _cache_source(value: str) -> str:
+    option = _cache_option(value)
+    if option["type"] != "registry" or not option.get("ref"):
+        raise ValueError(f"{_shown(value)}: the engine's own builder takes a cache only "
+                         "from an image: write its name, or type=registry,ref=NAME (other "
+                         "types need BuildKit's exporters)")
+    _image(option["ref"])
+    return value
+
+
+def _cache_target(value: str) -> str:
+    if _cache_option(value) != {"type": "inline"}:
+        raise ValueError(f"{_shown(value)}: the engine's own builder exports no cache; "
+                         "only type=inline is taken (the images it builds are a cache as "
+                         "they are), as compose's docker driver takes only that")
+    return value
+
+
+def _build_host(value: str) -> str:
+    """`host:ip` or `host=ip`, written as the engine reads it: `host:ip`."""
+    host, separator, address = value.partition("=" if "=" in value else ":")
+    try:
+        ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        raise ValueError(f"{_shown(value)} is not an extra host: write NAME:IP or "
+                         "NAME=IP, for example cache.internal:10.0.0.5") from None
+    if not separator or not host:
+        raise ValueError(f"{_shown(value)} is not an extra host: write NAME:IP")
+    return f"{host}:{address.strip('[]')}"
+
+
+def _build_tag(value: str) -> str:
+    if "@" in _image(value):
+        raise ValueError(f"{_shown(value)}: a build tags its image with a name and tag; a "
+                         "digest is the engine's to give (write name:tag)")
+    return value
+
+
 class BuildSpec(_Model):
     """compose's `build`: the service's image built from a folder of the host (relative
-    to the plan's folder; `dockerfile` relative to the context), tagged as its `image`.
-    A bare arg (`args: [KEY]`) takes its value from ollamatopo's environment and is left
-    out when that has none, as compose does (see `resolved`)."""
+    to the plan's folder; `dockerfile` relative to the context), tagged as its `image`
+    and its `tags`. A bare arg (`args: [KEY]`) takes its value from ollamatopo's
+    environment and is left out when that has none, as compose does (see `resolved`).
+    The engine's own builder does the build: `cache_from` names images, `cache_to` is
+    `type=inline` or nothing (see docs/compose.md)."""
 
     context: Annotated[str, Field(min_length=1), AfterValidator(_local_context)] = "."
     dockerfile: Annotated[str, Field(min_length=1)] | None = None  # None: its Dockerfile
@@ -764,6 +814,19 @@ class BuildSpec(_Model):
     args: KeyValues = {}
     target: Annotated[str, Field(min_length=1)] | None = None
     labels: Labels = {}
+    cache_from: list[Annotated[str, AfterValidator(_cache_source)]] = []
+    cache_to: list[Annotated[str, AfterValidator(_cache_target)]] = []
+    no_cache: bool = False
+    pull: bool = False
+    network: Annotated[str, Field(min_length=1)] | None = None
+    shm_size: Bytes | None = None
+    extra_hosts: list[Annotated[str, AfterValidator(_build_host)]] = []
+    tags: list[Annotated[str, AfterValidator(_build_tag)]] = []
+
+    @property
+    def cache_images(self) -> list[str]:
+        """The images `cache_from` names, as the engine's builder takes them."""
+        return [_cache_option(entry)["ref"] for entry in self.cache_from]
 
     @model_validator(mode="after")
     def _one_dockerfile(self) -> BuildSpec:

@@ -98,7 +98,7 @@ def test_build_keys_not_carried_out_and_wrong_ones_are_refused(tmp_path: Path) -
     problems = refused(tmp_path, """
 services:
   a:
-    build: {context: ., cache_from: [x], ssh: [default], platforms: [linux/arm64]}
+    build: {context: ., secrets: [x], ssh: [default], platforms: [linux/arm64]}
   b:
     build: {context: ., dockerfile: Dockerfile, dockerfile_inline: "FROM scratch"}
   c:
@@ -107,12 +107,84 @@ services:
     build: {context: ., tagz: [x]}
 """)
     text = "\n".join(problems)
-    for key in ("cache_from", "ssh", "platforms"):
+    for key in ("secrets", "ssh", "platforms"):
         assert f"services.a.build.{key} (line 4): not supported yet" in text
     assert "dockerfile and dockerfile_inline exclude each other" in text
     assert "services.c.build" in text and "remote build context" in text
     assert "not supported yet" in text.split("services.c.build")[1]
     assert "services.d.build.tagz" in text
+
+
+STEPS = """
+services:
+  web:
+    build:
+      context: app
+      cache_from: [team/web:cache, "type=registry,ref=team/web:cache2"]
+      cache_to: [type=inline]
+      no_cache: true
+      pull: true
+      network: none
+      shm_size: 64m
+      extra_hosts: {cache.internal: 10.0.0.5, v6.internal: "::1"}
+      tags: [team/web:extra, team/web]
+"""
+
+
+def test_the_build_keys_of_the_engines_builder_are_read(tmp_path: Path) -> None:
+    build = load(tmp_path, STEPS).plan.services["web"].build
+    assert build is not None
+    assert build.cache_images == ["team/web:cache", "team/web:cache2"]
+    assert (build.no_cache, build.pull, build.network, build.shm_size) == (
+        True, True, "none", 64 * 1024 * 1024)
+    assert build.extra_hosts == ["cache.internal:10.0.0.5", "v6.internal:::1"]
+    assert build.tags == ["team/web:extra", "team/web"]
+    listed = load(tmp_path, "services:\n  web:\n    build: {context: ., extra_hosts: "
+                            "[a.internal=10.0.0.6, 'b.internal:10.0.0.7']}\n").plan
+    assert listed.services["web"].build.extra_hosts == [  # type: ignore[union-attr]
+        "a.internal:10.0.0.6", "b.internal:10.0.0.7"]
+
+
+def test_build_keys_that_need_buildkit_are_refused_with_the_fix(tmp_path: Path) -> None:
+    problems = refused(tmp_path, """
+services:
+  web:
+    build:
+      context: .
+      cache_from: ["type=local,src=/tmp/cache"]
+      cache_to: ["type=registry,ref=team/web:cache"]
+      extra_hosts: [nohost]
+      tags: ["team/web@sha256:0123456789012345678901234567890123456789012345678901234567890123"]
+      shm_size: lots
+""")
+    text = "\n".join(problems)
+    assert "services.web.build.cache_from[0] (line 6): 'type=local,src=/tmp/cache': the " \
+           "engine's own builder takes a cache only from an image: write its name, or " \
+           "type=registry,ref=NAME" in text
+    assert "services.web.build.cache_to[0] (line 7)" in text and "only type=inline" in text
+    assert "services.web.build.extra_hosts[0] (line 8): 'nohost' is not an extra host" in text
+    assert "services.web.build.tags[0] (line 9)" in text and "write name:tag" in text
+    assert "services.web.build.shm_size (line 10)" in text
+
+
+def test_build_extra_hosts_merge_as_a_mapping_across_files(tmp_path: Path) -> None:
+    from ollamatopo.plan._compose import merge_compose
+
+    merged = merge_compose(
+        {"services": {"web": {"build": {"extra_hosts": ["a=10.0.0.1", "b=10.0.0.2"]}}}},
+        {"services": {"web": {"build": {"extra_hosts": {"b": "10.0.0.3"}}}}})
+    assert merged["services"]["web"]["build"]["extra_hosts"] == {"a": "10.0.0.1",
+                                                                 "b": "10.0.0.3"}
+
+
+def test_config_writes_the_build_keys_and_reads_them_back(tmp_path: Path) -> None:
+    import yaml
+
+    loaded = load(tmp_path, STEPS)
+    document = to_compose(loaded.plan, loaded.path.parent)
+    again = load(tmp_path, yaml.safe_dump(document)).plan.services["web"].build
+    assert again == loaded.plan.services["web"].build.model_copy(  # type: ignore[union-attr]
+        update={"context": str((tmp_path / "shop" / "app").resolve())})
 
 
 def test_config_writes_the_build_with_an_absolute_context(tmp_path: Path) -> None:
@@ -188,6 +260,28 @@ def test_the_digest_follows_the_content_of_what_is_sent(tmp_path: Path,
 def test_args_target_labels_and_the_dockerfile_change_the_digest(
         tmp_path: Path, context: Path, build: str) -> None:
     assert digest_of(tmp_path, build) != digest_of(tmp_path)
+
+
+@pytest.mark.parametrize("build", [
+    "{context: app, network: none}",
+    "{context: app, shm_size: 64m}",
+    "{context: app, extra_hosts: ['cache.internal:10.0.0.5']}",
+    "{context: app, tags: ['team/web:extra']}",
+])
+def test_what_the_steps_see_and_the_extra_tags_change_the_digest(
+        tmp_path: Path, context: Path, build: str) -> None:
+    assert digest_of(tmp_path, build) != digest_of(tmp_path)
+
+
+@pytest.mark.parametrize("build", [
+    "{context: app, cache_from: [team/web:cache]}",
+    "{context: app, cache_to: [type=inline]}",
+    "{context: app, no_cache: true}",
+    "{context: app, pull: true}",
+])
+def test_how_the_build_is_made_does_not_change_the_digest(
+        tmp_path: Path, context: Path, build: str) -> None:
+    assert digest_of(tmp_path, build) == digest_of(tmp_path)
 
 
 def test_a_dockerfile_outside_the_context_is_sent_with_it_and_counted(
@@ -481,6 +575,11 @@ class BuildClient:
         self.go, self.read_after_cancel = threading.Event(), threading.Event()
         self.kwargs: dict[str, Any] = {}
         self.archive: list[str] = []
+        self.tags: list[tuple[str, str, str]] = []
+
+    def tag(self, image: str, repository: str, tag: str) -> bool:
+        self.tags.append((image, repository, tag))
+        return True
 
     def build(self, **kwargs: Any) -> Any:
         import tarfile
@@ -513,6 +612,26 @@ async def test_a_build_is_sent_as_asked_and_never_pulls(tmp_path: Path, context:
     assert sent["pull"] is False and sent["custom_context"] is True
     assert sent["labels"] == {LABEL_BUILD_DIGEST: "d1", LABEL_BUILD_PROJECT: "shop"}
     assert "main.py" in client.archive and "notes.tmp" not in client.archive
+    assert (sent["nocache"], sent["cache_from"], sent["network_mode"], sent["shmsize"],
+            sent["extra_hosts"]) == (False, None, None, None, None)
+    assert client.tags == []
+
+
+@pytest.mark.anyio
+async def test_the_steps_keys_are_sent_and_the_image_gets_its_extra_tags(
+        tmp_path: Path, context: Path) -> None:
+    client = BuildClient([{"aux": {"ID": "sha256:built"}}])
+    config = config_of(tmp_path, "{context: app, cache_from: ['type=registry,ref=c/web:1'], "
+                                 "no_cache: true, pull: true, network: host, shm_size: 1m, "
+                                 "extra_hosts: {db.internal: 10.0.0.9}, "
+                                 "tags: ['team/web:2', 'reg.local:5000/web']}")
+    assert await engine_with(client).build(config, "d1") == "sha256:built"
+    sent = client.kwargs
+    assert (sent["pull"], sent["nocache"], sent["cache_from"], sent["network_mode"],
+            sent["shmsize"], sent["extra_hosts"]) == (
+        True, True, ["c/web:1"], "host", 1024 * 1024, ["db.internal:10.0.0.9"])
+    assert client.tags == [("sha256:built", "team/web", "2"),
+                           ("sha256:built", "reg.local:5000/web", "latest")]
 
 
 @pytest.mark.anyio
