@@ -175,6 +175,57 @@ def test_up_gives_the_containers_the_settings_compose_gives_them(
         == f"container:{theirs['db']['Id']}"
 
 
+NETWORKS = """
+name: PROJECT
+services:
+  app:
+    image: ollamatopo-standin:latest
+    networks: [zeta, alpha]
+  ranked:
+    image: ollamatopo-standin:latest
+    networks:
+      alpha: {link_local_ips: [169.254.8.8], driver_opts: {com.example.opt: 7}}
+      zeta: {priority: 5}
+networks:
+  zeta: {}
+  alpha: {}
+"""
+
+
+def _attached(attrs: dict[str, Any], project: str) -> tuple[str, dict[str, Any]]:
+    """The container's primary network (the one it was created on) and, by network, its
+    endpoint's link-local addresses and driver options; names without the project's."""
+    def key(name: str) -> str:
+        return name.removeprefix(f"{project}_")
+
+    return key(attrs["HostConfig"]["NetworkMode"]), {
+        key(name): ((endpoint.get("IPAMConfig") or {}).get("LinkLocalIPs"),
+                    endpoint.get("DriverOpts"))
+        for name, endpoint in attrs["NetworkSettings"]["Networks"].items()}
+
+
+def test_networks_are_attached_in_compose_order_with_their_endpoint_settings(
+        project: Project, compose_binary: Path, compose_project: str) -> None:
+    """The primary network is the highest `priority`, ties by name, as compose has it (not
+    the file's order); link_local_ips and driver_opts reach the endpoint."""
+    path = project.write(NETWORKS, "compose.yaml")
+    result = project.run("up", "--plan", str(path), "--project", project.name)
+    assert result.code == 0, result.stderr
+    mine = {name: _attached(container.attrs, project.name)
+            for name, container in project.containers().items()}
+    assert mine["app"] == ("alpha", {"alpha": (None, None), "zeta": (None, None)})
+    assert mine["ranked"] == ("zeta", {"alpha": (["169.254.8.8"], {"com.example.opt": "7"}),
+                                       "zeta": (None, None)})
+    created = subprocess.run([str(compose_binary), "-f", str(path), "-p", compose_project,
+                              "create"], capture_output=True, text=True, env=ENV,
+                             cwd=project.folder, check=False, timeout=120)
+    assert created.returncode == 0, created.stderr
+    theirs = {c.labels["com.docker.compose.service"]: _attached(c.attrs, compose_project)
+              for c in project.client.containers.list(
+                  all=True, filters={"label": f"com.docker.compose.project={compose_project}"})}
+    assert theirs == mine
+
+
 @pytest.mark.parametrize(("service", "words"), [
     ("gpus: all", "the engine has no such device"),
     ("deploy: {resources: {reservations: {devices: [{capabilities: [gpu], count: 1}]}}}",

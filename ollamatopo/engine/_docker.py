@@ -57,6 +57,7 @@ from ollamatopo.engine._payloads import (
     LABEL_RUN,
     LABEL_SERVICE,
     ContainerConfig,
+    Endpoint,
     FileCopy,
     NetworkConfig,
     VolumeConfig,
@@ -687,6 +688,8 @@ class Engine:
                              self._client.connect_container_to_network, container_id,
                              endpoint.network, aliases=list(endpoint.aliases),
                              ipv4_address=endpoint.ipv4_address, links=links or None,
+                             link_local_ips=list(endpoint.link_local_ips) or None,
+                             driver_opt=dict(endpoint.driver_opts) or None,
                              settle=connected)
         return CreatedContainer(container_id, warnings)
 
@@ -854,12 +857,16 @@ def _whose(kind: str, name: str, raw: dict[str, Any], project: str) -> str:
             f"alone; remove or rename that {kind}, or choose another project name")
 
 
-def _endpoint(endpoint: Any, links: list[str]) -> dict[str, Any]:
+def _endpoint(endpoint: Endpoint, links: list[str]) -> dict[str, Any]:
     config: dict[str, Any] = {"Aliases": list(endpoint.aliases)}
     if links:
         config["Links"] = list(links)
-    if endpoint.ipv4_address:
-        config["IPAMConfig"] = {"IPv4Address": endpoint.ipv4_address}
+    addresses = {"IPv4Address": endpoint.ipv4_address,
+                 "LinkLocalIPs": list(endpoint.link_local_ips)}
+    if any(addresses.values()):
+        config["IPAMConfig"] = {key: value for key, value in addresses.items() if value}
+    if endpoint.driver_opts:
+        config["DriverOpts"] = dict(endpoint.driver_opts)
     return config
 
 

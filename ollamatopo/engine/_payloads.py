@@ -73,6 +73,16 @@ class Endpoint:
     network: str  # engine name
     aliases: tuple[str, ...]
     ipv4_address: str | None = None
+    link_local_ips: tuple[str, ...] = ()
+    driver_opts: tuple[tuple[str, str], ...] = ()
+
+    def hashed(self) -> dict[str, Any]:
+        """What the container's hash takes of it: the keys added later only when set, so
+        that an older container's hash stays."""
+        return {"network": self.network, "aliases": self.aliases,
+                "ipv4_address": self.ipv4_address,
+                **({"link_local_ips": self.link_local_ips} if self.link_local_ips else {}),
+                **({"driver_opts": self.driver_opts} if self.driver_opts else {})}
 
 
 @dataclass(frozen=True)
@@ -143,8 +153,11 @@ class VolumeConfig:
 
 
 def service_networks(spec: ServiceSpec) -> list[str]:
-    """The plan networks a service joins; none declared means the project's default one."""
-    return list(spec.networks) or [DEFAULT_NETWORK]
+    """The plan networks a service joins, in compose's order: the highest `priority`
+    first, ties by name (compose-go's NetworksByPriority), not as the file lists them;
+    none declared means the project's default one."""
+    return sorted(spec.networks, key=lambda key: (-spec.networks[key].priority, key)) \
+        or [DEFAULT_NETWORK]
 
 
 def first_network(plan: Plan, service: str) -> str:
@@ -200,6 +213,15 @@ def volume_config(project: str, key: str, spec: VolumeSpec) -> VolumeConfig:
     return VolumeConfig(key, name, kwargs)
 
 
+def _endpoint(plan: Plan, service: str, key: str) -> Endpoint:
+    attachment = plan.services[service].networks.get(key)
+    if attachment is None:  # the project's default network
+        return Endpoint(plan_network_name(plan, key), (service,))
+    return Endpoint(plan_network_name(plan, key), (service, *attachment.aliases),
+                    attachment.ipv4_address, tuple(attachment.link_local_ips),
+                    tuple(sorted(attachment.driver_opts.items())))
+
+
 def container_config(plan: Plan, service: str, base_dir: Path) -> ContainerConfig:
     """The create payload of one service: compose's keys mapped to the Engine API."""
     spec = plan.services[service]
@@ -211,11 +233,7 @@ def container_config(plan: Plan, service: str, base_dir: Path) -> ContainerConfi
                    **_host_config(plan, spec, base_dir)}
     mode = settings.network_mode(spec, container_of)
     endpoints = () if mode is not None else tuple(
-        Endpoint(plan_network_name(plan, key),
-                 (service, *(spec.networks[key].aliases if key in spec.networks else ())),
-                 spec.networks[key].ipv4_address if key in spec.networks else None)
-        for key in service_networks(spec)
-    )
+        _endpoint(plan, service, key) for key in service_networks(spec))
     host_config["NetworkMode"] = mode or endpoints[0].network
     kwargs: dict[str, Any] = {
         "image": spec.image,
@@ -237,7 +255,7 @@ def container_config(plan: Plan, service: str, base_dir: Path) -> ContainerConfi
     host_config["Mounts"] = [*host_config.get("Mounts", ()),
                              *(_bound(item, base_dir) for item in granted if item.bound)]
     hashed: dict[str, Any] = {"kwargs": kwargs, "labels": spec.labels,
-                              "endpoints": [e.__dict__ for e in endpoints]}
+                              "endpoints": [e.hashed() for e in endpoints]}
     if granted:  # only when used: an old container's hash stays
         hashed["files"] = [[item.kind, item.grant.model_dump(), item.spec.digest]
                            for item in granted]  # a digest of each content, never a value

@@ -74,10 +74,12 @@ def swarm_problems(plan: Plan) -> list[PlanProblem]:
         if spec.pull_policy not in (None, "missing", "if_not_present"):
             problems.append(PlanProblem(f"services.{name}.pull_policy", "not supported yet on "
                                         "a swarm: its nodes pull what they miss"))
-        problems.extend(PlanProblem(f"services.{name}.networks.{key}.ipv4_address",
+        problems.extend(PlanProblem(f"services.{name}.networks.{key}.{field}",
                                     "not supported yet on a swarm: the swarm gives the "
-                                    "addresses") for key, attachment in spec.networks.items()
-                        if attachment.ipv4_address)
+                                    "addresses and sets the endpoints up")
+                        for key, attachment in spec.networks.items()
+                        for field in ("ipv4_address", "link_local_ips", "driver_opts")
+                        if getattr(attachment, field))
         problems.extend(_port_problems(name, spec))
         problems.extend(PlanProblem(f"services.{name}.environment.{key}", _REPLICA_REFUSED)
                         for key, value in spec.environment.items()

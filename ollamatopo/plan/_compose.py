@@ -71,6 +71,9 @@ EXTENSION_KEYS = {"ready", "optional", "load_balance", "secrets"}
 NETWORK_KEYS = {"driver", "driver_opts", "ipam", "external", "internal", "attachable",
                 "enable_ipv4", "enable_ipv6", "labels", "name"}
 VOLUME_KEYS = {"driver", "driver_opts", "external", "labels", "name"}
+# A service's attachment to a network; the others (ipv6_address, mac_address,
+# interface_name, gw_priority) need an IPv6 network or Engine API 1.44-1.49.
+ATTACHMENT_KEYS = {"aliases", "ipv4_address", "priority", "link_local_ips", "driver_opts"}
 CONDITIONS = {"service_started": "started", "service_healthy": "healthy",
               "service_completed_successfully": "completed"}
 
@@ -392,7 +395,7 @@ def _networks(out: Translation, at: str, spec: dict[str, Any],
         return
     kept: dict[Any, Any] = {}
     for name, attachment in networks.items():
-        extra = set(_mapping(attachment)) - {"aliases", "ipv4_address"}
+        extra = set(_mapping(attachment)) - ATTACHMENT_KEYS
         for key in sorted(extra):
             _not_yet(out, f"{at}.networks.{name}.{key}")
         kept[name] = {key: value for key, value in _mapping(attachment).items()

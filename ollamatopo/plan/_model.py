@@ -489,9 +489,25 @@ class SwarmSpec(_Model):
     restart_policy: SwarmRestartPolicy | None = None
 
 
+def _link_local(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        raise ValueError(f"{_shown(value)} is not an IP address: write one such as "
+                         "169.254.8.8 or fe80::8") from None
+    return value
+
+
 class ServiceNetwork(_Model):
+    """A service's attachment to one network. `priority`: compose's order of attachment,
+    the highest first (ties by the network's name): the first is the network the
+    container is created on, its primary one."""
+
     aliases: list[Annotated[str, AfterValidator(_alias)]] = []
     ipv4_address: Annotated[str, AfterValidator(_ipv4)] | None = None
+    priority: int = 0
+    link_local_ips: list[Annotated[str, AfterValidator(_link_local)]] = []
+    driver_opts: dict[str, Annotated[str, BeforeValidator(_scalar_text)]] = {}
 
 
 def _names(items: list[object]) -> list[str]:

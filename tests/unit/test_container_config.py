@@ -16,6 +16,7 @@ from ollamatopo.engine._payloads import (
     LABEL_PROJECT,
     LABEL_SERVICE,
     ContainerConfig,
+    Endpoint,
     container_config,
     missing_folder,
     network_config,
@@ -269,11 +270,41 @@ def test_endpoints_carry_aliases_and_addresses(build_plan: Build) -> None:
             "back": {"aliases": ["api"], "ipv4_address": "172.22.0.10"}}}},
         networks={"front": {}, "back": {"subnet": "172.22.0.0/24"}})
     config = container_config(plan, "app", BASE)
+    # compose's order, not the file's: by name when no priority is given
     assert [(e.network, e.aliases, e.ipv4_address) for e in config.endpoints] == [
-        ("shop_front", ("app",), None),
         ("shop_back", ("app", "api"), "172.22.0.10"),
+        ("shop_front", ("app",), None),
     ]
-    assert config.create_kwargs["host_config"]["NetworkMode"] == "shop_front"
+    assert config.create_kwargs["host_config"]["NetworkMode"] == "shop_back"
+
+
+def test_the_highest_priority_network_is_the_primary_one_ties_by_name(
+        build_plan: Build) -> None:
+    plan = build_plan(
+        {"app": {"image": "x", "networks": {
+            "a": None, "c": {"priority": 10}, "b": {"priority": 10}, "d": {"priority": -1}}}},
+        networks={key: {} for key in "abcd"})
+    config = container_config(plan, "app", BASE)
+    assert [e.network for e in config.endpoints] == ["shop_b", "shop_c", "shop_a", "shop_d"]
+    assert config.create_kwargs["host_config"]["NetworkMode"] == "shop_b"
+
+
+def test_link_local_ips_and_driver_opts_go_to_the_endpoint_and_its_hash(
+        build_plan: Build) -> None:
+    def endpoint_and_hash(attachment: dict[str, object] | None) -> tuple[Endpoint, str]:
+        plan = build_plan({"app": {"image": "x", "networks": {"back": attachment}}},
+                          networks={"back": {}})
+        config = container_config(plan, "app", BASE)
+        return config.endpoints[0], config.config_hash
+
+    plain, plain_hash = endpoint_and_hash(None)
+    assert plain.hashed() == {
+        "network": "shop_back", "aliases": ("app",), "ipv4_address": None}
+    made, made_hash = endpoint_and_hash({"link_local_ips": ["169.254.8.8"],
+                                         "driver_opts": {"com.example.mtu": 1400}})
+    assert (made.link_local_ips, made.driver_opts) == (
+        ("169.254.8.8",), (("com.example.mtu", "1400"),))
+    assert made_hash != plain_hash
 
 
 def test_network_config() -> None:

@@ -137,13 +137,17 @@ def test_the_hash_changes_with_the_spec_and_reconcile_updates_only_that(
 def test_keys_not_carried_out_on_a_swarm_are_named(tmp_path: Path) -> None:
     path = tmp_path / "compose.yaml"
     path.write_text("services:\n  a: {image: a:1, privileged: true, shm_size: 64m,\n"
-                    "       build: ., networks: {n: {ipv4_address: 10.97.90.5}}}\n"
+                    "       build: ., networks: {n: {ipv4_address: 10.97.90.5,\n"
+                    "         link_local_ips: [169.254.8.8], driver_opts: {o: v},\n"
+                    "         priority: 3}}}\n"
                     "networks:\n  n: {ipam: {config: [{subnet: 10.97.90.0/24}]}}\n",
                     encoding="utf-8")
     (tmp_path / "Dockerfile").write_text("FROM scratch\n", encoding="utf-8")
     problems = {p.path for p in swarm_problems(load_plan(path, environ={}).plan)}
     assert problems == {"services.a.privileged", "services.a.shm_size", "services.a.build",
-                        "services.a.networks.n.ipv4_address"}
+                        "services.a.networks.n.ipv4_address",
+                        "services.a.networks.n.link_local_ips",
+                        "services.a.networks.n.driver_opts"}  # priority: the order, taken
 
 
 PORTS = """
