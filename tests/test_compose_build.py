@@ -233,6 +233,7 @@ services:
       cache_from: [ollamatopo-standin:latest]
       cache_to: [type=inline]
       no_cache: true
+      platforms: [linux/amd64]  # one: the engine is asked for it (this engine's own)
     x-ollamatopo:
       ready: {http: {port: 8080, path: /hosts.txt}, timeout: 20s}
 """
@@ -255,6 +256,7 @@ def test_the_build_steps_see_their_network_hosts_and_shm_and_the_image_its_tags(
     assert " lo:" in links and "eth0" not in links, links  # network: none
     image = builds.client.images.get(f"{builds.name}-web")
     assert builds.client.images.get(f"{builds.name}-web:extra").id == image.id
+    assert (image.attrs["Os"], image.attrs["Architecture"]) == ("linux", "amd64")
     # no_cache: a forced build runs its steps again (with the cache it gives the same image)
     forced = builds.run("up", "--build")
     assert forced.code == 0, forced.stderr
@@ -294,6 +296,7 @@ services:
       shm_size: 64m
       extra_hosts: {cache.internal: 10.0.0.5, a.internal: "::1"}
       tags: [team/steps:extra]
+      platforms: [linux/amd64, linux/arm64]
 """
 
 
@@ -328,6 +331,7 @@ def test_compose_reads_the_same_builds_and_names_the_same_images(compose_binary:
             **({"shm_size": str(build.shm_size)} if build.shm_size else {}),
             **({"extra_hosts": hosts} if hosts else {}),
             **({"tags": build.tags} if build.tags else {}),
+            **({"platforms": build.platforms} if build.platforms else {}),
         }, name
     images = subprocess.run([str(compose_binary), "-f", str(path), "config", "--images"],
                             capture_output=True, text=True, env={**ENV, **env}, check=True,

@@ -4,8 +4,9 @@ the image on the engine is still what those inputs make.
 The digest covers what decides the image: the context's files as the engine receives them
 (.dockerignore honoured by the SDK's own matcher, the one that makes the archive sent),
 each by path, kind, executable bit and content; the Dockerfile (in the context, outside
-it, or inline); the args, the target, the labels, the extra tags, and what the build's
-steps see (their network, extra hosts and /dev/shm size); and the id of each local image the
+it, or inline); the args, the target, the labels, the extra tags, the platform, and what
+the build's steps see (their network, extra hosts and /dev/shm size); and the id of each
+local image the
 Dockerfile starts `FROM`, so a rebuilt base rebuilds what stands on it. Not modification
 times: a file saved again unchanged rebuilds nothing; not how the build is made either
 (`cache_from`, `no_cache`, `pull`: the same inputs make the same image). The digest is a
@@ -52,6 +53,7 @@ class BuildSteps:
     shm_size: int | None = None
     extra_hosts: tuple[str, ...] = ()  # name:ip
     tags: tuple[str, ...] = ()
+    platform: str | None = None  # None: the engine's own
 
 
 @dataclass(frozen=True)
@@ -99,18 +101,20 @@ def build_configs(plan: Plan, services: Iterable[str], base: Path) -> dict[str, 
         spec = plan.services[name]
         if spec.build is not None and spec.image not in configs:
             configs[spec.image] = build_config(plan.project, name, spec.image, spec.build,
-                                               base)
+                                               base, spec.platform)
     return configs
 
 
 def build_config(project: str, service: str, image: str, build: BuildSpec,
-                 base: Path) -> BuildConfig:
-    """One image's build (the plan's bare args resolved already: see BuildSpec)."""
+                 base: Path, platform: str | None = None) -> BuildConfig:
+    """One image's build (the plan's bare args resolved already: see BuildSpec), for the
+    service's `platform`, if it has one."""
     context = build.context_in(base)
     name, text = _dockerfile(build, context)
     args = {key: value for key, value in build.args.items() if value is not None}
     steps = BuildSteps(tuple(build.cache_images), build.no_cache, build.pull, build.network,
-                       build.shm_size, tuple(build.extra_hosts), tuple(build.tags))
+                       build.shm_size, tuple(build.extra_hosts), tuple(build.tags),
+                       build.platform_for(platform))
     inputs = hashlib.sha256()
     for part in (name, text or "", repr(sorted(args.items())), build.target or "",
                  repr(sorted(build.labels.items())), context_digest(context, name),
@@ -126,7 +130,8 @@ def _seen_by_steps(steps: BuildSteps) -> tuple[str, ...]:
     """What of `steps` the image depends on, for the digest; nothing when unset, so that
     an image built before these keys were taken keeps its digest."""
     parts = (steps.network or "", str(steps.shm_size or ""),
-             ",".join(sorted(steps.extra_hosts)), ",".join(sorted(steps.tags)))
+             ",".join(sorted(steps.extra_hosts)), ",".join(sorted(steps.tags)),
+             steps.platform or "")
     return parts if any(parts) else ()
 
 

@@ -523,7 +523,7 @@ class Engine:
                     pull=steps.pull, nocache=steps.no_cache,
                     cache_from=list(steps.cache_from) or None,
                     network_mode=steps.network, shmsize=steps.shm_size,
-                    extra_hosts=list(steps.extra_hosts) or None,
+                    extra_hosts=list(steps.extra_hosts) or None, platform=steps.platform,
                     rm=True, forcerm=True, decode=True, use_config_proxy=False,
                     timeout=BUILD_SILENCE_S)
                 image_id = ""

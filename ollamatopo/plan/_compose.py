@@ -65,8 +65,8 @@ TRANSLATED = {"depends_on", "healthcheck", "deploy", "ports", "volumes", "networ
 # compose-spec's build keys; the model takes the rest of them (BuildSpec).
 # BuildKit's own (the engine's builder, which ollamatopo drives, has none of them), and
 # `isolation` (Windows containers).
-BUILD_NOT_YET = {"additional_contexts", "entitlements", "isolation", "platforms",
-                 "privileged", "provenance", "sbom", "secrets", "ssh", "ulimits"}
+BUILD_NOT_YET = {"additional_contexts", "entitlements", "isolation", "privileged",
+                 "provenance", "sbom", "secrets", "ssh", "ulimits"}
 EXTENSION_KEYS = {"ready", "optional", "load_balance", "secrets"}
 NETWORK_KEYS = {"driver", "driver_opts", "ipam", "external", "internal", "attachable",
                 "enable_ipv4", "enable_ipv6", "labels", "name"}

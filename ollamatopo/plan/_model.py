@@ -31,7 +31,13 @@ from pydantic import (
 )
 
 from ollamatopo._errors import PlanProblem
-from ollamatopo.plan._container import ContainerSettings, DeviceRequest, scalar_text
+from ollamatopo.plan._container import (
+    PLATFORM_RE,
+    ContainerSettings,
+    DeviceRequest,
+    normalized_platform,
+    scalar_text,
+)
 from ollamatopo.plan._quantities import (
     PortBinding,
     parse_bytes,
@@ -838,6 +844,14 @@ class BuildSpec(_Model):
     shm_size: Bytes | None = None
     extra_hosts: list[Annotated[str, AfterValidator(_build_host)]] = []
     tags: list[Annotated[str, AfterValidator(_build_tag)]] = []
+    platforms: list[Annotated[str, Field(pattern=PLATFORM_RE.pattern)]] = []
+
+    def platform_for(self, service_platform: str | None) -> str | None:
+        """The one platform `up` builds for, as compose's `up` picks it: the service's
+        `platform`, else the only one of `platforms`, else none (the engine's own)."""
+        if service_platform:
+            return service_platform
+        return self.platforms[0] if len(self.platforms) == 1 else None
 
     @property
     def cache_images(self) -> list[str]:
@@ -943,6 +957,16 @@ class ServiceSpec(_Model, ContainerSettings):  # compose's keys for the engine: 
                 "on-failure or on-failure:N"
             )
         return value
+
+    @model_validator(mode="after")
+    def _platform_built(self) -> ServiceSpec:
+        platforms = self.build.platforms if self.build is not None else []
+        if self.platform and platforms and normalized_platform(self.platform) not in [
+                normalized_platform(platform) for platform in platforms]:
+            raise ValueError(f"platform {self.platform} is not one of build.platforms "
+                             f"({', '.join(platforms)}): add it there or change platform "
+                             "(compose refuses this too)")
+        return self
 
     @model_validator(mode="after")
     def _one_container_per_name(self) -> ServiceSpec:

@@ -98,7 +98,7 @@ def test_build_keys_not_carried_out_and_wrong_ones_are_refused(tmp_path: Path) -
     problems = refused(tmp_path, """
 services:
   a:
-    build: {context: ., secrets: [x], ssh: [default], platforms: [linux/arm64]}
+    build: {context: ., secrets: [x], ssh: [default], ulimits: {nproc: 1}}
   b:
     build: {context: ., dockerfile: Dockerfile, dockerfile_inline: "FROM scratch"}
   c:
@@ -107,7 +107,7 @@ services:
     build: {context: ., tagz: [x]}
 """)
     text = "\n".join(problems)
-    for key in ("secrets", "ssh", "platforms"):
+    for key in ("secrets", "ssh", "ulimits"):
         assert f"services.a.build.{key} (line 4): not supported yet" in text
     assert "dockerfile and dockerfile_inline exclude each other" in text
     assert "services.c.build" in text and "remote build context" in text
@@ -267,10 +267,33 @@ def test_args_target_labels_and_the_dockerfile_change_the_digest(
     "{context: app, shm_size: 64m}",
     "{context: app, extra_hosts: ['cache.internal:10.0.0.5']}",
     "{context: app, tags: ['team/web:extra']}",
+    "{context: app, platforms: [linux/arm64]}",
 ])
 def test_what_the_steps_see_and_the_extra_tags_change_the_digest(
         tmp_path: Path, context: Path, build: str) -> None:
     assert digest_of(tmp_path, build) != digest_of(tmp_path)
+
+
+@pytest.mark.parametrize(("service", "platform"), [
+    ("build: {context: app, platforms: [linux/amd64, linux/arm64]}", None),  # the engine's
+    ("build: {context: app, platforms: [linux/arm64]}", "linux/arm64"),  # even emulated
+    ("build: {context: app, platforms: [linux/amd64, linux/arm64]}\n    platform: linux/arm64",
+     "linux/arm64"),
+    ("build: app\n    platform: linux/amd64", "linux/amd64"),
+    ("build: app", None),
+])
+def test_up_builds_for_one_platform_as_compose_up_picks_it(
+        tmp_path: Path, context: Path, service: str, platform: str | None) -> None:
+    loaded = load(tmp_path, f"services:\n  web:\n    {service}\n")
+    config = build_configs(loaded.plan, ["web"], loaded.path.parent)["shop-web"]
+    assert config.steps.platform == platform
+
+
+def test_a_platform_the_build_does_not_list_is_refused(tmp_path: Path) -> None:
+    problems = refused(tmp_path, "services:\n  web:\n    build: {context: ., platforms: "
+                                 "[linux/amd64]}\n    platform: linux/arm64\n")
+    assert any("platform linux/arm64 is not one of build.platforms (linux/amd64): add it "
+               "there or change platform" in problem for problem in problems), problems
 
 
 @pytest.mark.parametrize("build", [
@@ -628,8 +651,8 @@ async def test_the_steps_keys_are_sent_and_the_image_gets_its_extra_tags(
     assert await engine_with(client).build(config, "d1") == "sha256:built"
     sent = client.kwargs
     assert (sent["pull"], sent["nocache"], sent["cache_from"], sent["network_mode"],
-            sent["shmsize"], sent["extra_hosts"]) == (
-        True, True, ["c/web:1"], "host", 1024 * 1024, ["db.internal:10.0.0.9"])
+            sent["shmsize"], sent["extra_hosts"], sent["platform"]) == (
+        True, True, ["c/web:1"], "host", 1024 * 1024, ["db.internal:10.0.0.9"], None)
     assert client.tags == [("sha256:built", "team/web", "2"),
                            ("sha256:built", "reg.local:5000/web", "latest")]
 
