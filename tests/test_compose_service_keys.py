@@ -226,6 +226,54 @@ def test_networks_are_attached_in_compose_order_with_their_endpoint_settings(
     assert theirs == mine
 
 
+DUAL_STACK = """
+name: PROJECT
+services:
+  app:
+    image: ollamatopo-standin:latest
+    networks:
+      dual: {ipv4_address: 172.30.98.10, ipv6_address: "fd00:98::10"}
+networks:
+  dual:
+    enable_ipv6: true
+    ipam:
+      config:
+        - {subnet: 172.30.98.0/24, gateway: 172.30.98.1}
+        - {subnet: "fd00:98::/64", gateway: "fd00:98::1"}
+"""
+
+
+def _dual_stack(project: Project, name: str) -> tuple[Any, ...]:
+    """What the engine made of DUAL_STACK for the project `name`: the network's IPv6 switch
+    and pools, the container's addresses there."""
+    network = project.client.networks.get(f"{name}_dual").attrs
+    (container,) = project.client.containers.list(
+        all=True, filters={"network": f"{name}_dual"})
+    endpoint = container.attrs["NetworkSettings"]["Networks"][f"{name}_dual"]
+    return (network["EnableIPv6"],
+            sorted((pool["Subnet"], pool.get("Gateway")) for pool in network["IPAM"]["Config"]),
+            endpoint["IPAMConfig"])
+
+
+def test_an_ipv6_network_and_address_as_compose_makes_them(
+        project: Project, compose_binary: Path, compose_project: str) -> None:
+    """One at a time: both projects' networks would have the same subnets."""
+    path = project.write(DUAL_STACK, "compose.yaml")
+    result = project.run("up", "--plan", str(path), "--project", project.name)
+    assert result.code == 0, result.stderr
+    mine = _dual_stack(project, project.name)
+    assert mine == (True, [("172.30.98.0/24", "172.30.98.1"), ("fd00:98::/64", "fd00:98::1")],
+                    {"IPv4Address": "172.30.98.10", "IPv6Address": "fd00:98::10"})
+    code, output = project.containers()["app"].exec_run(["ip", "-6", "addr"])
+    assert code == 0 and "fd00:98::10/64" in output.decode(), output
+    assert project.run("down", "--plan", str(path), "--project", project.name).code == 0
+    created = subprocess.run([str(compose_binary), "-f", str(path), "-p", compose_project,
+                              "create"], capture_output=True, text=True, env=ENV,
+                             cwd=project.folder, check=False, timeout=120)
+    assert created.returncode == 0, created.stderr
+    assert _dual_stack(project, compose_project) == mine
+
+
 @pytest.mark.parametrize(("service", "words"), [
     ("gpus: all", "the engine has no such device"),
     ("deploy: {resources: {reservations: {devices: [{capabilities: [gpu], count: 1}]}}}",

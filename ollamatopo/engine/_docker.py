@@ -687,7 +687,8 @@ class Engine:
             await self._call(f"connect {config.name} to {endpoint.network}",
                              self._client.connect_container_to_network, container_id,
                              endpoint.network, aliases=list(endpoint.aliases),
-                             ipv4_address=endpoint.ipv4_address, links=links or None,
+                             ipv4_address=endpoint.ipv4_address,
+                             ipv6_address=endpoint.ipv6_address, links=links or None,
                              link_local_ips=list(endpoint.link_local_ips) or None,
                              driver_opt=dict(endpoint.driver_opts) or None,
                              settle=connected)
@@ -861,7 +862,7 @@ def _endpoint(endpoint: Endpoint, links: list[str]) -> dict[str, Any]:
     config: dict[str, Any] = {"Aliases": list(endpoint.aliases)}
     if links:
         config["Links"] = list(links)
-    addresses = {"IPv4Address": endpoint.ipv4_address,
+    addresses = {"IPv4Address": endpoint.ipv4_address, "IPv6Address": endpoint.ipv6_address,
                  "LinkLocalIPs": list(endpoint.link_local_ips)}
     if any(addresses.values()):
         config["IPAMConfig"] = {key: value for key, value in addresses.items() if value}

@@ -75,6 +75,7 @@ class Endpoint:
     ipv4_address: str | None = None
     link_local_ips: tuple[str, ...] = ()
     driver_opts: tuple[tuple[str, str], ...] = ()
+    ipv6_address: str | None = None
 
     def hashed(self) -> dict[str, Any]:
         """What the container's hash takes of it: the keys added later only when set, so
@@ -82,7 +83,8 @@ class Endpoint:
         return {"network": self.network, "aliases": self.aliases,
                 "ipv4_address": self.ipv4_address,
                 **({"link_local_ips": self.link_local_ips} if self.link_local_ips else {}),
-                **({"driver_opts": self.driver_opts} if self.driver_opts else {})}
+                **({"driver_opts": self.driver_opts} if self.driver_opts else {}),
+                **({"ipv6_address": self.ipv6_address} if self.ipv6_address else {})}
 
 
 @dataclass(frozen=True)
@@ -183,12 +185,9 @@ def network_config(project: str, key: str, spec: NetworkSpec) -> NetworkConfig:
     options = dict(spec.driver_opts)
     if spec.mtu is not None:
         options["com.docker.network.driver.mtu"] = str(spec.mtu)
-    ipam = None
-    if spec.subnet:
-        pool: dict[str, str] = {"Subnet": spec.subnet}
-        if spec.gateway:
-            pool["Gateway"] = spec.gateway
-        ipam = {"Driver": "default", "Config": [pool], "Options": {}}
+    pools = [{"Subnet": subnet, **({"Gateway": gateway} if gateway else {})}
+             for subnet, gateway in spec.pools()]
+    ipam = {"Driver": "default", "Config": pools, "Options": {}} if pools else None
     kwargs: dict[str, Any] = {
         "driver": spec.driver,
         "options": options,
@@ -198,6 +197,8 @@ def network_config(project: str, key: str, spec: NetworkSpec) -> NetworkConfig:
     }
     if spec.attachable:  # only when set: an old network's hash stays
         kwargs["attachable"] = True
+    if spec.enable_ipv6:  # the same
+        kwargs["enable_ipv6"] = True
     digest = config_hash(kwargs)
     kwargs["labels"] = {**spec.labels, LABEL_PROJECT: project, LABEL_NETWORK: key,
                         LABEL_HASH: digest}
@@ -219,7 +220,7 @@ def _endpoint(plan: Plan, service: str, key: str) -> Endpoint:
         return Endpoint(plan_network_name(plan, key), (service,))
     return Endpoint(plan_network_name(plan, key), (service, *attachment.aliases),
                     attachment.ipv4_address, tuple(attachment.link_local_ips),
-                    tuple(sorted(attachment.driver_opts.items())))
+                    tuple(sorted(attachment.driver_opts.items())), attachment.ipv6_address)
 
 
 def container_config(plan: Plan, service: str, base_dir: Path) -> ContainerConfig:

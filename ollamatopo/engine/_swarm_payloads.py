@@ -78,7 +78,8 @@ def swarm_problems(plan: Plan) -> list[PlanProblem]:
                                     "not supported yet on a swarm: the swarm gives the "
                                     "addresses and sets the endpoints up")
                         for key, attachment in spec.networks.items()
-                        for field in ("ipv4_address", "link_local_ips", "driver_opts")
+                        for field in ("ipv4_address", "ipv6_address", "link_local_ips",
+                                      "driver_opts")
                         if getattr(attachment, field))
         problems.extend(_port_problems(name, spec))
         problems.extend(PlanProblem(f"services.{name}.environment.{key}", _REPLICA_REFUSED)

@@ -24,6 +24,8 @@ an unknown key. Pure: a tree in, a tree and problems out.
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -71,9 +73,10 @@ EXTENSION_KEYS = {"ready", "optional", "load_balance", "secrets"}
 NETWORK_KEYS = {"driver", "driver_opts", "ipam", "external", "internal", "attachable",
                 "enable_ipv4", "enable_ipv6", "labels", "name"}
 VOLUME_KEYS = {"driver", "driver_opts", "external", "labels", "name"}
-# A service's attachment to a network; the others (ipv6_address, mac_address,
-# interface_name, gw_priority) need an IPv6 network or Engine API 1.44-1.49.
-ATTACHMENT_KEYS = {"aliases", "ipv4_address", "priority", "link_local_ips", "driver_opts"}
+# A service's attachment to a network; the others (mac_address, interface_name,
+# gw_priority) need Engine API 1.44-1.49.
+ATTACHMENT_KEYS = {"aliases", "ipv4_address", "ipv6_address", "priority", "link_local_ips",
+                   "driver_opts"}
 CONDITIONS = {"service_started": "started", "service_healthy": "healthy",
               "service_completed_successfully": "completed"}
 
@@ -676,7 +679,8 @@ def _network(out: Translation, name: str, spec: object) -> object:
     at = f"networks.{name}"
     network: dict[str, Any] = {}
     for key, value in spec.items():
-        if key in ("driver", "driver_opts", "internal", "labels", "attachable", "name"):
+        if key in ("driver", "driver_opts", "internal", "labels", "attachable", "name",
+                   "enable_ipv6"):
             network[key] = value
         elif key == "external":
             _external(value, network)
@@ -695,17 +699,28 @@ def _ipam(out: Translation, at: str, ipam: object, network: dict[str, Any]) -> N
     if ipam.get("driver", "default") != "default" or ipam.get("options"):
         _not_yet(out, f"{at}.ipam.driver")
     pools = ipam.get("config") or []
-    if not isinstance(pools, list) or len(pools) > 1:
-        _not_yet(out, f"{at}.ipam.config")
+    families = [_family(_mapping(pool)) for pool in pools] if isinstance(pools, list) else []
+    if not isinstance(pools, list) or len(set(families)) < len(families):
+        _not_yet(out, f"{at}.ipam.config")  # one pool of each family: an IPv4 and an IPv6
         return
-    for pool in pools:
+    for index, (pool, family) in enumerate(zip(pools, families, strict=True)):
         pool = _mapping(pool)
         for key in set(pool) - {"subnet", "gateway"}:
-            _not_yet(out, f"{at}.ipam.config[0].{key}")
+            _not_yet(out, f"{at}.ipam.config[{index}].{key}")
         for key in ("subnet", "gateway"):
             if key in pool:
-                network[key] = pool[key]
-                out.sources[f"{at}.{key}"] = f"{at}.ipam.config[0].{key}"
+                target = f"ipv6_{key}" if family == 6 else key
+                network[target] = pool[key]
+                out.sources[f"{at}.{target}"] = f"{at}.ipam.config[{index}].{key}"
+
+
+def _family(pool: dict[str, Any]) -> int:
+    """4 or 6: the pool's address family, by its subnet (else its gateway); an address
+    that does not parse counts as 4, where the model says what is wrong with it."""
+    for key in ("subnet", "gateway"):
+        with contextlib.suppress(ValueError):
+            return ipaddress.ip_network(str(pool.get(key)), strict=False).version
+    return 4
 
 
 def _volume(out: Translation, name: str, spec: object) -> object:

@@ -143,10 +143,12 @@ def _network(spec: NetworkSpec) -> dict[str, Any]:
     network: dict[str, Any] = {"driver": spec.driver, **_identity(spec)}
     if spec.attachable:
         network["attachable"] = True
-    pool = {key: value for key, value in (("subnet", spec.subnet), ("gateway", spec.gateway))
-            if value}
-    if pool:
-        network["ipam"] = {"config": [pool]}
+    if spec.enable_ipv6:
+        network["enable_ipv6"] = True
+    pools = [{"subnet": subnet, **({"gateway": gateway} if gateway else {})}
+             for subnet, gateway in spec.pools()]
+    if pools:
+        network["ipam"] = {"config": pools}
     options = dict(spec.driver_opts)
     if spec.mtu is not None:
         options["com.docker.network.driver.mtu"] = str(spec.mtu)

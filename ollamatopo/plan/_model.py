@@ -257,9 +257,15 @@ class _Model(BaseModel):
 
 
 class NetworkSpec(_Model):
+    """A network; with `enable_ipv6`, its IPv6 pool (`ipv6_subnet`, `ipv6_gateway`) beside
+    the IPv4 one (`subnet`, `gateway`): compose's two `ipam.config` entries."""
+
     driver: Driver = "bridge"
     subnet: str | None = None
     gateway: str | None = None
+    enable_ipv6: bool = False
+    ipv6_subnet: str | None = None
+    ipv6_gateway: str | None = None
     internal: bool = False
     mtu: int | None = Field(default=None, ge=68, le=65535)
     driver_opts: dict[str, Annotated[str, BeforeValidator(_scalar_text)]] = {}
@@ -270,27 +276,42 @@ class NetworkSpec(_Model):
     name: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     external: bool = False
 
-    @field_validator("subnet", "gateway")
+    @field_validator("subnet", "gateway", "ipv6_subnet", "ipv6_gateway")
     @classmethod
     def _address(cls, value: str | None, info: ValidationInfo) -> str | None:
-        subnet = info.field_name == "subnet"
+        name = str(info.field_name)
+        subnet, six = name.endswith("subnet"), name.startswith("ipv6_")
         if value is not None:
             try:
-                (ipaddress.ip_network if subnet else ipaddress.ip_address)(value)
+                parsed = (ipaddress.ip_network if subnet else ipaddress.ip_address)(value)
             except ValueError:
-                example = "a subnet such as 172.22.0.0/24" if subnet else "an IP address"
-                raise ValueError(f"{value!r} is not {example}") from None
+                parsed = None
+            if parsed is None or (six and parsed.version != 6):
+                example = ("an IPv6 subnet such as fd00:1::/64" if six else
+                           "a subnet such as 172.22.0.0/24") if subnet else \
+                    ("an IPv6 address" if six else "an IP address")
+                raise ValueError(f"{value!r} is not {example}")
         return value
 
     @model_validator(mode="after")
     def _gateway_in_subnet(self) -> NetworkSpec:
         _only_a_name_if_external(self, "network")
-        if self.gateway and not self.subnet:
-            raise ValueError("a gateway needs a subnet")
-        if self.gateway and self.subnet and (
-                ipaddress.ip_address(self.gateway) not in ipaddress.ip_network(self.subnet)):
-            raise ValueError(f"gateway {self.gateway} is not in subnet {self.subnet}")
+        for gateway, subnet in ((self.gateway, self.subnet),
+                                (self.ipv6_gateway, self.ipv6_subnet)):
+            if gateway and not subnet:
+                raise ValueError("a gateway needs a subnet")
+            if gateway and subnet and (
+                    ipaddress.ip_address(gateway) not in ipaddress.ip_network(subnet)):
+                raise ValueError(f"gateway {gateway} is not in subnet {subnet}")
+        if self.ipv6_subnet and not self.enable_ipv6:
+            raise ValueError(f"an IPv6 subnet ({self.ipv6_subnet}) needs enable_ipv6: true "
+                             "(without it the engine gives no IPv6 address)")
         return self
+
+    def pools(self) -> list[tuple[str, str | None]]:
+        """(subnet, gateway) of each pool given: the IPv4 one, then the IPv6 one."""
+        return [(subnet, gateway) for subnet, gateway in (
+            (self.subnet, self.gateway), (self.ipv6_subnet, self.ipv6_gateway)) if subnet]
 
 
 class VolumeSpec(_Model):
@@ -495,6 +516,15 @@ class SwarmSpec(_Model):
     restart_policy: SwarmRestartPolicy | None = None
 
 
+def _ipv6_address(value: str) -> str:
+    try:
+        if ipaddress.ip_address(value).version == 6:
+            return value
+    except ValueError:
+        pass
+    raise ValueError(f"{_shown(value)} is not an IPv6 address: write one such as fd00:1::10")
+
+
 def _link_local(value: str) -> str:
     try:
         ipaddress.ip_address(value)
@@ -511,6 +541,7 @@ class ServiceNetwork(_Model):
 
     aliases: list[Annotated[str, AfterValidator(_alias)]] = []
     ipv4_address: Annotated[str, AfterValidator(_ipv4)] | None = None
+    ipv6_address: Annotated[str, AfterValidator(_ipv6_address)] | None = None
     priority: int = 0
     link_local_ips: list[Annotated[str, AfterValidator(_link_local)]] = []
     driver_opts: dict[str, Annotated[str, BeforeValidator(_scalar_text)]] = {}
@@ -1172,6 +1203,10 @@ def _service_references(plan: Plan, name: str, spec: ServiceSpec, suggest: _Hint
             yield PlanProblem(f"{where}.networks.{network}",
                               f"unknown network {network!r}{suggest(network, plan.networks)}; "
                               "declare it under the top-level networks")
+        elif spec.networks[network].ipv6_address and not plan.networks[network].enable_ipv6:
+            yield PlanProblem(f"{where}.networks.{network}.ipv6_address",
+                              f"network {network!r} has no IPv6: give it enable_ipv6: true "
+                              "and an IPv6 subnet in its ipam.config, or remove the address")
     for index, mount in enumerate(spec.volumes if "volumes" not in unread else ()):
         if mount.named and mount.source not in plan.volumes:
             yield PlanProblem(f"{where}.volumes[{index}]",
@@ -1226,16 +1261,18 @@ def _overlapping_subnets(plan: Plan, lines: Mapping[str, int]) -> Iterator[PlanP
     so sorted by first address (the wider first) one overlaps an earlier one exactly when it
     starts within the widest seen so far: one pass, not every pair, and a problem for each
     network inside another (of equal ones, the one written later)."""
-    subnets = sorted((_Subnet.of(name, spec.subnet) for name, spec in plan.networks.items()
-                      if spec.subnet is not None), key=lambda subnet: subnet.sort_key)
+    subnets = sorted((_Subnet.of(name, text, key) for name, spec in plan.networks.items()
+                      for key, text in (("subnet", spec.subnet),
+                                        ("ipv6_subnet", spec.ipv6_subnet)) if text is not None),
+                     key=lambda subnet: subnet.sort_key)
     widest: dict[int, _Subnet] = {}  # by IP version
     for subnet in subnets:
         outer = widest.get(subnet.version)
         if outer is None or subnet.first > outer.last:
             widest[subnet.version] = subnet
             continue
-        at = lines.get(f"networks.{outer.network}.subnet")
-        yield PlanProblem(f"networks.{subnet.network}.subnet",
+        at = lines.get(f"networks.{outer.network}.{outer.key}")
+        yield PlanProblem(f"networks.{subnet.network}.{subnet.key}",
                           f"subnet {subnet.text} overlaps {outer.text}, the subnet of network "
                           f"{outer.network!r}{f' (line {at})' if at else ''}: the engine would "
                           "refuse to create this network; choose subnets that do not overlap")
@@ -1248,12 +1285,13 @@ class _Subnet:
     version: int
     first: int  # addresses as numbers: IPv4 and IPv6 addresses do not compare
     last: int
+    key: str = "subnet"  # the model's key: subnet, or ipv6_subnet
 
     @classmethod
-    def of(cls, network: str, text: str) -> _Subnet:
+    def of(cls, network: str, text: str, key: str = "subnet") -> _Subnet:
         subnet = ipaddress.ip_network(text)
         return cls(network, text, subnet.version, int(subnet.network_address),
-                   int(subnet.broadcast_address))
+                   int(subnet.broadcast_address), key)
 
     @property
     def sort_key(self) -> tuple[int, int, int]:

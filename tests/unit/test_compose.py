@@ -188,6 +188,73 @@ networks:
     assert plan.services["node"].deploy.resources.limits.cpus == 3
 
 
+DUAL = """
+services:
+  node:
+    image: node:1
+    networks: {dual: {ipv4_address: 172.21.0.10, ipv6_address: "fd00:21::10"}}
+networks:
+  dual:
+    enable_ipv6: true
+    ipam:
+      config:
+        - {subnet: "fd00:21::/64", gateway: "fd00:21::1"}
+        - {subnet: 172.21.0.0/24}
+"""
+
+
+def test_an_ipv6_network_takes_one_pool_of_each_family(tmp_path: Path) -> None:
+    from ollamatopo.engine._payloads import container_config, network_config
+
+    plan = load(tmp_path, DUAL).plan
+    dual = plan.networks["dual"]
+    assert (dual.enable_ipv6, dual.subnet, dual.gateway, dual.ipv6_subnet,
+            dual.ipv6_gateway) == (True, "172.21.0.0/24", None, "fd00:21::/64", "fd00:21::1")
+    made = network_config("shop", "dual", dual).create_kwargs
+    assert made["enable_ipv6"] is True
+    assert made["ipam"]["Config"] == [{"Subnet": "172.21.0.0/24"},
+                                      {"Subnet": "fd00:21::/64", "Gateway": "fd00:21::1"}]
+    (endpoint,) = container_config(plan, "node", tmp_path).endpoints
+    assert (endpoint.ipv4_address, endpoint.ipv6_address) == ("172.21.0.10", "fd00:21::10")
+
+
+def test_what_an_ipv6_network_refuses_is_named_at_its_line(tmp_path: Path) -> None:
+    problems = refused(tmp_path, """
+services:
+  a:
+    image: a:1
+    networks: {plain: {ipv6_address: "fd00:22::10"}, twice: {}, late: {}, also: {}}
+networks:
+  plain: {}
+  twice:
+    ipam: {config: [{subnet: 172.23.0.0/24}, {subnet: 172.24.0.0/24}]}
+  late:
+    ipam: {config: [{subnet: "fd00:25::/64"}]}
+  also: {}
+""")
+    text = "\n".join(problems)
+    assert "services.a.networks.plain.ipv6_address (line 5): network 'plain' has no IPv6: " \
+           "give it enable_ipv6: true" in text
+    assert "networks.twice.ipam.config (line 9): not supported yet" in text
+    assert "an IPv6 subnet (fd00:25::/64) needs enable_ipv6: true" in text
+
+
+def test_overlapping_ipv6_subnets_are_refused_before_anything_is_made(tmp_path: Path) -> None:
+    problems = refused(tmp_path, """
+services:
+  a: {image: a:1, networks: [one, two]}
+networks:
+  one:
+    enable_ipv6: true
+    ipam: {config: [{subnet: "fd00:25::/64"}]}
+  two:
+    enable_ipv6: true
+    ipam: {config: [{subnet: 172.26.0.0/24}, {subnet: "fd00:25::/80"}]}
+""")
+    assert any(problem.startswith("networks.two.ipv6_subnet") and "overlaps fd00:25::/64, the "
+               "subnet of network 'one'" in problem for problem in problems), problems
+
+
 def test_keys_not_carried_out_yet_and_unknown_keys_are_named_at_their_line(
         tmp_path: Path) -> None:
     problems = refused(tmp_path, """
