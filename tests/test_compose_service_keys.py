@@ -307,6 +307,24 @@ services:
     assert pulls == (["ollamatopo-standin:latest"] if "always" in service else [])
 
 
+def test_docker_default_platform_is_the_platform_of_a_service_without_one(
+        project: Project) -> None:
+    path = project.write("""
+services:
+  unnamed: {image: ollamatopo-standin:latest}
+""", "compose.yaml")
+    other = project.run("up", "--plan", str(path), "--project", project.name,
+                        env={"DOCKER_DEFAULT_PLATFORM": "linux/arm64"})
+    assert other.code == 1, other.stderr
+    assert "service 'unnamed' failed" in other.stderr and "image ollamatopo-standin:latest " \
+        "on the engine is linux/amd64, not linux/arm64" in other.stderr, other.stderr
+    assert not other.named("image pull started")
+    own = project.run("up", "--plan", str(path), "--project", project.name,
+                      env={"DOCKER_DEFAULT_PLATFORM": "linux/amd64"})
+    assert own.code == 0, own.stderr
+    assert set(project.containers()) == {"unnamed"}
+
+
 def test_pull_policy_never_pulls_nothing(project: Project) -> None:
     path = project.write("""
 services:

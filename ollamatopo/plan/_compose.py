@@ -105,6 +105,15 @@ def normalize_project_name(text: str) -> str:
     return "".join(re.findall(r"[a-z0-9_-]", text.lower())).lstrip("_-")
 
 
+def with_default_platform(tree: dict[str, Any], platform: str) -> dict[str, Any]:
+    """compose's DOCKER_DEFAULT_PLATFORM: the platform of every service that names none
+    (compose's create, pull and build take it so; a swarm's stack deploy does not)."""
+    services = {name: {**spec, "platform": platform}
+                if isinstance(spec, dict) and "platform" not in spec else spec
+                for name, spec in _mapping(tree.get("services")).items()}
+    return {**tree, "services": services} if services else tree
+
+
 def from_compose(tree: dict[str, Any], project: str,
                  profiles: Collection[str] = ()) -> Translation:
     """The plan tree of a compose tree (interpolated already), named `project` (chosen by

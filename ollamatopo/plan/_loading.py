@@ -29,6 +29,7 @@ from ollamatopo.plan._compose import (
     from_compose,
     is_compose,
     normalize_project_name,
+    with_default_platform,
 )
 from ollamatopo.plan._compose_files import Origins, Written, nearest
 from ollamatopo.plan._compose_files import resolve as resolve_files
@@ -129,6 +130,8 @@ def _load_plan(path: Path, environ: Mapping[str, str] | None, project: str | Non
         translation = from_compose(tree, _compose_project(path, project, environ, tree),
                                    profiles)
         tree, translated = translation.tree, translation.problems
+        if variables.get("DOCKER_DEFAULT_PLATFORM") and not on_swarm:
+            tree = with_default_platform(tree, variables["DOCKER_DEFAULT_PLATFORM"])
         warnings.extend(translation.warnings)
         if not on_swarm:
             warnings.extend(translation.one_engine_warnings)

@@ -996,7 +996,8 @@ class ServiceSpec(_Model, ContainerSettings):  # compose's keys for the engine: 
                 normalized_platform(platform) for platform in platforms]:
             raise ValueError(f"platform {self.platform} is not one of build.platforms "
                              f"({', '.join(platforms)}): add it there or change platform "
-                             "(compose refuses this too)")
+                             "(or DOCKER_DEFAULT_PLATFORM, which gives a service without one "
+                             "its platform); compose refuses this too")
         return self
 
     @model_validator(mode="after")

@@ -289,6 +289,25 @@ def test_up_builds_for_one_platform_as_compose_up_picks_it(
     assert config.steps.platform == platform
 
 
+def test_docker_default_platform_is_the_platform_of_a_service_without_one(
+        tmp_path: Path) -> None:
+    text = ("services:\n  web: {build: .}\n  db: {image: db:1}\n"
+            "  pinned: {image: p:1, platform: linux/amd64}\n")
+    plan = load(tmp_path, text, {"DOCKER_DEFAULT_PLATFORM": "linux/arm64"}).plan
+    assert {name: spec.platform for name, spec in plan.services.items()} == {
+        "web": "linux/arm64", "db": "linux/arm64", "pinned": "linux/amd64"}
+    assert build_configs(plan, ["web"], tmp_path / "shop")["shop-web"].steps.platform == \
+        "linux/arm64"
+    (tmp_path / "shop" / ".env").write_text("DOCKER_DEFAULT_PLATFORM=linux/arm64\n")
+    assert load(tmp_path, text).plan.services["db"].platform == "linux/arm64"  # from .env
+    swarm = load_plan(tmp_path / "shop" / "compose.yaml", environ={}, on_swarm=True).plan
+    assert swarm.services["db"].platform is None  # stack deploy does not read it
+    problems = refused(tmp_path, "services:\n  web: {build: {context: ., platforms: "
+                                 "[linux/amd64]}}\n")
+    assert any("platform linux/arm64 is not one of build.platforms (linux/amd64)" in problem
+               and "DOCKER_DEFAULT_PLATFORM" in problem for problem in problems), problems
+
+
 def test_a_platform_the_build_does_not_list_is_refused(tmp_path: Path) -> None:
     problems = refused(tmp_path, "services:\n  web:\n    build: {context: ., platforms: "
                                  "[linux/amd64]}\n    platform: linux/arm64\n")
