@@ -372,12 +372,11 @@ class Engine:
 
     async def objects_of_run(self, project: str, run_id: str) -> tuple[list[str], list[str]]:
         """Ids of the containers and networks that one `up` created (by its run label)."""
-        label = {"label": [f"{LABEL_PROJECT}={project}", f"{LABEL_RUN}={run_id}"]}
-        containers = await self._call("list containers", self._client.containers, all=True,
-                                      filters=label, retry=True)
-        networks = await self._call("list networks", self._client.networks, filters=label,
-                                    retry=True)
-        return [str(c["Id"]) for c in containers], [str(n["Id"]) for n in networks]
+        labels = {LABEL_PROJECT: project, LABEL_RUN: run_id}
+        networks = await self._call(
+            "list networks", self._client.networks, retry=True,
+            filters={"label": [f"{key}={value}" for key, value in labels.items()]})
+        return await self.containers_labelled(labels), [str(n["Id"]) for n in networks]
 
     async def containers_labelled(self, labels: Mapping[str, str]) -> list[str]:
         """Ids of the containers (any state) that carry every one of `labels`."""

@@ -80,10 +80,15 @@ class TaskState:
         return self.state in FAILED
 
     @property
+    def has_container(self) -> bool:
+        """Its container was made and has not ended (`starting`: not yet healthy)."""
+        return self.state in ("starting", "running")
+
+    @property
     def stopping(self) -> bool:
         """The swarm removes or replaces it, and its container still runs (and may still
         answer): a scale down's extra replica for a few seconds after the update."""
-        return not self.current and self.state in ("starting", "running")
+        return not self.current and self.has_container
 
 
 @dataclass(frozen=True)

@@ -764,7 +764,9 @@ def _external(value: object, target: dict[str, Any]) -> None:
 # Sequences compose replaces rather than appends (the spec's "shell commands").
 REPLACED = {("command",), ("entrypoint",), ("healthcheck", "test")}
 # Sequences or mappings that are one mapping, whichever form each file wrote.
-AS_MAPPING = {"environment", "labels", "extra_hosts", "depends_on", "networks", "sysctls"}
+# (by their path below the service)
+AS_MAPPING = {("environment",), ("labels",), ("extra_hosts",), ("depends_on",),
+              ("networks",), ("sysctls",), ("build", "extra_hosts")}
 
 
 def merge_compose(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -780,8 +782,7 @@ def merge_compose(base: dict[str, Any], override: dict[str, Any]) -> dict[str, A
 def _merge(base: Any, override: Any, path: tuple[str, ...]) -> Any:
     in_service = len(path) >= 3 and path[0] == "services"
     key = path[-1] if path else ""
-    if in_service and ((len(path) == 3 and key in AS_MAPPING)
-                       or path[2:] == ("build", "extra_hosts")):
+    if in_service and path[2:] in AS_MAPPING:
         base, override = _as_mapping(key, base), _as_mapping(key, override)
     if isinstance(base, dict) and isinstance(override, dict):
         return {**base, **{name: _merge(base[name], value, (*path, str(name)))

@@ -13,7 +13,7 @@ import os
 import re
 import shlex
 import unicodedata
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -238,12 +238,20 @@ def _phase_name(value: str) -> str:
     return value
 
 
-def _ipv4(value: str) -> str:
-    try:
-        ipaddress.IPv4Address(value)
-    except ValueError:
-        raise ValueError(f"{_shown(value)} is not an IPv4 address") from None
-    return value
+def _ip(version: int | None = None, hint: str = "") -> Callable[[str], str]:
+    """A validator of one IP address, of `version` (4 or 6) when given."""
+    def check(value: str) -> str:
+        try:
+            parsed: ipaddress.IPv4Address | ipaddress.IPv6Address | None = \
+                ipaddress.ip_address(value)
+        except ValueError:
+            parsed = None
+        if parsed is None or version not in (None, parsed.version):
+            kind = f"IPv{version}" if version else "IP"
+            raise ValueError(f"{_shown(value)} is not an {kind} address{hint}")
+        return value
+
+    return check
 
 
 Driver = Annotated[str, AfterValidator(_driver)]
@@ -516,34 +524,18 @@ class SwarmSpec(_Model):
     restart_policy: SwarmRestartPolicy | None = None
 
 
-def _ipv6_address(value: str) -> str:
-    try:
-        if ipaddress.ip_address(value).version == 6:
-            return value
-    except ValueError:
-        pass
-    raise ValueError(f"{_shown(value)} is not an IPv6 address: write one such as fd00:1::10")
-
-
-def _link_local(value: str) -> str:
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        raise ValueError(f"{_shown(value)} is not an IP address: write one such as "
-                         "169.254.8.8 or fe80::8") from None
-    return value
-
-
 class ServiceNetwork(_Model):
     """A service's attachment to one network. `priority`: compose's order of attachment,
     the highest first (ties by the network's name): the first is the network the
     container is created on, its primary one."""
 
     aliases: list[Annotated[str, AfterValidator(_alias)]] = []
-    ipv4_address: Annotated[str, AfterValidator(_ipv4)] | None = None
-    ipv6_address: Annotated[str, AfterValidator(_ipv6_address)] | None = None
+    ipv4_address: Annotated[str, AfterValidator(_ip(4))] | None = None
+    ipv6_address: Annotated[str, AfterValidator(
+        _ip(6, ": write one such as fd00:1::10"))] | None = None
     priority: int = 0
-    link_local_ips: list[Annotated[str, AfterValidator(_link_local)]] = []
+    link_local_ips: list[Annotated[str, AfterValidator(
+        _ip(hint=": write one such as 169.254.8.8 or fe80::8"))]] = []
     driver_opts: dict[str, Annotated[str, BeforeValidator(_scalar_text)]] = {}
 
 

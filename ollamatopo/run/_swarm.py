@@ -454,7 +454,7 @@ _Check = Callable[[list[TaskState]], Awaitable[bool]]
 
 
 async def _has_container(tasks: list[TaskState]) -> bool:
-    return any(task.current and task.state in ("starting", "running") for task in tasks)
+    return any(task.current and task.has_container for task in tasks)
 
 
 async def _job_began(tasks: list[TaskState]) -> bool:
