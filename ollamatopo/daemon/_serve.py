@@ -235,6 +235,10 @@ class Daemon:
         except OllamatopoError as error:
             await request.reply({"error": {"message": str(error),
                                            "exit_code": error.exit_code}})
+        if self.up and request.op in (Op.UP, Op.RECONCILE, Op.SCALE):
+            # After the answer: the caller waits for the run, not for status's rows
+            # (40 ms after a seed run here); the next request is served after this.
+            await self._learn_containers()
         return self._recorder("supervise")
 
     async def _reconcile(self, services: Sequence[str] = ()) -> RunRecorder:
@@ -273,7 +277,6 @@ class Daemon:
             self.selection = [*self.selection, *services]
         self.loaded, self.up = select(loaded, self.selection or ()), True
         self.view.follow(self._phases(self.loaded))
-        await self._learn_containers()
         self.notifier.ready(f"reloaded; supervising {len(self.loaded.plan.services)} services")
         return recorder
 

@@ -33,6 +33,10 @@ ATTEMPT_TIMEOUT_S = 2.0
 DENSE_S = 0.02
 EARLY_S = 0.3
 LATE_S = 0.3
+# Before that window, a check every SPARSE_S: an exec check costs the engine 40-60 ms of
+# work that slows the starts and checks on the critical path. (Overlapping checks inside
+# the window, to look more often than one exec allows, slowed them too: tried, dropped.)
+SPARSE_S = 0.5
 LOOPBACK = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}
 
 
@@ -244,8 +248,8 @@ class ProbeCadence:
             return wait
         now = self._clock() - self._began
         opens, closes = self._window
-        if now < opens:
-            return min(wait, opens - now)
+        if now < opens:  # rarely ready this early: spare the engine (exec checks cost it)
+            return min(max(wait, SPARSE_S), opens - now)
         if now < closes:
             return min(wait, DENSE_S)
         return wait

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tenacity
 
-from ollamatopo.engine._probes import DENSE_S, EARLY_S, LATE_S, Backoff, ProbeCadence
+from ollamatopo.engine._probes import DENSE_S, EARLY_S, LATE_S, SPARSE_S, Backoff, ProbeCadence
 
 
 class Clock:
@@ -53,3 +53,12 @@ def test_an_expected_readiness_shorter_than_the_early_margin_is_dense_from_the_s
     clock = Clock()
     cadence = ProbeCadence(BACKOFF, 0.1, clock)
     assert max(cadence(state(5)) for _ in range(20)) <= DENSE_S
+
+
+def test_long_before_the_window_checks_are_sparse_and_the_window_is_not_overshot() -> None:
+    clock = Clock()
+    cadence = ProbeCadence(BACKOFF, 4.0, clock)  # the window opens 3.7 s after the start
+    clock.now += 0.1
+    assert all(cadence(state(2)) == SPARSE_S for _ in range(20))  # not the 0.15 s cap
+    clock.now = 100.0 + 4.0 - EARLY_S - 0.2
+    assert abs(cadence(state(8)) - 0.2) < 1e-9  # lands on the opening, not past it
