@@ -11,11 +11,11 @@ import anyio
 import pytest
 import structlog
 
-from ollamatopo._errors import EngineError
+from ollamatopo._errors import EngineError, NotFound
 from ollamatopo.engine._swarm import Swarm, TaskState
 from ollamatopo.plan._loading import load_plan
 from ollamatopo.plan._model import HealthcheckSpec
-from ollamatopo.run._swarm import OverlayProbes, SwarmReadiness, TaskBoard
+from ollamatopo.run._swarm import OverlayProbes, SwarmReadiness, TaskBoard, container_started
 
 PLAN = """
 services:
@@ -229,3 +229,37 @@ def test_close_asks_the_engine_nothing_when_no_probe_ran() -> None:
 
     engine.containers_labelled = refuse  # type: ignore[method-assign]
     anyio.run(probes.close)
+
+
+class _Inspecting:
+    """A manager whose engine has containers in the given states (absent: NotFound)."""
+
+    local_node = "manager"
+
+    def __init__(self, states: dict[str, str]) -> None:
+        self.states, self.inspected = states, 0
+        self.engine = self
+
+    async def inspect(self, container_id: str) -> SimpleNamespace:
+        self.inspected += 1
+        if container_id not in self.states:
+            raise NotFound(f"no such container: {container_id}")
+        return SimpleNamespace(status=self.states[container_id])
+
+
+@pytest.mark.parametrize(("node", "state", "container", "started", "inspects"), [
+    ("manager", "starting", "created", False, 1),  # start asked for, not done: wait
+    ("manager", "starting", "running", True, 1),
+    ("manager", "starting", "exited", True, 1),  # it started (its failure shows apart)
+    ("manager", "starting", None, False, 1),  # gone already
+    ("manager", "running", "created", True, 0),  # the swarm's word suffices
+    ("worker", "starting", "created", True, 0),  # another node: out of this engine's sight
+    ("manager", "preparing", "created", False, 0),  # no container yet
+])
+def test_a_task_on_this_manager_has_started_once_the_engine_says_so(
+        node: str, state: str, container: str | None, started: bool, inspects: int) -> None:
+    swarm = _Inspecting({} if container is None else {"c1": container})
+    task = TaskState(id="t1", slot=1, node=node, state=state, desired="running",
+                     message="", error="", container_id="c1", exit_code=None)
+    assert anyio.run(container_started, cast(Swarm, swarm), [task]) is started
+    assert swarm.inspected == inspects
