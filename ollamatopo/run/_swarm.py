@@ -399,8 +399,7 @@ class _SwarmRun:
                     task = failed[-1]
                     raise ServiceFailed(name, f"its task on node {task.node[:12]} "
                                               f"{task.state}: {task.error or task.message}"
-                                              + _exit(task) + await self._last_lines(
-                                                  service_id, job))
+                                              + _exit(task) + await self._last_lines(service_id))
                 if await check(last):
                     break
                 await anyio.sleep(POLL_S)
@@ -422,10 +421,9 @@ class _SwarmRun:
         else:
             self.recorder.mark(name, what)
 
-    async def _last_lines(self, service_id: str, job: bool) -> str:
-        """A failed job's last log lines (the swarm gathers them from its node)."""
-        if not job:
-            return ""
+    async def _last_lines(self, service_id: str) -> str:
+        """A failed service's last log lines (the swarm gathers them from its node): why a
+        task exited is in its output, not in the swarm's "non-zero exit (1)"."""
         with contextlib.suppress(OllamatopoError):
             lines = (await self.swarm.service_logs(service_id, LOG_TAIL)).rstrip().splitlines()
             if lines:
