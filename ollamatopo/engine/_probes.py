@@ -248,7 +248,7 @@ class ProbeCadence:
             return wait
         now = self._clock() - self._began
         opens, closes = self._window
-        if now < opens:  # rarely ready this early: spare the engine (exec checks cost it)
+        if now < opens:
             return min(max(wait, SPARSE_S), opens - now)
         if now < closes:
             return min(wait, DENSE_S)

@@ -138,6 +138,12 @@ class Swarm:
         self._client = engine._client  # the same connection: one engine, one pool
         self.local_node = ""  # the manager's own node id, once `nodes` has been asked
 
+    def local_container(self, task: TaskState) -> str | None:
+        """The task's container when it is on this manager's engine, in reach of its
+        inspect and exec; None before it has one, or on another node (whose engine is not
+        reachable from here)."""
+        return task.container_id if task.node == self.local_node else None
+
     @property
     def has_start_interval(self) -> bool:
         """The engines take a healthcheck's StartInterval (Docker 25, API 1.44)."""

@@ -250,10 +250,11 @@ class SwarmReadiness:
         """A running task with an exec probe, on this manager, also passes it in its
         container (a service without a healthcheck runs before it is ready); another
         node's containers are out of this engine's reach: the swarm's `running` there."""
-        if ready.exec_ is None or not task.container_id or task.node != self.swarm.local_node:
+        container = self.swarm.local_container(task)
+        if ready.exec_ is None or not container:
             return True
         with contextlib.suppress(EngineError):
-            code, _ = await self.swarm.engine.exec(task.container_id, list(ready.exec_))
+            code, _ = await self.swarm.engine.exec(container, list(ready.exec_))
             return code == 0
         return False
 
@@ -455,17 +456,17 @@ _Check = Callable[[list[TaskState]], Awaitable[bool]]
 
 async def container_started(swarm: Swarm, tasks: list[TaskState]) -> bool:
     """A task's container started (compose's `service_started`; the queue's slot is held
-    until then). The swarm says `starting` once the start is asked for, and a task with a
-    healthcheck stays `starting` until it passes, so on this manager the engine tells (a
-    start here takes 0.85 s alone; redis created during postgres's and minio's made theirs
-    1.5 s); another node's start cannot be seen from here: there `starting` counts."""
+    until then, docs/swarm.md). The swarm says `starting` once it asks for the start, and a
+    task with a healthcheck stays `starting` until healthy, so the engine tells where it
+    can; another node's start cannot be seen from here: there `starting` counts."""
     for task in tasks:
         if not (task.current and task.has_container):
             continue
-        if task.state == "running" or task.node != swarm.local_node or not task.container_id:
+        container = swarm.local_container(task)
+        if task.state == "running" or not container:
             return True
         with contextlib.suppress(EngineError):  # gone: the task's failure tells
-            if (await swarm.engine.inspect(task.container_id)).status != "created":
+            if (await swarm.engine.inspect(container)).status != "created":
                 return True
     return False
 

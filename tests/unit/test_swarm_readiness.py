@@ -40,6 +40,7 @@ class _Engine:
 
 class _Swarm:
     local_node = "manager"
+    local_container = Swarm.local_container
 
     def __init__(self) -> None:
         self.engine = _Engine()
@@ -235,6 +236,7 @@ class _Inspecting:
     """A manager whose engine has containers in the given states (absent: NotFound)."""
 
     local_node = "manager"
+    local_container = Swarm.local_container
 
     def __init__(self, states: dict[str, str]) -> None:
         self.states, self.inspected = states, 0
